@@ -1,0 +1,54 @@
+"""Shared test helpers: tiny image files of every kind, good and bad."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+from PIL import Image
+
+
+def write_image(path, size=(24, 16), colour=(200, 30, 40), mode="RGB", fmt=None, seed=None) -> str:
+    """Writes an image of `size` (height, width); random pixels when `seed` is given."""
+    os.makedirs(os.path.dirname(str(path)) or ".", exist_ok=True)
+    height, width = size
+    channels = {"L": 1, "LA": 2, "RGB": 3, "RGBA": 4}[mode]
+    if seed is not None:
+        pixels = np.random.default_rng(seed).integers(0, 256, (height, width, channels), dtype=np.uint8)
+    else:
+        value = list(colour) + [255] * 4
+        pixels = np.empty((height, width, channels), np.uint8)
+        pixels[:] = value[:channels] if mode in ("RGB", "RGBA") else [value[0], 255][:channels]
+    image = Image.fromarray(pixels[..., 0] if channels == 1 else pixels, mode)
+    image.save(str(path), format=fmt)
+    return str(path)
+
+
+def write_truncated_jpeg(path, size=(64, 48)) -> str:
+    """A JPEG cut in half: its header is fine, its pixels are not."""
+    write_image(path, size=size, seed=1, fmt="JPEG")
+    data = open(path, "rb").read()
+    with open(path, "wb") as handle:
+        handle.write(data[: len(data) // 2])
+    return str(path)
+
+
+def write_text(path, text="this is not an image\n") -> str:
+    os.makedirs(os.path.dirname(str(path)) or ".", exist_ok=True)
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    return str(path)
+
+
+def write_empty(path) -> str:
+    os.makedirs(os.path.dirname(str(path)) or ".", exist_ok=True)
+    open(path, "wb").close()
+    return str(path)
+
+
+def clustered_embeddings(classes: int, per_class: int, dim: int = 8, spread: float = 0.05, seed: int = 0):
+    """Well separated clusters: (embeddings, labels)."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(classes, dim)) * 10
+    labels = np.repeat(np.arange(classes), per_class)
+    return centres[labels] + rng.normal(scale=spread, size=(len(labels), dim)), labels
