@@ -1,0 +1,171 @@
+import json
+import os
+
+import pytest
+from helpers import write_image, write_text, write_truncated_jpeg
+
+from visnet.data.readers import detect_layout, load_dataset, parse_spec
+from visnet.data.records import EmptyDatasetError
+
+STYLES = """id,gender,masterCategory,subCategory,articleType,baseColour,season,year,usage,productDisplayName
+1,Men,Apparel,Topwear,Shirts,Navy Blue,Fall,2011,Casual,Turtle Check Men Navy Blue Shirt
+2,Women,Apparel,Topwear,Tops,Pink,Summer,2012,Casual,Boss Men Perfume, After Shave Balm and Shower Gel Set
+3,Women,Apparel,Bottomwear,Shorts,Pink,Summer,2011,Sports,"Nike Women's EM Tempo 3.5"" Pink Short"
+4,Men,Apparel,Topwear,,Blue,Fall,2011,Casual,No Label Shirt
+5,Men,Footwear,Shoes,Casual Shoes,White,Fall,2011,Casual,Shoe Without A Photo
+6,Men,Apparel,Topwear,Shirts,White,Fall,2011,Casual,Broken Photo Shirt
+7,Men
+"""
+
+
+@pytest.fixture
+def kaggle(tmp_path):
+    (tmp_path / "styles.csv").write_text(STYLES, encoding="utf-8")
+    for i in (1, 2, 3, 4):
+        write_image(tmp_path / "images" / f"{i}.jpg", fmt="JPEG")
+    write_truncated_jpeg(tmp_path / "images" / "6.jpg")
+    return str(tmp_path)
+
+
+def test_kaggle_reader_keeps_comma_names_and_skips_bad_rows(kaggle):
+    dataset = load_dataset(f"kaggle:{kaggle}")
+    assert dataset.ids == ["1", "2", "3"]
+    assert dataset.labels == ["Shirts", "Tops", "Shorts"]
+    assert dataset[1].text == "Boss Men Perfume, After Shave Balm and Shower Gel Set"
+    assert dataset[2].text == 'Nike Women\'s EM Tempo 3.5" Pink Short'
+    assert dataset[0].meta["baseColour"] == "Navy Blue"
+    assert dataset[0].path == os.path.join(kaggle, "images", "1.jpg")
+    assert dataset.report.counts() == {
+        "malformed CSV row": 1, "empty articleType": 1, "missing file": 1, "corrupt image": 1,
+    }
+
+
+def test_kaggle_label_column_is_selectable_and_checked(kaggle):
+    dataset = load_dataset(kaggle, label="masterCategory", text_columns=("baseColour", "productDisplayName"))
+    assert dataset.labels == ["Apparel", "Apparel", "Apparel", "Apparel"]
+    assert dataset[0].text == "Navy Blue Turtle Check Men Navy Blue Shirt"
+    with pytest.raises(ValueError, match=r"Unknown label column 'colour' .* Available columns: id, gender"):
+        load_dataset(kaggle, label="colour")
+
+
+def test_inshop_reader(tmp_path):
+    rows = [
+        ("img/WOMEN/Dresses/id_00000002/02_1_front.jpg", "id_00000002", "train"),
+        ("img/WOMEN/Dresses/id_00000002/02_2_side.jpg", "id_00000002", "query"),
+        ("img/MEN/Denim/id_00000080/01_1_front.jpg", "id_00000080", "gallery"),
+        ("img/MEN/Denim/id_00000080/01_2_side.jpg", "id_00000080", "gallery"),
+    ]
+    lines = [str(len(rows)), "image_name item_id evaluation_status"] + [" ".join(r) for r in rows]
+    lines.append("img/broken/row.jpg only_two")
+    (tmp_path / "list_eval_partition.txt").write_text("\n".join(lines) + "\n")
+    for name, _, _ in rows[:3]:
+        write_image(tmp_path / "Img" / name)
+    dataset = load_dataset(str(tmp_path))
+    assert [r.split for r in dataset] == ["train", "query", "gallery"]
+    assert dataset.labels == ["id_00000002", "id_00000002", "id_00000080"]
+    assert dataset[0].item_id == "id_00000002"
+    assert dataset[2].meta == {"gender": "MEN", "category": "Denim"}
+    assert dataset.report.counts() == {"malformed partition row": 1, "missing file": 1}
+
+
+def test_street2shop_reader(tmp_path):
+    json_dir = tmp_path / "json"
+    json_dir.mkdir()
+    bbox = {"left": 1, "top": 2, "width": 10, "height": 12}
+    (json_dir / "train_pairs_dresses.json").write_text(json.dumps(
+        [{"photo": 11, "product": 100, "bbox": bbox}, {"photo": 12, "product": 101, "bbox": bbox}]))
+    (json_dir / "test_pairs_dresses.json").write_text(json.dumps([{"photo": 13, "product": 100}, {"photo": 14}]))
+    (json_dir / "retrieval_dresses.json").write_text(json.dumps(
+        [{"photo": 21, "product": 100}, {"photo": 22, "product": 101}]))
+    (json_dir / "notes.json").write_text("{}")
+    for photo in (11, 12, 13, 21):
+        write_image(tmp_path / "images" / f"{photo}.jpg", fmt="JPEG")
+    write_image(tmp_path / "images" / "22.png")
+    dataset = load_dataset(str(tmp_path))
+    by_id = {r.id: r for r in dataset}
+    assert set(by_id) == {"street:11:100", "street:12:101", "street:13:100", "shop:21:100", "shop:22:101"}
+    assert by_id["street:13:100"].split == "query" and by_id["street:11:100"].split == "train"
+    assert by_id["shop:22:101"].split == "gallery" and by_id["shop:22:101"].path.endswith("22.png")
+    assert by_id["street:11:100"].meta == {"category": "dresses", "domain": "street", "bbox": bbox}
+    assert by_id["shop:21:100"].label == by_id["street:13:100"].label == "100"
+    assert dataset.report.counts() == {"malformed JSON entry": 1}
+
+
+def test_folder_reader(tmp_path):
+    write_image(tmp_path / "dress" / "a.jpg", fmt="JPEG")
+    write_image(tmp_path / "dress" / "b.png")
+    write_image(tmp_path / "shirt" / "c.JPG", fmt="JPEG")
+    write_text(tmp_path / "shirt" / "notes.txt")
+    write_text(tmp_path / "shirt" / "fake.jpg")
+    write_text(tmp_path / ".hidden" / "x.jpg")
+    (tmp_path / "empty").mkdir()
+    dataset = load_dataset(f"folder:{tmp_path}")
+    assert dataset.ids == ["dress/a.jpg", "dress/b.png", "shirt/c.JPG"]
+    assert dataset.labels == ["dress", "dress", "shirt"]
+    assert dataset.report.counts() == {
+        "not an image file (extension)": 1, "empty class folder": 1, "not an image": 1,
+    }
+    items = load_dataset(f"folder:{tmp_path}", by="item")
+    assert items[0].item_id == "dress"
+
+
+def test_csv_manifest_reader(tmp_path):
+    write_image(tmp_path / "imgs" / "a.jpg", fmt="JPEG")
+    write_image(tmp_path / "imgs" / "b.jpg", fmt="JPEG")
+    absolute = write_image(tmp_path / "elsewhere" / "c.png")
+    (tmp_path / "list.csv").write_text(
+        "path,label,text,split,colour\n"
+        "imgs/a.jpg,dress,red dress,train,red\n"
+        "imgs/b.jpg,shirt,\"blue shirt, slim\",query,blue\n"
+        f"{absolute},shirt,,gallery,white\n"
+        "imgs/c.jpg,,no label,train,red\n"
+        "imgs/d.jpg,shirt,bad split,validation,red\n"
+        "imgs/missing.jpg,shirt,,train,red\n"
+    )
+    dataset = load_dataset(str(tmp_path / "list.csv"))
+    assert dataset.labels == ["dress", "shirt", "shirt"]
+    assert dataset.texts == ["red dress", "blue shirt, slim", None]
+    assert [r.split for r in dataset] == ["train", "query", "gallery"]
+    assert dataset[0].meta == {"colour": "red"}
+    assert dataset[0].path == os.path.join(str(tmp_path), "imgs", "a.jpg")
+    assert dataset.report.counts() == {"empty label": 1, "unknown split": 1, "missing file": 1}
+    with pytest.raises(ValueError, match="Unknown label column 'type'"):
+        load_dataset(f"csv:{tmp_path / 'list.csv'}", label="type")
+
+
+def test_benchmark_reader_and_protocol_splits(catalogue):
+    from visnet.data.protocol import Protocol
+
+    dataset = load_dataset(catalogue)
+    protocol = Protocol.load(os.path.join(catalogue, "protocol.json"))
+    assert protocol.label == "type"
+    assert len(dataset) == 12 * 9 and len(dataset.classes) == 12
+    assert dataset[0].text.endswith("t-shirt")
+    train, test = protocol.closed_set(dataset)
+    assert len(train) + len(test) == len(dataset)
+    splits = protocol.open_set(dataset)
+    assert set(splits.base.classes).isdisjoint(protocol.novel_classes)
+    assert set(splits.support.classes) == set(protocol.novel_classes)
+    assert sorted(splits.support.ids + splits.query.ids) == sorted(splits.pool.ids)
+
+
+def test_layout_detection_and_spec_errors(tmp_path, kaggle, catalogue):
+    assert detect_layout(kaggle) == "kaggle"
+    assert detect_layout(catalogue) == "benchmark"
+    assert parse_spec(f"folder:{kaggle}") == ("folder", kaggle)
+    with pytest.raises(FileNotFoundError, match="Data path not found"):
+        load_dataset(str(tmp_path / "nowhere"))
+    with pytest.raises(ValueError, match="Unknown dataset layout 'imagenet'"):
+        load_dataset("imagenet:/data")
+    with pytest.raises(ValueError, match="does not take labels"):
+        load_dataset(kaggle, labels="x")
+    (tmp_path / "loose.txt").write_text("x")
+    with pytest.raises(ValueError, match="Cannot tell the layout of the file"):
+        load_dataset(str(tmp_path / "loose.txt"))
+
+
+def test_a_dataset_with_only_bad_images_is_a_clear_error(tmp_path):
+    write_text(tmp_path / "dress" / "a.jpg")
+    write_truncated_jpeg(tmp_path / "dress" / "b.jpg")
+    with pytest.raises(EmptyDatasetError, match=r"(?s)No usable image records in folder:.*not an image.*corrupt image"):
+        load_dataset(f"folder:{tmp_path}")

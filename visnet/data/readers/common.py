@@ -1,0 +1,87 @@
+"""Helpers shared by the readers: CSV rows that survive stray commas, and the final checks."""
+
+from __future__ import annotations
+
+import csv
+import os
+
+from visnet.data.records import Dataset, EmptyDatasetError, Record, SkipReport
+from visnet.data.validation import DEFAULT_MAX_PIXELS, check_images
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp")
+
+
+def require_file(path: str, what: str) -> str:
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{what} not found: {path}")
+    return path
+
+
+def require_dir(path: str, what: str) -> str:
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f"{what} not found (expected a directory): {path}")
+    return path
+
+
+def read_csv_dicts(path: str, report: SkipReport) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
+    """Reads a CSV file with a header into dicts.
+
+    Rows with more fields than the header (unquoted commas in a product name, as in Kaggle's
+    `styles.csv`) keep the extra fields joined, with their commas, in the last column. Rows with
+    fewer fields are skipped and counted; blank rows are ignored.
+
+    Returns:
+        The header and a list of (line number, row dict), values stripped.
+    """
+    with open(path, newline="", encoding="utf-8-sig") as handle:
+        reader = csv.reader(handle)
+        try:
+            header = [h.strip() for h in next(reader)]
+        except StopIteration:
+            raise ValueError(f"{path} is empty: expected a header row.") from None
+        except (csv.Error, UnicodeDecodeError) as error:
+            raise ValueError(f"{path} is not a readable CSV file: {error}") from None
+        if len(set(header)) != len(header):
+            raise ValueError(f"{path} has duplicate column names: {header}")
+        rows = []
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                break
+            except (csv.Error, UnicodeDecodeError):
+                report.add("malformed CSV row", f"{path}:{reader.line_num}")
+                continue
+            line = reader.line_num
+            if not row or all(not field.strip() for field in row):
+                continue
+            if len(row) > len(header):
+                row = row[: len(header) - 1] + [",".join(row[len(header) - 1 :])]
+            elif len(row) < len(header):
+                report.add("malformed CSV row", f"{path}:{line}")
+                continue
+            rows.append((line, {k: v.strip() for k, v in zip(header, row)}))
+    return header, rows
+
+
+def require_column(column: str, header: list[str], path: str, what: str = "label") -> None:
+    if column not in header:
+        raise ValueError(
+            f"Unknown {what} column {column!r} in {path}. Available columns: {', '.join(header)}"
+        )
+
+
+def finish(
+    records: list[Record],
+    report: SkipReport,
+    name: str,
+    check: str = "decode",
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    progress: bool = False,
+) -> Dataset:
+    """Builds the dataset, checking image files (see `visnet.data.validation`)."""
+    dataset = Dataset(records, name=name, report=report, allow_empty=True)
+    dataset = check_images(dataset, mode=check, max_pixels=max_pixels, progress=progress)
+    if not len(dataset):
+        raise EmptyDatasetError(f"No usable image records in {name} ({dataset.report}).")
+    return dataset
