@@ -1,0 +1,166 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+from helpers import write_image, write_text, write_truncated_jpeg
+from PIL import Image
+
+from visnet.data.augment import Augmentation, augment_image
+from visnet.data.image_spec import ImageSpec, parse_size
+from visnet.data.pipeline import (
+    decode_image,
+    image_dataset,
+    normalize_image,
+    preprocess_bytes,
+    resize_image,
+    sampled_dataset,
+)
+from visnet.data.samplers import PKSampler
+
+
+def decode(path, background=255.0):
+    return decode_image(tf.io.read_file(str(path)), background).numpy()
+
+
+def test_grey_and_alpha_images_become_rgb(tmp_path):
+    grey = decode(write_image(tmp_path / "g.png", mode="L", colour=(90,)))
+    assert grey.shape == (24, 16, 3) and np.all(grey == 90)
+    # A fully transparent RGBA pixel shows the background; an opaque one its colour.
+    pixels = np.zeros((2, 2, 4), np.uint8)
+    pixels[0, 0] = (10, 20, 30, 255)
+    pixels[1, 1] = (10, 20, 30, 0)
+    Image.fromarray(pixels, "RGBA").save(tmp_path / "a.png")
+    rgba = decode(tmp_path / "a.png", background=255.0)
+    np.testing.assert_allclose(rgba[0, 0], [10, 20, 30])
+    np.testing.assert_allclose(rgba[1, 1], [255, 255, 255])
+    grey_alpha = np.zeros((2, 2, 2), np.uint8)
+    grey_alpha[..., 0], grey_alpha[..., 1] = 100, 128
+    Image.fromarray(grey_alpha, "LA").save(tmp_path / "la.png")
+    np.testing.assert_allclose(decode(tmp_path / "la.png", 0.0), 100 * 128 / 255, rtol=1e-5)
+
+
+def test_jpeg_decoding_matches_pil(tmp_path):
+    path = write_image(tmp_path / "r.jpg", size=(40, 30), seed=3, fmt="JPEG")
+    np.testing.assert_array_equal(decode(path), np.asarray(Image.open(path).convert("RGB")))
+
+
+def test_pad_crop_and_stretch_keep_or_ignore_the_aspect_ratio():
+    wide = tf.fill([10, 40, 3], 50.0)  # 1:4 image into a 20x20 square
+    padded = resize_image(wide, ImageSpec(20, 20, resize="pad", pad_value=255)).numpy()
+    assert padded.shape == (20, 20, 3)
+    np.testing.assert_allclose(padded[8:12], 50.0, rtol=1e-5)  # the 5-pixel-high image sits in the middle
+    np.testing.assert_allclose(padded[:7], 255.0)
+    np.testing.assert_allclose(padded[-7:], 255.0)
+    cropped = resize_image(wide, ImageSpec(20, 20, resize="crop")).numpy()
+    np.testing.assert_allclose(cropped, 50.0, rtol=1e-5)  # fills the square: no padding anywhere
+    ramp = tf.tile(tf.reshape(tf.range(40, dtype=tf.float32), [1, 40, 1]), [10, 1, 3])
+    centre = resize_image(ramp, ImageSpec(10, 10, resize="crop")).numpy()
+    assert 14 < centre[5, 0, 0] and centre[5, -1, 0] < 26  # the middle quarter of the ramp
+    stretched = resize_image(ramp, ImageSpec(10, 20, resize="stretch")).numpy()
+    assert stretched[0, 0, 0] < 2 and stretched[0, -1, 0] > 37
+    same = tf.random.uniform([20, 20, 3], 0, 255)
+    np.testing.assert_array_equal(resize_image(same, ImageSpec(20, 20)).numpy(), same.numpy())
+
+
+def test_normalisation_matches_keras_applications():
+    from keras.applications import imagenet_utils
+
+    image = np.random.default_rng(0).uniform(0, 255, (2, 4, 4, 3)).astype(np.float32)
+    for mode, keras_mode in (("caffe", "caffe"), ("torch", "torch"), ("symmetric", "tf")):
+        expected = imagenet_utils.preprocess_input(image.copy(), mode=keras_mode)
+        np.testing.assert_allclose(normalize_image(tf.constant(image), mode).numpy(), expected, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(normalize_image(tf.constant(image), "unit").numpy(), image / 255, rtol=1e-6)
+    with pytest.raises(ValueError, match="'imagenet'"):
+        normalize_image(tf.constant(image), "imagenet")
+
+
+def test_spec_and_size_errors_name_the_value():
+    assert parse_size("128x96") == (128, 96)
+    with pytest.raises(ValueError, match="Received: '128'"):
+        parse_size("128")
+    with pytest.raises(ValueError, match="resize='squash'"):
+        ImageSpec(resize="squash")
+    with pytest.raises(ValueError, match="normalization='vgg'"):
+        ImageSpec(normalization="vgg")
+
+
+def test_preprocess_bytes_is_decode_resize_normalise(tmp_path):
+    path = write_image(tmp_path / "p.png", size=(30, 60), seed=2)
+    spec = ImageSpec(16, 16, normalization="caffe")
+    out = preprocess_bytes(tf.io.read_file(path), spec).numpy()
+    manual = normalize_image(resize_image(tf.constant(decode(path)), spec), "caffe").numpy()
+    np.testing.assert_allclose(out, manual)
+    assert out.shape == (16, 16, 3)
+
+
+def test_image_dataset_skips_bad_files_and_keeps_indices(tmp_path):
+    paths = [
+        write_image(tmp_path / "0.png", colour=(10, 10, 10)),
+        write_truncated_jpeg(tmp_path / "1.jpg"),
+        write_image(tmp_path / "2.jpg", colour=(200, 0, 0), fmt="JPEG"),
+        write_text(tmp_path / "3.jpg"),
+        str(tmp_path / "4-missing.png"),
+        write_image(tmp_path / "5.png", mode="RGBA"),
+    ]
+    ds = image_dataset(paths, [0, 1, 2, 3, 4, 5], ImageSpec(8, 8), batch_size=4)
+    batches = list(ds)
+    indices = np.concatenate([b["index"].numpy() for b in batches])
+    labels = np.concatenate([b["label"].numpy() for b in batches])
+    np.testing.assert_array_equal(indices, [0, 2, 5])
+    np.testing.assert_array_equal(labels, [0, 2, 5])
+    assert batches[0]["image"].shape == (3, 8, 8, 3)
+
+
+def test_shuffle_cache_and_augmentation_are_seeded(tmp_path):
+    paths = [write_image(tmp_path / f"{i}.png", seed=i, size=(12, 12)) for i in range(6)]
+    def run(seed):
+        ds = image_dataset(paths, list(range(6)), ImageSpec(12, 12), batch_size=6, shuffle=True, seed=seed,
+                           augment=Augmentation(), cache=True)
+        return [(b["index"].numpy(), b["image"].numpy()) for b in ds.take(1)][0]
+    (i1, x1), (i2, x2), (i3, x3) = run(1), run(1), run(2)
+    np.testing.assert_array_equal(i1, i2)
+    np.testing.assert_allclose(x1, x2)
+    assert not np.array_equal(i1, i3) or not np.allclose(x1, x3)
+    assert x1.min() >= 0 and x1.max() <= 255
+
+
+def test_augmentation_changes_pixels_keeps_shape_and_range():
+    image = tf.random.stateless_uniform([24, 16, 3], [0, 1], 0, 255)
+    a = augment_image(image, tf.constant([1, 2], tf.int64), Augmentation())
+    b = augment_image(image, tf.constant([1, 2], tf.int64), Augmentation())
+    c = augment_image(image, tf.constant([1, 3], tf.int64), Augmentation())
+    assert a.shape == (24, 16, 3)
+    np.testing.assert_allclose(a.numpy(), b.numpy())
+    assert not np.allclose(a.numpy(), c.numpy())
+    assert float(tf.reduce_min(a)) >= 0 and float(tf.reduce_max(a)) <= 255
+    off = Augmentation(flip=False, rotation=0, crop=1, brightness=0, contrast=0, saturation=0, hue=0)
+    np.testing.assert_allclose(augment_image(image, tf.constant([1, 2], tf.int64), off).numpy(), image.numpy(), atol=1e-3)
+    flip_only = Augmentation(rotation=0, crop=1, brightness=0, contrast=0, saturation=0, hue=0)
+    flips = [augment_image(image, tf.constant([0, s], tf.int64), flip_only).numpy() for s in range(8)]
+    assert any(np.allclose(f, image.numpy()[:, ::-1], atol=1e-3) for f in flips)
+    with pytest.raises(ValueError, match="crop=0"):
+        Augmentation(crop=0)
+
+
+def test_rotation_turns_the_image_about_its_centre():
+    from visnet.data.augment import _rotate
+
+    image = np.full((21, 21, 3), 255.0, np.float32)
+    image[10, 15:] = 0.0  # a dark bar pointing right from the centre
+    turned = _rotate(tf.constant(image), tf.constant(np.pi / 2), 255.0).numpy()
+    assert turned[10, 18, 0] > 200  # the bar has left the horizontal...
+    assert min(turned[3, 10, 0], turned[17, 10, 0]) < 50  # ...and now points vertically
+
+
+def test_sampled_dataset_follows_the_sampler(tmp_path):
+    paths = [write_image(tmp_path / f"{i}.png", colour=(i * 20, 0, 0), size=(8, 8)) for i in range(8)]
+    labels = [0, 0, 1, 1, 2, 2, 3, 3]
+    sampler = PKSampler(labels, p=2, k=2, seed=0)
+    ds = sampled_dataset(paths, labels, sampler, ImageSpec(8, 8))
+    batches = list(ds.take(len(sampler) + 1))
+    expected = np.concatenate([sampler.epoch(0), sampler.epoch(1)[:1]])
+    for batch, indices in zip(batches, expected):
+        np.testing.assert_array_equal(batch["index"].numpy(), indices)
+        np.testing.assert_array_equal(batch["label"].numpy(), np.asarray(labels)[indices])
+        np.testing.assert_allclose(batch["image"].numpy()[:, 0, 0, 0], indices * 20.0)
+    resumed = next(iter(sampled_dataset(paths, labels, sampler, ImageSpec(8, 8), start_epoch=1)))
+    np.testing.assert_array_equal(resumed["index"].numpy(), sampler.epoch(1)[0])

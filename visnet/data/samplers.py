@@ -1,0 +1,244 @@
+"""Index samplers: class-balanced P x K batches, pairs, triplets and N-way K-shot episodes.
+
+Samplers work on an array of labels and return record indices, so they know nothing of images
+or TensorFlow and can be tested alone. Every draw derives from `(seed, epoch)` or
+`(seed, episode)`: the same seed gives the same batches, and a resumed run can ask for
+epoch 7 without replaying epochs 0-6.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+
+
+def _groups(labels: Sequence) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Distinct labels (sorted) and the record indices of each."""
+    labels = np.asarray(labels)
+    if labels.ndim != 1 or labels.size == 0:
+        raise ValueError(f"labels must be a non-empty 1-D sequence. Received shape {labels.shape}")
+    classes, inverse = np.unique(labels, return_inverse=True)
+    order = np.argsort(inverse, kind="stable")
+    bounds = np.cumsum(np.bincount(inverse, minlength=len(classes)))[:-1]
+    return classes, np.split(order, bounds)
+
+
+class PKSampler:
+    """Batches of exactly P classes x K images (Hermans et al., "In Defense of the Triplet Loss").
+
+    Args:
+        labels: sequence. The label of every record.
+        p: int. Classes per batch.
+        k: int. Images per class in a batch; a class with fewer than K images is sampled with
+            replacement.
+        batches_per_epoch: int or None. Defaults to ceil(classes / P), so every class appears
+            once per epoch; more batches make more passes over the classes.
+        seed: int.
+
+    Every pass over the classes visits all of them in a random order; a last group with fewer
+    than P classes is completed with other classes drawn at random. Within a class, images are
+    drawn without replacement, cycling through all of them before any repeats.
+    """
+
+    def __init__(self, labels: Sequence, p: int, k: int, batches_per_epoch: int | None = None, seed: int = 0):
+        self.classes, self.members = _groups(labels)
+        if p < 1 or k < 1:
+            raise ValueError(f"p and k must be >= 1. Received: p={p}, k={k}")
+        if p > len(self.classes):
+            raise ValueError(
+                f"p={p} classes per batch, but the labels have only {len(self.classes)} classes."
+            )
+        passes_default = -(-len(self.classes) // p)
+        if batches_per_epoch is not None and batches_per_epoch < 1:
+            raise ValueError(f"batches_per_epoch must be >= 1. Received: {batches_per_epoch}")
+        self.p, self.k, self.seed = p, k, seed
+        self.batches_per_epoch = batches_per_epoch or passes_default
+
+    def __len__(self) -> int:
+        return self.batches_per_epoch
+
+    @property
+    def batch_size(self) -> int:
+        return self.p * self.k
+
+    def _class_groups(self, rng: np.random.Generator) -> Iterator[np.ndarray]:
+        n = len(self.classes)
+        while True:
+            order = rng.permutation(n)
+            for start in range(0, n, self.p):
+                group = order[start : start + self.p]
+                if len(group) < self.p:
+                    others = np.setdiff1d(np.arange(n), group)
+                    group = np.concatenate([group, rng.choice(others, self.p - len(group), replace=False)])
+                yield group
+
+    def epoch(self, epoch: int) -> np.ndarray:
+        """Record indices of one epoch, shape (batches_per_epoch, P * K)."""
+        rng = np.random.default_rng([self.seed, epoch])
+        queues: dict[int, list[int]] = {}
+
+        def draw(c: int) -> np.ndarray:
+            members = self.members[c]
+            if len(members) < self.k:
+                return rng.choice(members, self.k, replace=True)
+            queue = queues.setdefault(c, [])
+            if len(queue) < self.k:
+                fresh = [m for m in rng.permutation(members) if m not in queue]
+                queue.extend(fresh)
+            taken, queues[c] = queue[: self.k], queue[self.k :]
+            return np.asarray(taken)
+
+        groups = self._class_groups(rng)
+        batches = [np.concatenate([draw(c) for c in next(groups)]) for _ in range(self.batches_per_epoch)]
+        return np.stack(batches).astype(np.int64)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        return iter(self.epoch(0))
+
+
+class PairSampler:
+    """Pairs for contrastive training: same class with probability `p_same`, else different.
+
+    Args:
+        labels: sequence. The label of every record.
+        pairs_per_epoch: int. Pairs drawn per epoch.
+        p_same: float. Probability that a pair is positive (the Navee report used 0.4).
+        seed: int.
+
+    Positive pairs are two different images of a class with at least two images.
+    """
+
+    def __init__(self, labels: Sequence, pairs_per_epoch: int, p_same: float = 0.4, seed: int = 0):
+        self.classes, self.members = _groups(labels)
+        if not 0 <= p_same <= 1:
+            raise ValueError(f"p_same must be in [0, 1]. Received: p_same={p_same}")
+        if pairs_per_epoch < 1:
+            raise ValueError(f"pairs_per_epoch must be >= 1. Received: pairs_per_epoch={pairs_per_epoch}")
+        self.positive_classes = np.array([c for c, m in enumerate(self.members) if len(m) >= 2])
+        if p_same > 0 and not len(self.positive_classes):
+            raise ValueError("p_same > 0 needs a class with at least 2 images; every class has 1.")
+        if p_same < 1 and len(self.classes) < 2:
+            raise ValueError("Negative pairs need at least 2 classes.")
+        self.pairs_per_epoch, self.p_same, self.seed = pairs_per_epoch, p_same, seed
+
+    def __len__(self) -> int:
+        return self.pairs_per_epoch
+
+    def epoch(self, epoch: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(first, second, same) arrays of length `pairs_per_epoch`; `same` is 1 for positives."""
+        rng = np.random.default_rng([self.seed, epoch])
+        same = (rng.random(self.pairs_per_epoch) < self.p_same).astype(np.int64)
+        first = np.empty(self.pairs_per_epoch, np.int64)
+        second = np.empty(self.pairs_per_epoch, np.int64)
+        n = len(self.classes)
+        for i, positive in enumerate(same):
+            if positive:
+                members = self.members[rng.choice(self.positive_classes)]
+                first[i], second[i] = rng.choice(members, 2, replace=False)
+            else:
+                a, b = rng.choice(n, 2, replace=False)
+                first[i], second[i] = rng.choice(self.members[a]), rng.choice(self.members[b])
+        return first, second, same
+
+
+class TripletSampler:
+    """(anchor, positive, negative) index triplets with random negatives.
+
+    Args:
+        labels: sequence. The label of every record.
+        triplets_per_epoch: int.
+        seed: int.
+
+    Anchors come from classes with at least two images, so the positive is a different image.
+    """
+
+    def __init__(self, labels: Sequence, triplets_per_epoch: int, seed: int = 0):
+        self.classes, self.members = _groups(labels)
+        if triplets_per_epoch < 1:
+            raise ValueError(f"triplets_per_epoch must be >= 1. Received: {triplets_per_epoch}")
+        self.anchor_classes = np.array([c for c, m in enumerate(self.members) if len(m) >= 2])
+        if not len(self.anchor_classes):
+            raise ValueError("Triplets need a class with at least 2 images; every class has 1.")
+        if len(self.classes) < 2:
+            raise ValueError("Triplets need at least 2 classes.")
+        self.triplets_per_epoch, self.seed = triplets_per_epoch, seed
+
+    def __len__(self) -> int:
+        return self.triplets_per_epoch
+
+    def epoch(self, epoch: int) -> np.ndarray:
+        """Array of shape (triplets_per_epoch, 3): anchor, positive, negative indices."""
+        rng = np.random.default_rng([self.seed, epoch])
+        n = len(self.classes)
+        out = np.empty((self.triplets_per_epoch, 3), np.int64)
+        for i in range(self.triplets_per_epoch):
+            c = rng.choice(self.anchor_classes)
+            out[i, :2] = rng.choice(self.members[c], 2, replace=False)
+            other = rng.integers(n - 1)
+            other += other >= c
+            out[i, 2] = rng.choice(self.members[other])
+        return out
+
+
+@dataclasses.dataclass(frozen=True)
+class Episode:
+    """One N-way K-shot task. `*_labels` are episode-local class numbers 0..N-1."""
+
+    classes: np.ndarray  # the N original labels, in episode order
+    support: np.ndarray  # record indices, N * K, grouped by class
+    support_labels: np.ndarray
+    query: np.ndarray  # record indices, N * Q
+    query_labels: np.ndarray
+
+
+class EpisodeSampler:
+    """N-way K-shot episodes: N classes, K support and Q query images each, all distinct.
+
+    Args:
+        labels: sequence. The label of every record.
+        ways: int. N, classes per episode.
+        shots: int. K, support images per class.
+        queries: int. Q, query images per class.
+        episodes: int. Episodes per pass.
+        seed: int. Episode e is drawn from (seed, e).
+    """
+
+    def __init__(self, labels: Sequence, ways: int, shots: int, queries: int, episodes: int = 600, seed: int = 0):
+        self.classes, self.members = _groups(labels)
+        if ways < 2 or shots < 1 or queries < 1 or episodes < 1:
+            raise ValueError(
+                "Need ways >= 2, shots >= 1, queries >= 1, episodes >= 1. "
+                f"Received: ways={ways}, shots={shots}, queries={queries}, episodes={episodes}"
+            )
+        self.eligible = np.array([c for c, m in enumerate(self.members) if len(m) >= shots + queries])
+        if len(self.eligible) < ways:
+            raise ValueError(
+                f"{ways}-way {shots}-shot episodes with {queries} queries per class need {ways} classes "
+                f"with at least {shots + queries} images; only {len(self.eligible)} of "
+                f"{len(self.classes)} classes have that many."
+            )
+        self.ways, self.shots, self.queries, self.episodes, self.seed = ways, shots, queries, episodes, seed
+
+    def __len__(self) -> int:
+        return self.episodes
+
+    def episode(self, index: int) -> Episode:
+        rng = np.random.default_rng([self.seed, index])
+        chosen = rng.choice(self.eligible, self.ways, replace=False)
+        support, query = [], []
+        for c in chosen:
+            picked = rng.choice(self.members[c], self.shots + self.queries, replace=False)
+            support.append(picked[: self.shots])
+            query.append(picked[self.shots :])
+        return Episode(
+            classes=self.classes[chosen],
+            support=np.concatenate(support).astype(np.int64),
+            support_labels=np.repeat(np.arange(self.ways), self.shots),
+            query=np.concatenate(query).astype(np.int64),
+            query_labels=np.repeat(np.arange(self.ways), self.queries),
+        )
+
+    def __iter__(self) -> Iterator[Episode]:
+        return (self.episode(i) for i in range(self.episodes))
