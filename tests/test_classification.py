@@ -1,0 +1,43 @@
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from visnet.evaluation.classification import knn_accuracy, knn_predict, vote
+
+
+def brute_knn(train, train_labels, test, k):
+    predictions = []
+    for x in test:
+        distances = np.linalg.norm(train - x, axis=1)
+        order = sorted(range(len(train)), key=lambda i: (distances[i], i))[:k]
+        counts = Counter(train_labels[i] for i in order)
+        best = max(counts.values())
+        predictions.append(next(train_labels[i] for i in order if counts[train_labels[i]] == best))
+    return np.array(predictions)
+
+
+def test_knn_matches_brute_force_and_chunking_does_not_matter():
+    rng = np.random.default_rng(0)
+    train, test = rng.normal(size=(200, 5)), rng.normal(size=(60, 5))
+    train_labels, test_labels = rng.integers(0, 4, 200), rng.integers(0, 4, 60)
+    predictions = knn_predict(train, train_labels, test, ks=(1, 3, 5))
+    small = knn_predict(train, train_labels, test, ks=(1, 3, 5), max_memory=24 * 200 * 7)
+    for k in (1, 3, 5):
+        np.testing.assert_array_equal(predictions[k], brute_knn(train, train_labels, test, k))
+        np.testing.assert_array_equal(small[k], predictions[k])
+    accuracy = knn_accuracy(train, train_labels, test, test_labels, ks=(1, 5))
+    assert accuracy[1] == pytest.approx(np.mean(predictions[1] == test_labels))
+
+
+def test_vote_breaks_ties_by_the_nearest():
+    np.testing.assert_array_equal(vote([["a", "b", "b"], ["a", "b", "c"], ["c", "a", "a"]]), ["b", "a", "a"])
+    np.testing.assert_array_equal(vote([["b", "a", "a", "b"], ["a", "b", "b", "a"]]), ["b", "a"])
+
+
+def test_hand_made_knn():
+    train = np.array([[0.0], [1.0], [2.0], [10.0], [11.0]])
+    labels = np.array(["x", "y", "y", "z", "z"])
+    assert knn_accuracy(train, labels, [[0.1], [10.4]], ["x", "z"], ks=(1, 3)) == {1: 1.0, 3: 0.5}
+    with pytest.raises(ValueError, match=r"Every k must be in \[1, 5\]"):
+        knn_predict(train, labels, [[0.0]], ks=(6,))

@@ -1,0 +1,103 @@
+import json
+import os
+import re
+import shutil
+
+import pytest
+from helpers import write_text
+
+from visnet import evaluate
+
+
+def run_cli(capsys, *argv):
+    code = evaluate.main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_hog_on_the_generated_catalogue(catalogue, tmp_path, capsys):
+    out = tmp_path / "results.json"
+    code, stdout, _ = run_cli(capsys, "--data", catalogue, "--episodes", "20", "--classifiers", "prototype,1nn",
+                              "--no-progress", "--out", str(out))
+    assert code == 0
+    results = json.loads(out.read_text())
+    assert results["embedder"]["name"] == "hog" and results["embedder"]["image_size"] == [64, 48]
+    closed, open_ = results["closed_set"], results["open_set"]
+    assert closed["classes"] == 12 and closed["train"] + closed["test"] == 108
+    assert open_["support"] + open_["query"] == 5 * 9
+    # 12 visually distinct classes: HOG must beat chance (1/12, and 1/5 for episodes) by far.
+    assert closed["knn_accuracy"]["1"] > 0.4
+    assert 0.3 < open_["mAP"] <= 1 and open_["recall"]["1"] >= open_["mAP"] - 0.3
+    tasks = {(r["classifier"], r["ways"], r["shots"]): r for r in results["few_shot"]}
+    assert set(tasks) == {(c, 5, s) for c in ("prototype", "1nn") for s in (1, 5)}
+    assert tasks[("prototype", 5, 5)]["accuracy"] > 0.5 and tasks[("prototype", 5, 5)]["episodes"] == 20
+    assert tasks[("prototype", 5, 1)]["accuracy"] == tasks[("1nn", 5, 1)]["accuracy"]  # same episodes
+    assert "Closed-set k-NN accuracy" in stdout and "mAP" in stdout and "5-way 5-shot" in stdout
+
+
+def test_bad_images_are_skipped_counted_and_reported(catalogue, tmp_path, capsys):
+    copy = tmp_path / "cat"
+    shutil.copytree(catalogue, copy)
+    broken = sorted(os.listdir(copy / "images"))[:2]
+    write_text(copy / "images" / broken[0])
+    os.remove(copy / "images" / broken[1])
+    out = tmp_path / "r.json"
+    code, _, stderr = run_cli(capsys, "--data", str(copy), "--episodes", "5", "--no-progress", "--out", str(out))
+    assert code == 0
+    assert "1 not an image" in stderr and "1 missing file" in stderr
+    skipped = json.loads(out.read_text())["skipped"]
+    assert skipped["not an image"]["count"] == 1 and skipped["missing file"]["count"] == 1
+    assert json.loads(out.read_text())["counts"]["embedded"] == 106
+
+
+def test_pixels_embedder_options_and_a_folder_without_protocol(catalogue, tmp_path, capsys):
+    folder = tmp_path / "folder"
+    for line in open(os.path.join(catalogue, "manifest.csv")).read().splitlines()[1:]:
+        path, label = line.split(",")[0], line.split(",")[3]
+        os.makedirs(folder / label, exist_ok=True)
+        shutil.copy(os.path.join(catalogue, path), folder / label)
+    code, stdout, stderr = run_cli(capsys, "--data", f"folder:{folder}", "--embedder", "pixels",
+                                   "--embedder-option", "grey=true", "--image-size", "32x24",
+                                   "--ways", "3", "--shots", "1", "--queries", "3", "--episodes", "5",
+                                   "--no-progress")
+    assert code == 0, stderr
+    assert "no protocol.json: made one" in stderr
+    assert "3-way 1-shot" in stdout
+
+
+def test_help_lists_every_flag(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        evaluate.main(["--help"])
+    assert exit_info.value.code == 0
+    help_text = capsys.readouterr().out
+    flags = {a.option_strings[-1] for a in evaluate.build_parser()._actions}
+    assert flags - {"--help"}
+    for flag in flags:
+        assert flag in help_text
+    assert re.search(r"--embedder EMBEDDER\s+embedder: hog, pixels", help_text)
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--data", "/no/such/place"], "Data path not found: /no/such/place"),
+        (["--data", "CATALOGUE", "--embedder", "sift"], "Unknown embedder: 'sift'. Available: hog, pixels"),
+        (["--data", "CATALOGUE", "--classifiers", "svm"], "Unknown few-shot classifier: 'svm'"),
+        (["--data", "CATALOGUE", "--image-size", "100x90"], "Image height 100 does not fit HOG blocks"),
+        (["--data", "CATALOGUE", "--episodes", "0"], "--episodes must be >= 1. Received: 0"),
+        (["--data", "CATALOGUE", "--embedder-option", "colour=1"], "The embedder 'hog' does not take colour. It takes: image_size, block"),
+    ],
+)
+def test_bad_arguments_are_clear_errors(catalogue, capsys, argv, message):
+    argv = [catalogue if a == "CATALOGUE" else a for a in argv]
+    code, _, stderr = run_cli(capsys, *argv, "--no-progress")
+    assert code == 2
+    assert message in stderr
+
+
+def test_malformed_flags_exit_with_usage(capsys):
+    for argv in (["--data", "x", "--ways", "five"], ["--data", "x", "--metric", "manhattan"], []):
+        with pytest.raises(SystemExit) as exit_info:
+            evaluate.main(argv)
+        assert exit_info.value.code == 2
+    assert "usage:" in capsys.readouterr().err

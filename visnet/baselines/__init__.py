@@ -1,0 +1,15 @@
+"""Embedders that need no training, resolved by name: `visnet.baselines.embedders.get("hog")`.
+
+An embedder is any callable from a batch of images (batch, height, width, 3), RGB in [0, 255],
+to a (batch, dim) array, with an `image_spec` saying which size and normalisation it expects.
+"""
+
+from visnet.baselines.hog import HOGEmbedder
+from visnet.baselines.pixels import PixelEmbedder
+from visnet.registry import Registry
+
+embedders = Registry("embedder")
+embedders.register("hog")(HOGEmbedder)
+embedders.register("pixels")(PixelEmbedder)
+
+__all__ = ["HOGEmbedder", "PixelEmbedder", "embedders"]

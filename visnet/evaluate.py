@@ -1,0 +1,166 @@
+"""Measure an embedder on a benchmark protocol.
+
+    python -m visnet.evaluate --embedder hog --data ../shared/data/fashion-products
+
+prints closed-set k-NN accuracy, open-set mAP and Recall@K, and the N-way K-shot table of the
+protocol in the data folder's `protocol.json` (or of one made for the data with
+`visnet.data.protocol.make_protocol` when there is none).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+from visnet.data.image_spec import parse_size
+from visnet.data.validation import CHECK_MODES
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    return values
+
+
+def _name_list(text: str) -> tuple[str, ...]:
+    values = tuple(v.strip() for v in text.split(",") if v.strip())
+    if not values:
+        raise argparse.ArgumentTypeError(f"expected comma-separated names, got {text!r}")
+    return values
+
+
+def _option(text: str) -> tuple[str, object]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key.replace("-", "_"), json.loads(value)
+    except json.JSONDecodeError:
+        return key.replace("-", "_"), value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from visnet.baselines import embedders
+    from visnet.evaluation.distances import METRICS
+    from visnet.evaluation.fewshot import classifiers
+
+    parser = argparse.ArgumentParser(
+        prog="python -m visnet.evaluate",
+        description="Embed a dataset's protocol images and print closed-set accuracy, open-set "
+        "retrieval (mAP, Recall@K) and the N-way K-shot table.",
+    )
+    parser.add_argument("--data", required=True,
+                        help="dataset as LAYOUT:PATH or a path whose layout is detected "
+                        "(benchmark, kaggle, inshop, street2shop, folder, csv)")
+    parser.add_argument("--embedder", default="hog", help=f"embedder: {', '.join(embedders.names())} (default hog)")
+    parser.add_argument("--embedder-option", type=_option, action="append", default=[], metavar="KEY=VALUE",
+                        help="embedder constructor option, repeatable (e.g. cell=8, grey=true)")
+    parser.add_argument("--protocol", help="protocol JSON (default: the data folder's protocol.json, "
+                        "else one is made for the data)")
+    parser.add_argument("--label", help="label column for the reader (default: the protocol's or the reader's)")
+    parser.add_argument("--image-size", type=parse_size, metavar="HxW",
+                        help="image size (default: the protocol's image_size_hw, else the embedder's)")
+    parser.add_argument("--metric", choices=METRICS, default="euclidean", help="distance (default euclidean)")
+    parser.add_argument("--recall-ks", type=_int_list, default=(1, 5, 10, 20, 30, 40, 50), metavar="K,K",
+                        help="Recall@K cut-offs (default 1,5,10,20,30,40,50)")
+    parser.add_argument("--knn", type=_int_list, default=(1, 5), metavar="K,K",
+                        help="k of the closed-set k-NN classifier (default 1,5)")
+    parser.add_argument("--ways", type=_int_list, metavar="N,N", help="few-shot ways (default: the protocol's)")
+    parser.add_argument("--shots", type=_int_list, metavar="K,K", help="few-shot shots (default: the protocol's)")
+    parser.add_argument("--queries", type=int, help="query images per class and episode (default: the protocol's)")
+    parser.add_argument("--episodes", type=int, help="episodes per task (default: the protocol's)")
+    parser.add_argument("--seed", type=int, help="episode seed (default: the protocol's)")
+    parser.add_argument("--classifiers", type=_name_list, default=("prototype",), metavar="NAME,NAME",
+                        help=f"few-shot classifiers: {', '.join(classifiers.names())} (default prototype)")
+    parser.add_argument("--batch-size", type=int, default=64, help="embedding batch size (default 64)")
+    parser.add_argument("--check-images", choices=CHECK_MODES, default="decode",
+                        help="how image files are checked before use (default decode: every pixel)")
+    parser.add_argument("--out", help="write the results as JSON to this file")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return parser
+
+
+def _validate(args: argparse.Namespace) -> None:
+    from visnet.evaluation.fewshot import classifiers
+
+    for name in args.classifiers:
+        classifiers.lookup(name)
+    for flag in ("queries", "episodes", "batch_size"):
+        value = getattr(args, flag)
+        if value is not None and value < 1:
+            raise ValueError(f"--{flag.replace('_', '-')} must be >= 1. Received: {value}")
+
+
+def run(args: argparse.Namespace) -> dict:
+    from visnet.baselines import embedders
+    from visnet.data.protocol import EpisodeSettings, Protocol, find_protocol, make_protocol
+    from visnet.data.readers import load_dataset, parse_spec
+    from visnet.evaluation.benchmark import BenchmarkSettings, format_results, run_benchmark
+
+    _validate(args)
+    layout, path = parse_spec(args.data)
+    protocol_path = args.protocol or find_protocol(path)
+    protocol = Protocol.load(protocol_path) if protocol_path else None
+    reader_options = {"check": args.check_images, "progress": not args.no_progress}
+    if args.label:
+        reader_options["label"] = args.label
+    dataset = load_dataset(f"{layout}:{path}", **reader_options)
+    print(dataset.summary(), file=sys.stderr)
+    if protocol is None:
+        episodes = EpisodeSettings(ways=args.ways or (5,), shots=args.shots or (1, 5),
+                                   queries_per_class=args.queries or 15, count=args.episodes or 600,
+                                   seed=args.seed or 0)
+        protocol = make_protocol(dataset, name=f"generated for {args.data}", label=args.label or "label",
+                                 episodes=episodes)
+        print(f"no protocol.json: made one with seed 0 ({len(protocol.novel_classes)} novel classes "
+              "held out; --ways/--shots/--queries size it)", file=sys.stderr)
+    image_size = args.image_size or protocol.image_size_hw
+    options = dict(args.embedder_option)
+    if image_size:
+        options.setdefault("image_size", image_size)
+    embedder = embedders.get(args.embedder, **options)
+    settings = BenchmarkSettings(
+        recall_ks=args.recall_ks, knn_ks=args.knn, ways=args.ways, shots=args.shots, queries=args.queries,
+        episodes=args.episodes, seed=args.seed, classifiers=args.classifiers, metric=args.metric,
+        batch_size=args.batch_size,
+    )
+    start = time.perf_counter()
+    results = run_benchmark(embedder, dataset, protocol, settings, progress=not args.no_progress,
+                            log=lambda m: print(m, file=sys.stderr))
+    results["seconds"]["total"] = round(time.perf_counter() - start, 3)
+    results["embedder"] = embedder.get_config() if hasattr(embedder, "get_config") else args.embedder
+    results["data"] = args.data
+    print(f"\n{args.embedder} on {protocol.name} ({args.data})\n")
+    print(format_results(results))
+    seconds = results["seconds"]
+    print(f"wall time {seconds['total']:.1f}s (embedding {seconds['embedding']:.1f}s, "
+          f"few-shot {seconds['few_shot']:.1f}s)")
+    if args.out:
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+        with open(args.out, "w", encoding="utf-8") as handle:
+            json.dump(results, handle, indent=2)
+        print(f"results written to {args.out}")
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        run(args)
+    except (ValueError, FileNotFoundError, KeyError) as error:
+        message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        print(f"error: {message}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

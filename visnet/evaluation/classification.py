@@ -1,0 +1,74 @@
+"""Closed-set classification with k nearest neighbours on embeddings."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from visnet.evaluation.distances import DEFAULT_MAX_MEMORY, chunk_rows, distance_chunks
+
+
+def vote(neighbour_labels: np.ndarray) -> np.ndarray:
+    """Majority label of each row of (n, k) neighbour labels, nearest first.
+
+    Ties go to the tied label whose nearest neighbour comes first.
+    """
+    neighbour_labels = np.asarray(neighbour_labels)
+    k = neighbour_labels.shape[1]
+    counts = (neighbour_labels[:, :, None] == neighbour_labels[:, None, :]).sum(axis=2)
+    score = counts * (k + 1) - np.arange(k)[None, :]
+    return neighbour_labels[np.arange(len(neighbour_labels)), np.argmax(score, axis=1)]
+
+
+def knn_predict(
+    train: np.ndarray,
+    train_labels: Sequence,
+    test: np.ndarray,
+    ks: Sequence[int] = (1, 5),
+    metric: str = "euclidean",
+    max_memory: int = DEFAULT_MAX_MEMORY,
+) -> dict[int, np.ndarray]:
+    """k-NN predictions of every test row for each k (see `vote` for ties).
+
+    The k nearest are ordered by (distance, training index); when several training rows tie at
+    the k-th distance, which of them make the cut is unspecified (but deterministic).
+    """
+    train_labels = np.asarray(train_labels)
+    if len(train_labels) != len(train):
+        raise ValueError(f"Got {len(train)} training rows but {len(train_labels)} labels.")
+    if not ks or min(ks) < 1 or max(ks) > len(train):
+        raise ValueError(f"Every k must be in [1, {len(train)}] (training rows). Received: ks={tuple(ks)}")
+    k_max = max(ks)
+    predictions: dict[int, list[np.ndarray]] = {k: [] for k in ks}
+    rows = chunk_rows(len(train), 24, max_memory)
+    for _, _, distances in distance_chunks(test, train, metric, rows):
+        if k_max < distances.shape[1]:
+            nearest = np.argpartition(distances, k_max - 1, axis=1)[:, :k_max]
+        else:
+            nearest = np.broadcast_to(np.arange(distances.shape[1]), distances.shape).copy()
+        near_d = np.take_along_axis(distances, nearest, axis=1)
+        # Sort the k nearest by (distance, training index).
+        order = np.lexsort((nearest, near_d), axis=1)
+        nearest = np.take_along_axis(nearest, order, axis=1)
+        labels = train_labels[nearest]
+        for k in ks:
+            predictions[k].append(vote(labels[:, :k]))
+    return {k: np.concatenate(p) for k, p in predictions.items()}
+
+
+def knn_accuracy(
+    train: np.ndarray,
+    train_labels: Sequence,
+    test: np.ndarray,
+    test_labels: Sequence,
+    ks: Sequence[int] = (1, 5),
+    metric: str = "euclidean",
+    max_memory: int = DEFAULT_MAX_MEMORY,
+) -> dict[int, float]:
+    """Share of test rows whose k-NN prediction is their label, for each k."""
+    test_labels = np.asarray(test_labels)
+    if len(test_labels) != len(test):
+        raise ValueError(f"Got {len(test)} test rows but {len(test_labels)} labels.")
+    predictions = knn_predict(train, train_labels, test, ks, metric, max_memory)
+    return {k: float(np.mean(p == test_labels)) for k, p in predictions.items()}

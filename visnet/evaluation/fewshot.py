@@ -1,0 +1,189 @@
+"""N-way K-shot accuracy over seeded episodes, with classifiers fitted on each episode's support set."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from visnet.data.samplers import EpisodeSampler
+from visnet.evaluation.classification import vote
+from visnet.evaluation.distances import pairwise_distances
+from visnet.registry import Registry
+
+classifiers = Registry("few-shot classifier")
+
+
+@classifiers.register("1nn")
+class NearestNeighbour:
+    """Predicts the label of the nearest support embedding (ties: first in support order)."""
+
+    def __init__(self, metric: str = "euclidean"):
+        self.metric = metric
+
+    def fit(self, x: np.ndarray, y: np.ndarray) -> NearestNeighbour:
+        self.x_, self.y_ = np.asarray(x), np.asarray(y)
+        return self
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return self.y_[np.argmin(pairwise_distances(x, self.x_, self.metric), axis=1)]
+
+
+@classifiers.register("knn")
+class KNearestNeighbours(NearestNeighbour):
+    """Majority vote of the k nearest support embeddings (k is capped at the support size)."""
+
+    def __init__(self, k: int = 3, metric: str = "euclidean"):
+        super().__init__(metric)
+        if k < 1:
+            raise ValueError(f"k must be >= 1. Received: k={k}")
+        self.k = k
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        distances = pairwise_distances(x, self.x_, self.metric)
+        nearest = np.argsort(distances, axis=1, kind="stable")[:, : self.k]
+        return vote(self.y_[nearest])
+
+
+@classifiers.register("prototype")
+class NearestPrototype:
+    """Predicts the class whose mean support embedding is nearest (Snell et al., 2017)."""
+
+    def __init__(self, metric: str = "euclidean"):
+        self.metric = metric
+
+    def fit(self, x: np.ndarray, y: np.ndarray) -> NearestPrototype:
+        x, y = np.asarray(x, np.float64), np.asarray(y)
+        self.classes_ = np.unique(y)
+        self.prototypes_ = np.stack([x[y == c].mean(axis=0) for c in self.classes_])
+        return self
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return self.classes_[np.argmin(pairwise_distances(x, self.prototypes_, self.metric), axis=1)]
+
+
+@classifiers.register("mlp")
+class MLP:
+    """A one-hidden-layer perceptron trained on the support set, optionally after PCA.
+
+    Args:
+        hidden: int. Hidden units.
+        pca: int or None. Project onto this many principal components first (capped at the
+            number of support images).
+        max_iter: int. Training iterations (Adam, scikit-learn's `MLPClassifier`).
+        seed: int.
+    """
+
+    def __init__(self, hidden: int = 64, pca: int | None = None, max_iter: int = 300, seed: int = 0):
+        if hidden < 1:
+            raise ValueError(f"hidden must be >= 1. Received: hidden={hidden}")
+        if pca is not None and pca < 1:
+            raise ValueError(f"pca must be >= 1 or None. Received: pca={pca}")
+        self.hidden, self.pca, self.max_iter, self.seed = hidden, pca, max_iter, seed
+
+    def fit(self, x: np.ndarray, y: np.ndarray) -> MLP:
+        import warnings
+
+        from sklearn.decomposition import PCA
+        from sklearn.exceptions import ConvergenceWarning
+        from sklearn.neural_network import MLPClassifier
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        steps = [StandardScaler()]
+        if self.pca:
+            steps.append(PCA(n_components=min(self.pca, len(x), np.shape(x)[1]), random_state=self.seed))
+        steps.append(MLPClassifier(hidden_layer_sizes=(self.hidden,), max_iter=self.max_iter,
+                                   random_state=self.seed))
+        self.model_ = make_pipeline(*steps)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            self.model_.fit(np.asarray(x), np.asarray(y))
+        return self
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return self.model_.predict(np.asarray(x))
+
+
+@dataclasses.dataclass(frozen=True)
+class FewShotResult:
+    ways: int
+    shots: int
+    queries: int
+    classifier: str
+    accuracies: np.ndarray  # one per episode
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.accuracies))
+
+    @property
+    def ci95(self) -> float:
+        """Half-width of the 95% confidence interval of the mean (normal approximation)."""
+        n = len(self.accuracies)
+        return float(1.96 * np.std(self.accuracies, ddof=1) / math.sqrt(n)) if n > 1 else float("nan")
+
+    def to_dict(self) -> dict:
+        return {
+            "ways": self.ways,
+            "shots": self.shots,
+            "queries_per_class": self.queries,
+            "classifier": self.classifier,
+            "episodes": len(self.accuracies),
+            "accuracy": self.mean,
+            "ci95": self.ci95,
+        }
+
+
+def evaluate_episodes(
+    embeddings: np.ndarray,
+    labels: Sequence,
+    ways: int,
+    shots: int,
+    queries: int = 15,
+    episodes: int = 600,
+    seed: int = 0,
+    classifier: str | dict | object = "prototype",
+    metric: str = "euclidean",
+) -> FewShotResult:
+    """Accuracy of `classifier` on N-way K-shot episodes drawn from `embeddings`.
+
+    Args:
+        embeddings: array (n, d). One row per image of the pool.
+        labels: one label per row.
+        ways, shots, queries: N, K and query images per class.
+        episodes: int. Number of episodes; episode e is drawn from (seed, e), so every
+            classifier sees the same episodes.
+        classifier: a name in `classifiers` (`1nn`, `knn`, `prototype`, `mlp`), a config dict,
+            or an object with `fit(x, y)` and `predict(x)`.
+        metric: str. Distance of the distance-based classifiers.
+    """
+    embeddings = np.asarray(embeddings)
+    labels = np.asarray(labels)
+    sampler = EpisodeSampler(labels, ways, shots, queries, episodes, seed)
+    if isinstance(classifier, str):
+        name = classifier
+    elif isinstance(classifier, dict):
+        name = str(classifier.get("name"))
+    else:
+        name = type(classifier).__name__
+    accuracies = np.empty(episodes)
+    for e, episode in enumerate(sampler):
+        model = _build(classifier, metric, seed + e)
+        model.fit(embeddings[episode.support], episode.support_labels)
+        predictions = model.predict(embeddings[episode.query])
+        accuracies[e] = np.mean(predictions == episode.query_labels)
+    return FewShotResult(ways, shots, queries, name, accuracies)
+
+
+def _build(classifier, metric: str, seed: int):
+    """A fresh classifier per episode: MLPs get the episode's seed, the others the metric."""
+    if isinstance(classifier, str):
+        classifier = {"name": classifier}
+    if isinstance(classifier, dict):
+        cls = classifiers.lookup(classifier.get("name"))
+        defaults = {"seed": seed} if cls is MLP else {"metric": metric}
+        return classifiers.get({**defaults, **classifier})
+    return classifier
