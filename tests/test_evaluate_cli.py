@@ -56,13 +56,18 @@ def test_pixels_embedder_options_and_a_folder_without_protocol(catalogue, tmp_pa
         path, label = line.split(",")[0], line.split(",")[3]
         os.makedirs(folder / label, exist_ok=True)
         shutil.copy(os.path.join(catalogue, path), folder / label)
+    out = tmp_path / "pixels.json"
     code, stdout, stderr = run_cli(capsys, "--data", f"folder:{folder}", "--embedder", "pixels",
-                                   "--embedder-option", "grey=true", "--image-size", "32x24",
-                                   "--ways", "3", "--shots", "1", "--queries", "3", "--episodes", "5",
-                                   "--no-progress")
+                                   "--embedder-option", "grey=true", "--ways", "3", "--shots", "1",
+                                   "--queries", "3", "--episodes", "5", "--no-progress", "--out", str(out))
     assert code == 0, stderr
     assert "no protocol.json: made one" in stderr
     assert "3-way 1-shot" in stdout
+    # Raw pixels keep their own small size; --image-size overrides it.
+    assert json.loads(out.read_text())["embedder"] == {"name": "pixels", "image_size": [32, 24], "grey": True}
+    code, _, _ = run_cli(capsys, "--data", catalogue, "--embedder", "pixels", "--image-size", "16x12",
+                         "--episodes", "2", "--no-progress", "--out", str(out))
+    assert code == 0 and json.loads(out.read_text())["embedder"]["image_size"] == [16, 12]
 
 
 def test_help_lists_every_flag(capsys):

@@ -66,7 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "else one is made for the data)")
     parser.add_argument("--label", help="label column for the reader (default: the protocol's or the reader's)")
     parser.add_argument("--image-size", type=parse_size, metavar="HxW",
-                        help="image size (default: the protocol's image_size_hw, else the embedder's)")
+                        help="image size (default: the protocol's image_size_hw for hog, the embedder's own "
+                        "default otherwise: 32x24 for pixels)")
     parser.add_argument("--metric", choices=METRICS, default="euclidean", help="distance (default euclidean)")
     parser.add_argument("--recall-ks", type=_int_list, default=(1, 5, 10, 20, 30, 40, 50), metavar="K,K",
                         help="Recall@K cut-offs (default 1,5,10,20,30,40,50)")
@@ -121,10 +122,11 @@ def run(args: argparse.Namespace) -> dict:
                                  episodes=episodes)
         print(f"no protocol.json: made one with seed 0 ({len(protocol.novel_classes)} novel classes "
               "held out; --ways/--shots/--queries size it)", file=sys.stderr)
-    image_size = args.image_size or protocol.image_size_hw
     options = dict(args.embedder_option)
-    if image_size:
-        options.setdefault("image_size", image_size)
+    if args.image_size:
+        options["image_size"] = args.image_size
+    elif protocol.image_size_hw and getattr(embedders.lookup(args.embedder), "follows_data_size", False):
+        options.setdefault("image_size", protocol.image_size_hw)
     embedder = embedders.get(args.embedder, **options)
     settings = BenchmarkSettings(
         recall_ks=args.recall_ks, knn_ks=args.knn, ways=args.ways, shots=args.shots, queries=args.queries,

@@ -2,6 +2,8 @@
 
 An embedder is any callable from a batch of images (batch, height, width, 3), RGB in [0, 255],
 to a (batch, dim) array, with an `image_spec` saying which size and normalisation it expects.
+Embedders whose `follows_data_size` is true are built at the data's image size by
+`visnet.evaluate` (HOG); the others keep their own default size (raw pixels at 32x24).
 """
 
 from visnet.baselines.hog import HOGEmbedder

@@ -34,6 +34,9 @@ class HOGEmbedder:
     (2, 324)
     """
 
+    #: HOG works at the data's own resolution: `visnet.evaluate` passes the protocol's image size.
+    follows_data_size = True
+
     def __init__(
         self,
         image_size: tuple[int, int] = (128, 96),

@@ -16,6 +16,9 @@ class PixelEmbedder:
         grey: bool. Use the grey image instead of RGB.
     """
 
+    #: A fixed small size by design ("tiny images"), whatever the data's resolution.
+    follows_data_size = False
+
     def __init__(self, image_size: tuple[int, int] = (32, 24), grey: bool = False):
         height, width = (int(v) for v in image_size)
         if height < 1 or width < 1:
