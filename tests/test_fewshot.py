@@ -2,7 +2,13 @@ import numpy as np
 import pytest
 from helpers import clustered_embeddings
 
-from visnet.evaluation.fewshot import MLP, FewShotResult, NearestPrototype, classifiers, evaluate_episodes
+from visnet.evaluation.fewshot import (
+    MLP,
+    FewShotResult,
+    NearestPrototype,
+    classifiers,
+    evaluate_episodes,
+)
 
 
 @pytest.mark.parametrize("classifier", ["1nn", "knn", "prototype", "mlp", {"name": "mlp", "pca": 4}])

@@ -121,7 +121,8 @@ def run_benchmark(
         for w in ways:
             for s in shots:
                 try:
-                    result = evaluate_episodes(pool_x, pool_y, w, s, queries, count, seed, classifier, settings.metric)
+                    result = evaluate_episodes(pool_x, pool_y, w, s, queries, count, seed, classifier,
+                                               settings.metric, progress=progress)
                     table.append(result.to_dict())
                 except ValueError as error:  # e.g. too few classes for this many ways
                     table.append({"ways": w, "shots": s, "queries_per_class": queries, "classifier": classifier,
@@ -144,6 +145,9 @@ def format_results(results: dict, markdown: bool = False) -> str:
     """The results of `run_benchmark` as text tables (or Markdown)."""
     lines = []
 
+    def title(text: str) -> None:
+        lines.extend([f"**{text}**", ""] if markdown else [text])
+
     def table(header: list[str], rows: list[list[str]]) -> None:
         if markdown:
             lines.append("| " + " | ".join(header) + " |")
@@ -156,13 +160,13 @@ def format_results(results: dict, markdown: bool = False) -> str:
         lines.append("")
 
     closed = results["closed_set"]
-    lines.append(f"Closed-set k-NN accuracy ({closed['classes']} classes, {closed['train']} train / {closed['test']} test)")
+    title(f"Closed-set k-NN accuracy ({closed['classes']} classes, {closed['train']} train / {closed['test']} test)")
     if "skipped" in closed:
         lines += [f"skipped: {closed['skipped']}", ""]
     else:
         table(["k", "accuracy"], [[k, _pct(v)] for k, v in closed["knn_accuracy"].items()])
     open_ = results["open_set"]
-    lines.append(f"Open-set retrieval ({open_['query']} queries against {open_['support']} support images)")
+    title(f"Open-set retrieval ({open_['query']} queries against {open_['support']} support images)")
     if "skipped" in open_:
         lines += [f"skipped: {open_['skipped']}", ""]
     else:
@@ -170,7 +174,7 @@ def format_results(results: dict, markdown: bool = False) -> str:
               [[f"{open_['mAP']:.3f}", *(f"{v:.3f}" for v in open_["recall"].values())]])
     few = results["few_shot"]
     if few:
-        lines.append(f"N-way K-shot accuracy (mean ± 95% CI over {few[0]['episodes']} episodes, "
+        title(f"N-way K-shot accuracy (mean ± 95% CI over {max(r['episodes'] for r in few)} episodes, "
                      f"{few[0]['queries_per_class']} queries per class)")
         rows = []
         for r in few:

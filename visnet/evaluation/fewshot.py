@@ -147,6 +147,7 @@ def evaluate_episodes(
     seed: int = 0,
     classifier: str | dict | object = "prototype",
     metric: str = "euclidean",
+    progress: bool = False,
 ) -> FewShotResult:
     """Accuracy of `classifier` on N-way K-shot episodes drawn from `embeddings`.
 
@@ -159,6 +160,7 @@ def evaluate_episodes(
         classifier: a name in `classifiers` (`1nn`, `knn`, `prototype`, `mlp`), a config dict,
             or an object with `fit(x, y)` and `predict(x)`.
         metric: str. Distance of the distance-based classifiers.
+        progress: bool. Show a progress bar over the episodes.
     """
     embeddings = np.asarray(embeddings)
     labels = np.asarray(labels)
@@ -170,7 +172,13 @@ def evaluate_episodes(
     else:
         name = type(classifier).__name__
     accuracies = np.empty(episodes)
-    for e, episode in enumerate(sampler):
+    episodes_iter = iter(sampler)
+    if progress:
+        from tqdm import tqdm
+
+        episodes_iter = tqdm(episodes_iter, total=episodes, unit="episode", leave=False,
+                             desc=f"{name} {ways}-way {shots}-shot")
+    for e, episode in enumerate(episodes_iter):
         model = _build(classifier, metric, seed + e)
         model.fit(embeddings[episode.support], episode.support_labels)
         predictions = model.predict(embeddings[episode.query])
