@@ -31,6 +31,8 @@ lint: $(STAMP)
 # The README's results (needs ../shared/data/fashion-products).
 benchmark: $(STAMP)
 	$(BIN)/python benchmarks/baseline_quality.py --data ../shared/data/fashion-products --embedder hog --runs 3
+	$(BIN)/python benchmarks/baseline_quality.py --data ../shared/data/fashion-products --embedder pixels --runs 3
+	$(BIN)/python benchmarks/hog_grey_source.py --data ../shared/data/fashion-products
 	$(BIN)/python benchmarks/update_readme.py
 
 clean:
