@@ -1,0 +1,25 @@
+"""Losses for metric learning, in `keras.ops`, registered and serializable.
+
+`visnet.losses.get("triplet", margin=0.2, mining="semi-hard")`; names: `triplet`, `hinge`
+(VisNet), `contrastive`, `prototypical`, `capsule-margin`.
+"""
+
+from visnet.losses.contrastive import ContrastiveLoss
+from visnet.losses.margin import CapsuleMarginLoss
+from visnet.losses.mining import mine, miners
+from visnet.losses.prototypical import PrototypicalLoss
+from visnet.losses.triplet import MININGS, HingeLoss, TripletLoss
+from visnet.registry import Registry
+
+losses = Registry("loss")
+losses.register("triplet")(TripletLoss)
+losses.register("hinge")(HingeLoss)
+losses.register("contrastive")(ContrastiveLoss)
+losses.register("prototypical")(PrototypicalLoss)
+losses.register("capsule-margin")(CapsuleMarginLoss)
+get = losses.get
+
+__all__ = [
+    "MININGS", "CapsuleMarginLoss", "ContrastiveLoss", "HingeLoss", "PrototypicalLoss", "TripletLoss", "get",
+    "losses", "mine", "miners",
+]
