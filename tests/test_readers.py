@@ -169,3 +169,29 @@ def test_a_dataset_with_only_bad_images_is_a_clear_error(tmp_path):
     write_truncated_jpeg(tmp_path / "dress" / "b.jpg")
     with pytest.raises(EmptyDatasetError, match=r"(?s)No usable image records in folder:.*not an image.*corrupt image"):
         load_dataset(f"folder:{tmp_path}")
+
+
+def test_bytes_that_are_not_utf8_cost_only_their_row(tmp_path):
+    rows = [f"img{i}.jpg,dress,plain text {i}" for i in range(3000)]
+    rows[2500] = "img2500.jpg,dress,caf\xe9 cr\xe8me"  # Windows-1252 bytes deep in the file
+    data = ("path,label,text\n" + "\n".join(rows) + "\n").encode("utf-8")
+    data = data.replace("caf\xe9 cr\xe8me".encode(), "caf\xe9 cr\xe8me".encode("cp1252"))
+    (tmp_path / "list.csv").write_bytes(data)
+    dataset = load_dataset(str(tmp_path / "list.csv"), check="none")
+    assert len(dataset) == 3000
+    assert dataset.select(["img2500.jpg"])[0].text == "café crème"
+    assert dataset.report.counts() == {"row not in UTF-8 (read as Windows-1252)": 1}
+
+
+def test_repeated_ids_are_kept_once_and_counted(tmp_path):
+    write_image(tmp_path / "a.jpg", fmt="JPEG")
+    (tmp_path / "list.csv").write_text("path,label\na.jpg,shirt\na.jpg,dress\n")
+    dataset = load_dataset(str(tmp_path / "list.csv"))
+    assert dataset.labels == ["shirt"]
+    assert dataset.report.counts() == {"duplicate id (first kept)": 1}
+
+
+def test_a_file_named_json_is_not_a_street2shop_folder(tmp_path):
+    (tmp_path / "json").write_text("{}")
+    write_image(tmp_path / "dress" / "a.png")
+    assert detect_layout(str(tmp_path)) == "folder"

@@ -56,3 +56,13 @@ def test_check_images_skips_counts_and_reports(files):
     }
     assert checked.report.paths("not an image") == [files["text"]]
     assert check_images(dataset, mode="none") is dataset
+
+
+def test_phone_jpegs_reported_as_mpo_are_accepted(tmp_path):
+    from PIL import Image
+
+    frames = [Image.new("RGB", (16, 12), colour) for colour in ("red", "blue")]
+    path = str(tmp_path / "phone.jpg")
+    frames[0].save(path, format="MPO", save_all=True, append_images=frames[1:])
+    assert Image.open(path).format == "MPO"
+    assert check_image_file(path) is None

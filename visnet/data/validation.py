@@ -10,8 +10,9 @@ from PIL import Image
 
 from visnet.data.records import Dataset, SkipReport
 
-#: Formats the tf.data pipeline decodes (`tf.io.decode_image`).
-SUPPORTED_FORMATS = ("JPEG", "PNG", "GIF", "BMP")
+#: Formats the tf.data pipeline decodes (`tf.io.decode_image`). MPO is what Pillow calls the
+#: JPEGs of many phones (a JPEG with extra frames); TensorFlow decodes its first frame.
+SUPPORTED_FORMATS = ("JPEG", "MPO", "PNG", "GIF", "BMP")
 #: Above this many pixels an image is skipped: decoding it would take gigabytes of memory.
 DEFAULT_MAX_PIXELS = 64_000_000
 CHECK_MODES = ("decode", "header", "exists", "none")

@@ -55,7 +55,8 @@ def detect_layout(path: str) -> str:
         return "kaggle"
     if has("list_eval_partition.txt") or has("Eval", "list_eval_partition.txt"):
         return "inshop"
-    if has("json") and any(f.endswith(".json") for f in os.listdir(os.path.join(path, "json"))):
+    json_dir = os.path.join(path, "json")
+    if os.path.isdir(json_dir) and any(f.endswith(".json") for f in os.listdir(json_dir)):
         return "street2shop"
     if has("manifest.csv"):
         return "csv"

@@ -23,24 +23,40 @@ def require_dir(path: str, what: str) -> str:
     return path
 
 
+def _has_bad_bytes(text: str) -> bool:
+    return any("\udc80" <= ch <= "\udcff" for ch in text)
+
+
+def _redecode(text: str) -> str:
+    """Text whose bytes were not UTF-8, read as Windows-1252 (Latin-1 for its 5 holes)."""
+    raw = text.encode("utf-8", "surrogateescape")
+    try:
+        return raw.decode("cp1252")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
+
+
 def read_csv_dicts(path: str, report: SkipReport) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
     """Reads a CSV file with a header into dicts.
 
     Rows with more fields than the header (unquoted commas in a product name, as in Kaggle's
     `styles.csv`) keep the extra fields joined, with their commas, in the last column. Rows with
-    fewer fields are skipped and counted; blank rows are ignored.
+    fewer fields are skipped and counted; blank rows are ignored. Bytes that are not UTF-8 never
+    cost more than their own row: such a row is read as Windows-1252 and counted.
 
     Returns:
         The header and a list of (line number, row dict), values stripped.
     """
-    with open(path, newline="", encoding="utf-8-sig") as handle:
+    with open(path, newline="", encoding="utf-8-sig", errors="surrogateescape") as handle:
         reader = csv.reader(handle)
         try:
             header = [h.strip() for h in next(reader)]
         except StopIteration:
             raise ValueError(f"{path} is empty: expected a header row.") from None
-        except (csv.Error, UnicodeDecodeError) as error:
+        except csv.Error as error:
             raise ValueError(f"{path} is not a readable CSV file: {error}") from None
+        if any(_has_bad_bytes(h) for h in header):
+            header = [_redecode(h) for h in header]
         if len(set(header)) != len(header):
             raise ValueError(f"{path} has duplicate column names: {header}")
         rows = []
@@ -49,12 +65,15 @@ def read_csv_dicts(path: str, report: SkipReport) -> tuple[list[str], list[tuple
                 row = next(reader)
             except StopIteration:
                 break
-            except (csv.Error, UnicodeDecodeError):
+            except csv.Error:
                 report.add("malformed CSV row", f"{path}:{reader.line_num}")
                 continue
             line = reader.line_num
             if not row or all(not field.strip() for field in row):
                 continue
+            if any(_has_bad_bytes(field) for field in row):
+                row = [_redecode(field) for field in row]
+                report.add("row not in UTF-8 (read as Windows-1252)", f"{path}:{line}")
             if len(row) > len(header):
                 row = row[: len(header) - 1] + [",".join(row[len(header) - 1 :])]
             elif len(row) < len(header):
@@ -79,8 +98,16 @@ def finish(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     progress: bool = False,
 ) -> Dataset:
-    """Builds the dataset, checking image files (see `visnet.data.validation`)."""
-    dataset = Dataset(records, name=name, report=report, allow_empty=True)
+    """Builds the dataset: drops repeated ids (counted), then checks image files."""
+    seen: set[str] = set()
+    unique = []
+    for record in records:
+        if record.id in seen:
+            report.add("duplicate id (first kept)", record.id)
+        else:
+            seen.add(record.id)
+            unique.append(record)
+    dataset = Dataset(unique, name=name, report=report, allow_empty=True)
     dataset = check_images(dataset, mode=check, max_pixels=max_pixels, progress=progress)
     if not len(dataset):
         raise EmptyDatasetError(f"No usable image records in {name} ({dataset.report}).")
