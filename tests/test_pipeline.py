@@ -164,3 +164,44 @@ def test_sampled_dataset_follows_the_sampler(tmp_path):
         np.testing.assert_allclose(batch["image"].numpy()[:, 0, 0, 0], indices * 20.0)
     resumed = next(iter(sampled_dataset(paths, labels, sampler, ImageSpec(8, 8), start_epoch=1)))
     np.testing.assert_array_equal(resumed["index"].numpy(), sampler.epoch(1)[0])
+
+
+def test_augmentation_differs_between_epochs_but_not_between_runs(tmp_path):
+    paths = [write_image(tmp_path / f"{i}.png", seed=i, size=(12, 12)) for i in range(4)]
+    ds = image_dataset(paths, None, ImageSpec(12, 12), batch_size=4, augment=Augmentation())
+    first, second = [next(iter(ds))["image"].numpy() for _ in range(2)]
+    assert not np.allclose(first, second)
+    again = image_dataset(paths, None, ImageSpec(12, 12), batch_size=4, augment=Augmentation())
+    np.testing.assert_allclose(next(iter(again))["image"].numpy(), first)
+
+
+def test_a_bad_image_drops_its_whole_sampled_batch_and_nothing_else(tmp_path):
+    paths = [write_image(tmp_path / f"{i}.png", colour=(i * 20, 0, 0), size=(8, 8)) for i in range(8)]
+    paths[5] = str(tmp_path / "deleted.png")  # vanished after the reader checked it
+    labels = [0, 0, 1, 1, 2, 2, 3, 3]
+    sampler = PKSampler(labels, p=2, k=2, seed=0)
+    expected = [b for b in np.concatenate([sampler.epoch(0), sampler.epoch(1)]) if 5 not in b]
+    batches = list(sampled_dataset(paths, labels, sampler, ImageSpec(8, 8)).take(len(expected)))
+    for batch, indices in zip(batches, expected):
+        np.testing.assert_array_equal(batch["index"].numpy(), indices)
+        assert batch["image"].shape == (4, 8, 8, 3)
+
+
+def test_a_resumed_sampled_run_sees_the_same_augmented_images(tmp_path):
+    paths = [write_image(tmp_path / f"{i}.png", seed=i, size=(8, 8)) for i in range(8)]
+    labels = [0, 0, 1, 1, 2, 2, 3, 3]
+    sampler = PKSampler(labels, p=2, k=2, seed=0)
+    whole = list(sampled_dataset(paths, labels, sampler, ImageSpec(8, 8), augment=Augmentation(), seed=3)
+                 .take(len(sampler) + 1))
+    resumed = next(iter(sampled_dataset(paths, labels, sampler, ImageSpec(8, 8), start_epoch=1,
+                                        augment=Augmentation(), seed=3)))
+    np.testing.assert_allclose(resumed["image"].numpy(), whole[len(sampler)]["image"].numpy())
+    assert not np.allclose(whole[0]["image"].numpy(), whole[len(sampler)]["image"].numpy())
+
+
+def test_phone_jpegs_decode(tmp_path):
+    frames = [Image.new("RGB", (16, 12), colour) for colour in ("red", "blue")]
+    path = str(tmp_path / "phone.jpg")
+    frames[0].save(path, format="MPO", save_all=True, append_images=frames[1:])
+    image = decode(path)
+    assert image.shape == (12, 16, 3) and image[..., 0].mean() > 200 and image[..., 2].mean() < 50

@@ -122,26 +122,16 @@ def _load(path: tf.Tensor, spec: ImageSpec) -> tf.Tensor:
     return resize_image(decode_image(tf.io.read_file(path), spec.pad_value), spec)
 
 
-def _finish(ds, spec, augment, seed, batch_size, drop_remainder, parallel):
-    """Augments (seeded by stream position), normalises, batches and prefetches."""
-    if augment is not None:
-        ds = tf.data.Dataset.zip((ds, tf.data.Dataset.counter())).map(
-            lambda item, position: {
-                **item,
-                "image": augment_image(
-                    item["image"], tf.stack([tf.constant(seed, tf.int64), position]), augment
-                ),
-            },
-            num_parallel_calls=parallel,
-            deterministic=True,
-        )
-    if spec.normalization != "none":
-        ds = ds.map(
-            lambda item: {**item, "image": normalize_image(item["image"], spec.normalization)},
-            num_parallel_calls=parallel,
-            deterministic=True,
-        )
-    return ds.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
+def _augment_batch(images: tf.Tensor, seeds: tf.Tensor, augment: Augmentation) -> tf.Tensor:
+    return tf.map_fn(lambda args: augment_image(args[0], args[1], augment), (images, seeds),
+                     fn_output_signature=tf.TensorSpec(images.shape[1:], tf.float32))
+
+
+def _normalize(ds: tf.data.Dataset, spec: ImageSpec, parallel) -> tf.data.Dataset:
+    if spec.normalization == "none":
+        return ds
+    return ds.map(lambda item: {**item, "image": normalize_image(item["image"], spec.normalization)},
+                  num_parallel_calls=parallel, deterministic=True)
 
 
 def _labels_array(paths: Sequence[str], labels: Sequence[int] | None) -> np.ndarray:
@@ -212,7 +202,17 @@ def image_dataset(
         ds = ds.shuffle(min(len(paths), 10_000), seed=seed, reshuffle_each_iteration=True)
     if repeat:
         ds = ds.repeat()
-    return _finish(ds, spec, augment, seed, batch_size, drop_remainder, parallel)
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    if augment is not None:
+        # A fresh random stream on every pass: epochs see different augmentations, the same
+        # ones for the same seed (in the same order of passes).
+        randoms = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(batch_size)
+        ds = tf.data.Dataset.zip((ds, randoms)).map(
+            lambda item, r: {**item, "image": _augment_batch(
+                item["image"], tf.stack([tf.fill(tf.shape(r), tf.constant(seed, tf.int64)), r], axis=1)[: tf.shape(item["image"])[0]],
+                augment)},
+            num_parallel_calls=parallel, deterministic=True)
+    return _normalize(ds, spec, parallel).prefetch(tf.data.AUTOTUNE)
 
 
 def sampled_dataset(
@@ -226,16 +226,19 @@ def sampled_dataset(
     ignore_errors: bool = True,
     num_parallel_calls: int | None = None,
 ) -> tf.data.Dataset:
-    """An endless dataset of batches whose image indices come from a sampler.
+    """An endless dataset of `{"image", "label", "index"}` batches whose indices a sampler draws.
 
     Args:
         paths, labels: the records' image files and integer class ids.
         sampler: an object with `epoch(e) -> np.ndarray (batches, batch_size)` of record
             indices and `__len__` (batches per epoch), e.g. `PKSampler`.
         start_epoch: int. First epoch to draw (to resume a run where it stopped).
-        augment, seed, spec: as in `image_dataset`.
-        ignore_errors: bool. Drop undecodable images (the batch is then smaller than the
-            sampler's; check files first with `visnet.data.validation.check_images`).
+        augment: `Augmentation` or None.
+        seed: int. Image j of batch b of epoch e is augmented with the seed (seed, e, b, j),
+            so a resumed run sees exactly the images an uninterrupted one would.
+        ignore_errors: bool. A batch holding an image that fails to decode is dropped whole,
+            so every batch keeps the sampler's exact composition (check files first with
+            `visnet.data.validation.check_images`; readers do by default).
 
     Use with `model.fit(ds, steps_per_epoch=len(sampler))`.
     """
@@ -244,21 +247,30 @@ def sampled_dataset(
     paths_t = tf.constant([str(p) for p in paths])
     labels_t = tf.constant(labels_array)
     batch_size = int(sampler.epoch(start_epoch).shape[1])
+    image_signature = tf.TensorSpec([spec.height, spec.width, 3], tf.float32)
 
-    def batches() -> Iterator[np.ndarray]:
+    def batches() -> Iterator[tuple[int, int, np.ndarray]]:
         epoch = start_epoch
         while True:
-            yield from sampler.epoch(epoch)
+            for number, indices in enumerate(sampler.epoch(epoch)):
+                yield epoch, number, indices
             epoch += 1
 
+    def load_batch(epoch, number, indices):
+        images = tf.map_fn(lambda i: _load(tf.gather(paths_t, i), spec), indices,
+                           fn_output_signature=image_signature)
+        if augment is not None:
+            stream = (epoch * 1_000_003 + number) * batch_size + tf.range(batch_size, dtype=tf.int64)
+            seeds = tf.stack([tf.fill([batch_size], tf.constant(seed, tf.int64)), stream], axis=1)
+            images = _augment_batch(images, seeds, augment)
+        return {"image": images, "label": tf.gather(labels_t, indices), "index": indices}
+
     ds = tf.data.Dataset.from_generator(
-        batches, output_signature=tf.TensorSpec([batch_size], tf.int64)
-    ).unbatch()
-    ds = ds.map(
-        lambda i: {"image": _load(tf.gather(paths_t, i), spec), "label": tf.gather(labels_t, i), "index": i},
-        num_parallel_calls=parallel,
-        deterministic=True,
+        batches,
+        output_signature=(tf.TensorSpec([], tf.int64), tf.TensorSpec([], tf.int64),
+                          tf.TensorSpec([batch_size], tf.int64)),
     )
+    ds = ds.map(load_batch, num_parallel_calls=parallel, deterministic=True)
     if ignore_errors:
         ds = ds.ignore_errors()
-    return _finish(ds, spec, augment, seed + 7919 * start_epoch, batch_size, False, parallel)
+    return _normalize(ds, spec, parallel).prefetch(tf.data.AUTOTUNE)
