@@ -45,3 +45,26 @@ def test_bad_protocols_are_clear_errors(tmp_path):
         protocol.closed_set(dataset()[:10])
     train, test = protocol.closed_set(dataset()[:30], missing="skip")
     assert len(train) + len(test) == 30 and train.report.total + test.report.total == 300 - 30
+
+
+def test_a_retrieval_split_defines_the_open_set():
+    records = [Record(f"t{c}-{i}.jpg", f"item{c}", split="train") for c in range(6) for i in range(12)]
+    records += [Record(f"q{c}.jpg", f"new{c}", split="query") for c in range(3)]
+    records += [Record(f"g{c}-{i}.jpg", f"new{c}", split="gallery") for c in range(3) for i in range(2)]
+    protocol = make_protocol(Dataset(records), episodes=EpisodeSettings(ways=(2, 5), shots=(1,), queries_per_class=2))
+    assert set(protocol.query_ids) == {"q0.jpg", "q1.jpg", "q2.jpg"}
+    assert len(protocol.support_ids) == 6 and protocol.novel_classes == ("new0", "new1", "new2")
+    assert set(protocol.base_classes) == {f"item{c}" for c in range(6)}
+    assert protocol.episodes.ways == (2,)  # 3 items have 1 + 2 images; 5-way is impossible
+    assert set(protocol.train_ids) | set(protocol.test_ids) == {r.id for r in records if r.split == "train"}
+
+
+def test_inconsistent_protocols_are_refused():
+    data = make_protocol(dataset()).to_dict()
+    data["open_set"]["base_classes"].append(data["open_set"]["novel_classes"][0])
+    with pytest.raises(ValueError, match="classes both base and novel"):
+        Protocol.from_dict(data)
+    data = make_protocol(dataset()).to_dict()
+    data["open_set"]["episodes"] = [5, 1]
+    with pytest.raises(ValueError, match="missing or bad field"):
+        Protocol.from_dict(data)

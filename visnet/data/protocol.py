@@ -87,8 +87,21 @@ class Protocol:
                     seed=int(episodes.get("seed", 0)),
                 ),
             )
-        except (KeyError, TypeError, ValueError) as error:
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
             raise ValueError(f"Not a valid protocol: missing or bad field {error}") from None
+
+    def __post_init__(self):
+        problems = []
+        if set(self.base_classes) & set(self.novel_classes):
+            problems.append(f"classes both base and novel: {sorted(set(self.base_classes) & set(self.novel_classes))[:5]}")
+        if set(self.support_ids) & set(self.query_ids):
+            problems.append(f"ids both support and query: {sorted(set(self.support_ids) & set(self.query_ids))[:5]}")
+        if set(self.train_ids) & set(self.test_ids):
+            problems.append(f"ids both closed-set train and test: {sorted(set(self.train_ids) & set(self.test_ids))[:5]}")
+        if set(self.novel_pool) - set(self.novel_classes):
+            problems.append(f"novel_pool classes that are not novel: {sorted(set(self.novel_pool) - set(self.novel_classes))[:5]}")
+        if problems:
+            raise ValueError("Not a valid protocol: " + "; ".join(problems))
 
     @classmethod
     def load(cls, path: str) -> Protocol:
@@ -175,6 +188,11 @@ def make_protocol(
 ) -> Protocol:
     """Builds a protocol for any dataset, the way `fashion-products/protocol.json` was built.
 
+    When the records carry a retrieval split (In-Shop's query / gallery, Street2Shop's street
+    queries and shop gallery), the open set follows it: its queries and gallery are the
+    support and query sets, their classes are the novel ones, and the few-shot pool is drawn
+    from them (ways that no class count allows are dropped instead of failing).
+
     Args:
         dataset: `Dataset`. All labelled images.
         name, label: str. Recorded in the protocol (`label` names the label column).
@@ -198,15 +216,25 @@ def make_protocol(
     for record in dataset:
         by_class.setdefault(record.label, []).append(record.id)
 
-    classes = sorted(c for c, ids in by_class.items() if len(ids) >= min_images)
+    retrieval_split = any(record.split in ("query", "gallery") for record in dataset)
+    closed_pool = by_class
+    if retrieval_split:  # the closed set then uses the training images only
+        closed_pool = {}
+        for record in dataset:
+            if record.split not in ("query", "gallery"):
+                closed_pool.setdefault(record.label, []).append(record.id)
+    classes = sorted(c for c, ids in closed_pool.items() if len(ids) >= min_images)
     train_ids, test_ids = [], []
     for c in classes:
-        ids = [str(i) for i in rng.permutation(by_class[c])]
+        ids = [str(i) for i in rng.permutation(closed_pool[c])]
         n_test = max(1, int(round(len(ids) * test_fraction)))
         test_ids += ids[:n_test]
         train_ids += ids[n_test:]
 
     needed = max(episodes.shots) + episodes.queries_per_class
+    if retrieval_split:
+        return _protocol_from_splits(dataset, name, label, classes, train_ids, test_ids, pool_max,
+                                     episodes, image_size_hw, needed, rng)
     eligible = sorted(c for c, ids in by_class.items() if len(ids) >= needed)
     limit = min(len(eligible), len(by_class) - 1)  # keep at least one base class
     feasible = [w for w in episodes.ways if w <= limit]
@@ -239,6 +267,28 @@ def make_protocol(
         support_ids=tuple(support),
         query_ids=tuple(query),
         episodes=dataclasses.replace(episodes, ways=tuple(feasible)),
+    )
+
+
+def _protocol_from_splits(dataset, name, label, classes, train_ids, test_ids, pool_max, episodes,
+                          image_size_hw, needed, rng) -> Protocol:
+    query = [r.id for r in dataset if r.split == "query"]
+    gallery = [r.id for r in dataset if r.split == "gallery"]
+    if not query or not gallery:
+        raise ValueError(f"{dataset.name} has {len(query)} query and {len(gallery)} gallery images: need both.")
+    novel: dict[str, list[str]] = {}
+    for record in dataset:
+        if record.split in ("query", "gallery"):
+            novel.setdefault(record.label, []).append(record.id)
+    pool = {c: tuple(str(i) for i in rng.permutation(ids)[:pool_max]) for c, ids in sorted(novel.items())}
+    eligible = sum(len(ids) >= needed for ids in pool.values())
+    return Protocol(
+        name=name, label=label, image_size_hw=image_size_hw, classes=tuple(classes),
+        train_ids=tuple(train_ids), test_ids=tuple(test_ids),
+        base_classes=tuple(sorted({r.label for r in dataset} - set(novel))),
+        novel_classes=tuple(sorted(novel)), novel_pool=pool,
+        support_ids=tuple(gallery), query_ids=tuple(query),
+        episodes=dataclasses.replace(episodes, ways=tuple(w for w in episodes.ways if w <= eligible)),
     )
 
 

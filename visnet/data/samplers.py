@@ -14,6 +14,10 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 
 
+class NotEnoughClassesError(ValueError):
+    """The labels have too few classes (with enough images) for the requested batches or episodes."""
+
+
 def _groups(labels: Sequence) -> tuple[np.ndarray, list[np.ndarray]]:
     """Distinct labels (sorted) and the record indices of each."""
     labels = np.asarray(labels)
@@ -39,7 +43,8 @@ class PKSampler:
 
     Every pass over the classes visits all of them in a random order; a last group with fewer
     than P classes is completed with other classes drawn at random. Within a class, images are
-    drawn without replacement, cycling through all of them before any repeats.
+    drawn without replacement, cycling through all of them before any repeats within an epoch
+    (each epoch starts a fresh cycle, so epochs can be drawn independently).
     """
 
     def __init__(self, labels: Sequence, p: int, k: int, batches_per_epoch: int | None = None, seed: int = 0):
@@ -47,7 +52,7 @@ class PKSampler:
         if p < 1 or k < 1:
             raise ValueError(f"p and k must be >= 1. Received: p={p}, k={k}")
         if p > len(self.classes):
-            raise ValueError(
+            raise NotEnoughClassesError(
                 f"p={p} classes per batch, but the labels have only {len(self.classes)} classes."
             )
         passes_default = -(-len(self.classes) // p)
@@ -213,8 +218,10 @@ class EpisodeSampler:
                 f"Received: ways={ways}, shots={shots}, queries={queries}, episodes={episodes}"
             )
         self.eligible = np.array([c for c, m in enumerate(self.members) if len(m) >= shots + queries])
+        if seed < 0:
+            raise ValueError(f"seed must be >= 0. Received: seed={seed}")
         if len(self.eligible) < ways:
-            raise ValueError(
+            raise NotEnoughClassesError(
                 f"{ways}-way {shots}-shot episodes with {queries} queries per class need {ways} classes "
                 f"with at least {shots + queries} images; only {len(self.eligible)} of "
                 f"{len(self.classes)} classes have that many."
