@@ -75,10 +75,10 @@ def test_help_lists_every_flag(capsys):
         evaluate.main(["--help"])
     assert exit_info.value.code == 0
     help_text = capsys.readouterr().out
-    flags = {a.option_strings[-1] for a in evaluate.build_parser()._actions}
-    assert flags - {"--help"}
+    flags = {a.option_strings[-1] for a in evaluate.build_parser()._actions} - {"--help"}
+    assert len(flags) >= 19
     for flag in flags:
-        assert flag in help_text
+        assert re.search(rf"^\s+{re.escape(flag)}\b(?!-)", help_text, re.M), flag
     assert re.search(r"--embedder EMBEDDER\s+embedder: hog, pixels", help_text)
 
 
@@ -91,6 +91,12 @@ def test_help_lists_every_flag(capsys):
         (["--data", "CATALOGUE", "--image-size", "100x90"], "Image height 100 does not fit HOG blocks"),
         (["--data", "CATALOGUE", "--episodes", "0"], "--episodes must be >= 1. Received: 0"),
         (["--data", "CATALOGUE", "--embedder-option", "colour=1"], "The embedder 'hog' does not take colour. It takes: image_size, block"),
+        (["--data", "CATALOGUE", "--embedder-option", "block=x"], "block must be an integer >= 1. Received: block='x'"),
+        (["--data", "CATALOGUE", "--embedder", "pixels", "--embedder-option", "grey=maybe"], "grey must be true or false"),
+        (["--data", "CATALOGUE", "--embedder-option", "image_size=64"], "image_size must be (height, width)"),
+        (["--data", "CATALOGUE", "--ways", "1"], "--ways must be >= 2"),
+        (["--data", "CATALOGUE", "--seed", "-1"], "--seed must be >= 0. Received: -1"),
+        (["--data", "CATALOGUE", "--out", "/tmp"], "--out must be a file, not a directory"),
     ],
 )
 def test_bad_arguments_are_clear_errors(catalogue, capsys, argv, message):

@@ -37,9 +37,13 @@ def _name_list(text: str) -> tuple[str, ...]:
 
 
 def _option(text: str) -> tuple[str, object]:
+    """KEY=VALUE with VALUE read as JSON (numbers, lists), yes/no/true/false, or a string."""
     key, sep, value = text.partition("=")
     if not sep or not key:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    words = {"true": True, "yes": True, "false": False, "no": False}
+    if value.lower() in words:
+        return key.replace("-", "_"), words[value.lower()]
     try:
         return key.replace("-", "_"), json.loads(value)
     except json.JSONDecodeError:
@@ -97,6 +101,14 @@ def _validate(args: argparse.Namespace) -> None:
         value = getattr(args, flag)
         if value is not None and value < 1:
             raise ValueError(f"--{flag.replace('_', '-')} must be >= 1. Received: {value}")
+    if args.ways and min(args.ways) < 2:
+        raise ValueError(f"--ways must be >= 2 (a 1-way task has nothing to tell apart). Received: {args.ways}")
+    if args.seed is not None and args.seed < 0:
+        raise ValueError(f"--seed must be >= 0. Received: {args.seed}")
+    for flag in ("out", "protocol"):
+        value = getattr(args, flag)
+        if value and os.path.isdir(value):
+            raise ValueError(f"--{flag} must be a file, not a directory. Received: {value}")
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -109,6 +121,13 @@ def run(args: argparse.Namespace) -> dict:
     layout, path = parse_spec(args.data)
     protocol_path = args.protocol or find_protocol(path)
     protocol = Protocol.load(protocol_path) if protocol_path else None
+    # Build the embedder before reading (and checking) every image, so a bad option fails fast.
+    options = dict(args.embedder_option)
+    if args.image_size:
+        options["image_size"] = args.image_size
+    elif protocol and protocol.image_size_hw and getattr(embedders.lookup(args.embedder), "follows_data_size", False):
+        options.setdefault("image_size", protocol.image_size_hw)
+    embedder = embedders.get(args.embedder, **options)
     reader_options = {"check": args.check_images, "progress": not args.no_progress}
     if args.label:
         reader_options["label"] = args.label
@@ -122,12 +141,6 @@ def run(args: argparse.Namespace) -> dict:
                                  episodes=episodes)
         print(f"no protocol.json: made one with seed 0 ({len(protocol.novel_classes)} novel classes "
               "held out; --ways/--shots/--queries size it)", file=sys.stderr)
-    options = dict(args.embedder_option)
-    if args.image_size:
-        options["image_size"] = args.image_size
-    elif protocol.image_size_hw and getattr(embedders.lookup(args.embedder), "follows_data_size", False):
-        options.setdefault("image_size", protocol.image_size_hw)
-    embedder = embedders.get(args.embedder, **options)
     settings = BenchmarkSettings(
         recall_ks=args.recall_ks, knn_ks=args.knn, ways=args.ways, shots=args.shots, queries=args.queries,
         episodes=args.episodes, seed=args.seed, classifiers=args.classifiers, metric=args.metric,
@@ -157,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         run(args)
-    except (ValueError, FileNotFoundError, KeyError) as error:
+    except (ValueError, TypeError, OSError, KeyError) as error:
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
         print(f"error: {message}", file=sys.stderr)
         return 2

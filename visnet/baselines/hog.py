@@ -9,7 +9,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from visnet.baselines.common import l2_normalize, to_uint8
+from visnet.baselines.common import check_bool, check_int, check_size, l2_normalize, to_uint8
 from visnet.data.image_spec import ImageSpec
 
 
@@ -46,9 +46,10 @@ class HOGEmbedder:
         bins: int = 9,
         normalize: bool = True,
     ):
-        height, width = (int(v) for v in image_size)
-        if min(block, stride, cell, bins) < 1:
-            raise ValueError(f"block, stride, cell and bins must be >= 1. Received: {block}, {stride}, {cell}, {bins}")
+        height, width = check_size(image_size)
+        block, stride, cell, bins = (check_int(v, n) for v, n in
+                                     ((block, "block"), (stride, "stride"), (cell, "cell"), (bins, "bins")))
+        normalize = check_bool(normalize, "normalize")
         if block % cell:
             raise ValueError(f"block must be a multiple of cell. Received: block={block}, cell={cell}")
         for name, side in (("height", height), ("width", width)):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from visnet.baselines.common import l2_normalize, to_uint8
+from visnet.baselines.common import check_bool, check_size, l2_normalize, to_uint8
 from visnet.data.image_spec import ImageSpec
 
 
@@ -20,10 +20,8 @@ class PixelEmbedder:
     follows_data_size = False
 
     def __init__(self, image_size: tuple[int, int] = (32, 24), grey: bool = False):
-        height, width = (int(v) for v in image_size)
-        if height < 1 or width < 1:
-            raise ValueError(f"image_size must be positive. Received: image_size={image_size}")
-        self.image_size, self.grey = (height, width), grey
+        height, width = check_size(image_size)
+        self.image_size, self.grey = (height, width), check_bool(grey, "grey")
         self.image_spec = ImageSpec(height=height, width=width, resize="pad", normalization="none")
         self.dim = height * width * (1 if grey else 3)
 

@@ -12,6 +12,7 @@ import numpy as np
 from visnet.data.image_spec import ImageSpec
 from visnet.data.protocol import Protocol
 from visnet.data.records import Dataset
+from visnet.data.samplers import NotEnoughClassesError
 from visnet.evaluation.classification import knn_accuracy
 from visnet.evaluation.embedding import Embedder, embed_dataset
 from visnet.evaluation.fewshot import evaluate_episodes
@@ -124,7 +125,7 @@ def run_benchmark(
                     result = evaluate_episodes(pool_x, pool_y, w, s, queries, count, seed, classifier,
                                                settings.metric, progress=progress)
                     table.append(result.to_dict())
-                except ValueError as error:  # e.g. too few classes for this many ways
+                except NotEnoughClassesError as error:  # e.g. 16-way on 10 novel classes
                     table.append({"ways": w, "shots": s, "queries_per_class": queries, "classifier": classifier,
                                   "episodes": 0, "accuracy": None, "ci95": None, "error": str(error)})
                 log(f"few-shot {classifier} {w}-way {s}-shot done")
@@ -181,4 +182,5 @@ def format_results(results: dict, markdown: bool = False) -> str:
             value = "n/a" if r["accuracy"] is None else f"{100 * r['accuracy']:.1f} ± {100 * r['ci95']:.1f}%"
             rows.append([r["classifier"], f"{r['ways']}-way {r['shots']}-shot", value])
         table(["classifier", "task", "accuracy"], rows)
+        lines.extend(f"n/a {r['ways']}-way {r['shots']}-shot: {r['error']}" for r in few if r.get("error"))
     return "\n".join(lines).rstrip() + "\n"
