@@ -1,0 +1,86 @@
+"""Convolutional trunks, resolved by name: images -> a 4-D feature map.
+
+| name       | what                                              | normalisation | ImageNet |
+|------------|---------------------------------------------------|---------------|----------|
+| `vgg16`    | keras.applications VGG16, no top                  | caffe         | yes      |
+| `resnet50` | keras.applications ResNet50, no top               | caffe         | yes      |
+| `resnet18` | ResNet-18 written here (`width` option)           | unit          | no       |
+| `koch`     | the Siamese one-shot paper's 4-layer CNN          | unit          | no       |
+| `conv4`    | Conv-4 of prototypical networks / MAML            | unit          | no       |
+| `tiny`     | two conv layers, for tests                        | unit          | no       |
+
+`build_backbone("resnet18", (128, 96, 3), weights=None, trainable=2, width=32)`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+
+from visnet.backbones.applications import build_resnet50, build_vgg16
+from visnet.backbones.base import (
+    BackboneInfo,
+    check_input,
+    download_error,
+    remove_top_layers,
+    resolve_weights,
+    set_trainable,
+)
+from visnet.backbones.resnet18 import build_resnet18
+from visnet.backbones.small import build_conv4, build_koch, build_tiny
+from visnet.registry import Registry
+
+backbones = Registry("backbone")
+for _name, _info in {
+    "vgg16": BackboneInfo(build_vgg16, "caffe", 32, [f"block{i}_" for i in range(1, 6)], imagenet=True),
+    "resnet50": BackboneInfo(build_resnet50, "caffe", 32, ["conv1_", "conv2_", "conv3_", "conv4_", "conv5_"],
+                             imagenet=True),
+    "resnet18": BackboneInfo(build_resnet18, "unit", 32, ["stem_", "stage1_", "stage2_", "stage3_", "stage4_"]),
+    "koch": BackboneInfo(build_koch, "unit", 16, [f"block{i}_" for i in range(1, 5)]),
+    "conv4": BackboneInfo(build_conv4, "unit", 16, [f"block{i}_" for i in range(1, 5)]),
+    "tiny": BackboneInfo(build_tiny, "unit", 4, ["block1_", "block2_"]),
+}.items():
+    backbones.register(_name)(_info)
+
+
+def backbone_info(name: str) -> BackboneInfo:
+    return backbones.lookup(name)
+
+
+def build_backbone(
+    name: str,
+    input_shape,
+    weights: str | None = None,
+    trainable: str | int = "all",
+    remove_top: int = 0,
+    **options: Any,
+) -> keras.Model:
+    """Builds a backbone.
+
+    Args:
+        name: str. A name in the table above.
+        input_shape: (height, width, 3).
+        weights: `"imagenet"` (the normal Keras download), a local weights file, or None.
+        trainable: `"all"`, `"none"` (frozen), or N: only the last N blocks train.
+        remove_top: int. Drop this many layers from the top (the Navee report's layer removal).
+        **options: backbone options (e.g. `width` for resnet18, koch, conv4, tiny).
+    """
+    info = backbone_info(name)
+    check_input(name, info, input_shape)
+    keras_weights, weights_file = resolve_weights(name, info, weights)
+    try:
+        model = info.build(input_shape, weights=keras_weights, **options)
+    except TypeError as error:
+        raise ValueError(f"Bad option for the {name} backbone: {error}. Received: {options}") from None
+    if weights_file:
+        try:
+            model.load_weights(weights_file)
+        except Exception as error:
+            raise ValueError(f"Could not load weights from {weights_file} into {name}: {error}") from error
+    model = remove_top_layers(model, remove_top)
+    set_trainable(model, info, trainable)
+    return model
+
+
+__all__ = ["BackboneInfo", "backbone_info", "backbones", "build_backbone", "download_error"]
