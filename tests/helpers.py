@@ -52,3 +52,39 @@ def clustered_embeddings(classes: int, per_class: int, dim: int = 8, spread: flo
     centres = rng.normal(size=(classes, dim)) * 10
     labels = np.repeat(np.arange(classes), per_class)
     return centres[labels] + rng.normal(scale=spread, size=(len(labels), dim)), labels
+
+
+def check_model(model, input_shape, output_shape, tmp_path, loss=None, labels=None):
+    """The standard checks of a layer-built model: output shape, config round trip,
+    `.keras` save -> load with equal outputs, and one training step that changes the weights."""
+    import keras
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 1, (4, *input_shape)).astype("float32")
+    y = model.predict(x, verbose=0)
+    assert y.shape == (4, *output_shape)
+    clone = model.__class__.from_config(model.get_config())
+    assert clone.count_params() == model.count_params()
+    path = str(tmp_path / "model.keras")
+    model.save(path)
+    restored = keras.models.load_model(path, compile=False)
+    np.testing.assert_allclose(restored.predict(x, verbose=0), y, rtol=1e-4, atol=1e-5)
+    if loss is not None:
+        before = [w.copy() for w in model.get_weights()]
+        model.compile(optimizer=keras.optimizers.Adam(1e-2), loss=loss)
+        model.fit(x, np.asarray(labels if labels is not None else [0, 0, 1, 1]), batch_size=4, epochs=1, verbose=0)
+        assert any(not np.allclose(a, b) for a, b in zip(before, model.get_weights()))
+
+
+def check_layer(layer, input_shape, tmp_path):
+    """Layer checks: output shape matches compute_output_shape, config round trip, save/load."""
+    import keras
+
+    inputs = keras.Input(input_shape)
+    outputs = layer(inputs)
+    model = keras.Model(inputs, outputs)
+    expected = layer.compute_output_shape((None, *input_shape))
+    assert tuple(outputs.shape) == tuple(expected)
+    clone = layer.__class__.from_config(layer.get_config())
+    assert clone.get_config() == layer.get_config()
+    check_model(model, input_shape, tuple(expected[1:]), tmp_path)
