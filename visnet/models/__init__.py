@@ -1,0 +1,54 @@
+"""Architectures, resolved by name: `visnet.models.build("capsule", input_shape=(128, 96, 3))`.
+
+Every architecture is a functional Keras model from images to embeddings; what makes it a
+ranking, Siamese, triplet or prototypical network is the loss and sampler it trains with
+(`ArchInfo.loss`, the default).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+import keras
+
+from visnet.models.capsule import build_capsule
+from visnet.models.protonet import build_protonet
+from visnet.models.siamese import build_siamese
+from visnet.models.visnet import build_visnet
+from visnet.registry import Registry
+
+
+@dataclasses.dataclass(frozen=True)
+class ArchInfo:
+    build: Callable[..., keras.Model]
+    loss: dict  # default loss config
+    backbone: str | None  # default backbone, None when the architecture has its own trunk
+    embedding_dim: int
+
+    def parameters(self) -> list[str]:
+        return list(inspect.signature(self.build).parameters)
+
+
+architectures = Registry("architecture")
+architectures.register("visnet")(ArchInfo(build_visnet, {"name": "hinge", "gap": 1.0, "mining": "semi-hard"}, "vgg16", 512))
+architectures.register("capsule")(ArchInfo(build_capsule, {"name": "triplet", "margin": 0.2, "distance": "squared",
+                                                            "mining": "semi-hard"}, None, 128))
+architectures.register("siamese")(ArchInfo(build_siamese, {"name": "triplet", "margin": 0.2, "mining": "semi-hard"},
+                                           "resnet18", 128))
+architectures.register("protonet")(ArchInfo(build_protonet, {"name": "prototypical", "shots": 5}, "conv4", 0))
+
+
+def build(name: str, **options: Any) -> keras.Model:
+    """Builds architecture `name`; options it does not take are an error naming them."""
+    info = architectures.lookup(name)
+    unknown = sorted(set(options) - set(info.parameters()))
+    if unknown:
+        raise ValueError(f"The {name} architecture does not take {', '.join(unknown)}. "
+                         f"It takes: {', '.join(info.parameters())}.")
+    return info.build(**options)
+
+
+__all__ = ["ArchInfo", "architectures", "build", "build_capsule", "build_protonet", "build_siamese", "build_visnet"]

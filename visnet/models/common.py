@@ -1,0 +1,38 @@
+"""Pieces every architecture shares: the trunk call and the embedding head."""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+from visnet.backbones import build_backbone
+
+
+def trunk(inputs, backbone: str, weights, trainable, remove_top: int, options: dict | None):
+    """Applies a backbone (as a nested model named `backbone`) to `inputs`."""
+    model = build_backbone(backbone, tuple(inputs.shape[1:]), weights=weights, trainable=trainable,
+                           remove_top=remove_top, **(options or {}))
+    model.name = "backbone"
+    return model(inputs)
+
+
+def embedding_head(features, embedding_dim: int, dropout: float = 0.0, name: str = "embedding"):
+    """Pool (if a feature map), dropout, a linear projection to `embedding_dim`, L2 normalisation."""
+    if embedding_dim < 1:
+        raise ValueError(f"embedding_dim must be >= 1. Received: embedding_dim={embedding_dim}")
+    if not 0 <= dropout < 1:
+        raise ValueError(f"dropout must be in [0, 1). Received: dropout={dropout}")
+    x = features
+    if len(x.shape) == 4:
+        x = layers.GlobalAveragePooling2D(name="pool")(x)
+    if dropout:
+        x = layers.Dropout(dropout, name="dropout")(x)
+    x = layers.Dense(embedding_dim, name="projection")(x)
+    # float32 output, also under mixed precision: distances and losses need it.
+    return layers.UnitNormalization(name=name, dtype="float32")(x)
+
+
+def image_input(input_shape) -> keras.KerasTensor:
+    if len(input_shape) != 3 or input_shape[2] != 3:
+        raise ValueError(f"input_shape must be (height, width, 3). Received: input_shape={tuple(input_shape)}")
+    return keras.Input(tuple(input_shape), name="image")
