@@ -205,3 +205,22 @@ def test_phone_jpegs_decode(tmp_path):
     frames[0].save(path, format="MPO", save_all=True, append_images=frames[1:])
     image = decode(path)
     assert image.shape == (12, 16, 3) and image[..., 0].mean() > 200 and image[..., 2].mean() < 50
+
+
+def test_in_memory_images_give_the_same_batches_as_files(tmp_path):
+    from visnet.data.pipeline import load_images
+
+    paths = [write_image(tmp_path / f"{i}.png", seed=i, size=(8, 8)) for i in range(8)]
+    paths[3] = write_text(tmp_path / "3.png")
+    images, kept = load_images(paths, ImageSpec(8, 8))
+    np.testing.assert_array_equal(kept, [0, 1, 2, 4, 5, 6, 7])
+    labels = [0, 0, 1, 2, 2, 3, 3]  # the 7 kept images
+    good = [paths[i] for i in kept]
+    sampler = PKSampler(labels, p=2, k=2, seed=0)
+    spec = ImageSpec(8, 8, normalization="unit")
+    from_files = list(sampled_dataset(good, labels, sampler, spec, augment=Augmentation(), seed=1).take(3))
+    from_memory = list(sampled_dataset(None, labels, sampler, spec, augment=Augmentation(), seed=1, images=images)
+                       .take(3))
+    for a, b in zip(from_files, from_memory):
+        np.testing.assert_array_equal(a["index"].numpy(), b["index"].numpy())
+        np.testing.assert_allclose(a["image"].numpy(), b["image"].numpy(), atol=1e-5)  # PNG pixels are integers

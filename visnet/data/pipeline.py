@@ -215,8 +215,36 @@ def image_dataset(
     return _normalize(ds, spec, parallel).prefetch(tf.data.AUTOTUNE)
 
 
+def load_images(
+    paths: Sequence[str], spec: ImageSpec, batch_size: int = 256, progress: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """Decodes and resizes every image once into memory.
+
+    Returns:
+        uint8 images (n, height, width, 3) (rounded from the resized pixels) and the indices of
+        `paths` they come from (undecodable files are left out).
+    """
+    raw = ImageSpec(spec.height, spec.width, spec.resize, spec.pad_value, "none")
+    images, kept = [], []
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(paths), desc="loading images", unit="img")
+    for batch in image_dataset(paths, None, raw, batch_size=batch_size):
+        images.append(np.clip(np.rint(batch["image"].numpy()), 0, 255).astype(np.uint8))
+        kept.append(batch["index"].numpy())
+        if bar is not None:
+            bar.update(len(kept[-1]))
+    if bar is not None:
+        bar.close()
+    if not images:
+        return np.zeros((0, spec.height, spec.width, 3), np.uint8), np.zeros(0, np.int64)
+    return np.concatenate(images), np.concatenate(kept)
+
+
 def sampled_dataset(
-    paths: Sequence[str],
+    paths: Sequence[str] | None,
     labels: Sequence[int],
     sampler,
     spec: ImageSpec = ImageSpec(),
@@ -225,11 +253,13 @@ def sampled_dataset(
     seed: int = 0,
     ignore_errors: bool = True,
     num_parallel_calls: int | None = None,
+    images: np.ndarray | None = None,
 ) -> tf.data.Dataset:
     """An endless dataset of `{"image", "label", "index"}` batches whose indices a sampler draws.
 
     Args:
-        paths, labels: the records' image files and integer class ids.
+        paths: the records' image files (None when `images` are given).
+        labels: their integer class ids.
         sampler: an object with `epoch(e) -> np.ndarray (batches, batch_size)` of record
             indices and `__len__` (batches per epoch), e.g. `PKSampler`.
         start_epoch: int. First epoch to draw (to resume a run where it stopped).
@@ -239,38 +269,50 @@ def sampled_dataset(
         ignore_errors: bool. A batch holding an image that fails to decode is dropped whole,
             so every batch keeps the sampler's exact composition (check files first with
             `visnet.data.validation.check_images`; readers do by default).
+        images: uint8 array (n, height, width, 3) or None. Images already in memory (see
+            `load_images`), row i for record i: no file is read while training.
 
     Use with `model.fit(ds, steps_per_epoch=len(sampler))`.
     """
     parallel = num_parallel_calls or tf.data.AUTOTUNE
-    labels_array = _labels_array(paths, labels)
-    paths_t = tf.constant([str(p) for p in paths])
+    labels_array = np.asarray(labels, dtype=np.int64)
+    if images is None:
+        labels_array = _labels_array(paths, labels)
+        paths_t = tf.constant([str(p) for p in paths])
+    elif len(images) != len(labels_array) or images.shape[1:] != (spec.height, spec.width, 3):
+        raise ValueError(f"images must have shape ({len(labels_array)}, {spec.height}, {spec.width}, 3). "
+                         f"Received {images.shape}")
     labels_t = tf.constant(labels_array)
     batch_size = int(sampler.epoch(start_epoch).shape[1])
     image_signature = tf.TensorSpec([spec.height, spec.width, 3], tf.float32)
 
-    def batches() -> Iterator[tuple[int, int, np.ndarray]]:
+    def batches() -> Iterator[tuple]:
         epoch = start_epoch
         while True:
             for number, indices in enumerate(sampler.epoch(epoch)):
-                yield epoch, number, indices
+                if images is None:
+                    yield epoch, number, indices
+                else:
+                    yield epoch, number, indices, images[indices]
             epoch += 1
 
-    def load_batch(epoch, number, indices):
-        images = tf.map_fn(lambda i: _load(tf.gather(paths_t, i), spec), indices,
-                           fn_output_signature=image_signature)
+    def load_batch(epoch, number, indices, pixels=None):
+        if pixels is None:
+            batch = tf.map_fn(lambda i: _load(tf.gather(paths_t, i), spec), indices,
+                              fn_output_signature=image_signature)
+        else:
+            batch = tf.cast(pixels, tf.float32)
         if augment is not None:
             stream = (epoch * 1_000_003 + number) * batch_size + tf.range(batch_size, dtype=tf.int64)
             seeds = tf.stack([tf.fill([batch_size], tf.constant(seed, tf.int64)), stream], axis=1)
-            images = _augment_batch(images, seeds, augment)
-        return {"image": images, "label": tf.gather(labels_t, indices), "index": indices}
+            batch = _augment_batch(batch, seeds, augment)
+        return {"image": batch, "label": tf.gather(labels_t, indices), "index": indices}
 
-    ds = tf.data.Dataset.from_generator(
-        batches,
-        output_signature=(tf.TensorSpec([], tf.int64), tf.TensorSpec([], tf.int64),
-                          tf.TensorSpec([batch_size], tf.int64)),
-    )
+    signature = (tf.TensorSpec([], tf.int64), tf.TensorSpec([], tf.int64), tf.TensorSpec([batch_size], tf.int64))
+    if images is not None:
+        signature += (tf.TensorSpec([batch_size, spec.height, spec.width, 3], tf.uint8),)
+    ds = tf.data.Dataset.from_generator(batches, output_signature=signature)
     ds = ds.map(load_batch, num_parallel_calls=parallel, deterministic=True)
-    if ignore_errors:
+    if ignore_errors and images is None:
         ds = ds.ignore_errors()
     return _normalize(ds, spec, parallel).prefetch(tf.data.AUTOTUNE)
