@@ -15,39 +15,9 @@ import os
 import sys
 import time
 
+from visnet.cli import int_list, key_value, name_list
 from visnet.data.image_spec import parse_size
 from visnet.data.validation import CHECK_MODES
-
-
-def _int_list(text: str) -> tuple[int, ...]:
-    try:
-        values = tuple(int(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
-    return values
-
-
-def _name_list(text: str) -> tuple[str, ...]:
-    values = tuple(v.strip() for v in text.split(",") if v.strip())
-    if not values:
-        raise argparse.ArgumentTypeError(f"expected comma-separated names, got {text!r}")
-    return values
-
-
-def _option(text: str) -> tuple[str, object]:
-    """KEY=VALUE with VALUE read as JSON (numbers, lists), yes/no/true/false, or a string."""
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    words = {"true": True, "yes": True, "false": False, "no": False}
-    if value.lower() in words:
-        return key.replace("-", "_"), words[value.lower()]
-    try:
-        return key.replace("-", "_"), json.loads(value)
-    except json.JSONDecodeError:
-        return key.replace("-", "_"), value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -64,7 +34,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="dataset as LAYOUT:PATH or a path whose layout is detected "
                         "(benchmark, kaggle, inshop, street2shop, folder, csv)")
     parser.add_argument("--embedder", default="hog", help=f"embedder: {', '.join(embedders.names())} (default hog)")
-    parser.add_argument("--embedder-option", type=_option, action="append", default=[], metavar="KEY=VALUE",
+    parser.add_argument("--run", help="a run directory of visnet.train: its best model is the embedder "
+                        "(instead of --embedder)")
+    parser.add_argument("--checkpoint", choices=("best", "last"), default="best",
+                        help="which checkpoint of --run (default best)")
+    parser.add_argument("--embedder-option", type=key_value, action="append", default=[], metavar="KEY=VALUE",
                         help="embedder constructor option, repeatable (e.g. cell=8, grey=true)")
     parser.add_argument("--protocol", help="protocol JSON (default: the data folder's protocol.json, "
                         "else one is made for the data)")
@@ -73,16 +47,16 @@ def build_parser() -> argparse.ArgumentParser:
                         help="image size (default: the protocol's image_size_hw for hog, the embedder's own "
                         "default otherwise: 32x24 for pixels)")
     parser.add_argument("--metric", choices=METRICS, default="euclidean", help="distance (default euclidean)")
-    parser.add_argument("--recall-ks", type=_int_list, default=(1, 5, 10, 20, 30, 40, 50), metavar="K,K",
+    parser.add_argument("--recall-ks", type=int_list, default=(1, 5, 10, 20, 30, 40, 50), metavar="K,K",
                         help="Recall@K cut-offs (default 1,5,10,20,30,40,50)")
-    parser.add_argument("--knn", type=_int_list, default=(1, 5), metavar="K,K",
+    parser.add_argument("--knn", type=int_list, default=(1, 5), metavar="K,K",
                         help="k of the closed-set k-NN classifier (default 1,5)")
-    parser.add_argument("--ways", type=_int_list, metavar="N,N", help="few-shot ways (default: the protocol's)")
-    parser.add_argument("--shots", type=_int_list, metavar="K,K", help="few-shot shots (default: the protocol's)")
+    parser.add_argument("--ways", type=int_list, metavar="N,N", help="few-shot ways (default: the protocol's)")
+    parser.add_argument("--shots", type=int_list, metavar="K,K", help="few-shot shots (default: the protocol's)")
     parser.add_argument("--queries", type=int, help="query images per class and episode (default: the protocol's)")
     parser.add_argument("--episodes", type=int, help="episodes per task (default: the protocol's)")
     parser.add_argument("--seed", type=int, help="episode seed (default: the protocol's)")
-    parser.add_argument("--classifiers", type=_name_list, default=("prototype",), metavar="NAME,NAME",
+    parser.add_argument("--classifiers", type=name_list, default=("prototype",), metavar="NAME,NAME",
                         help=f"few-shot classifiers: {', '.join(classifiers.names())} (default prototype)")
     parser.add_argument("--batch-size", type=int, default=64, help="embedding batch size (default 64)")
     parser.add_argument("--check-images", choices=CHECK_MODES, default="decode",
@@ -122,12 +96,19 @@ def run(args: argparse.Namespace) -> dict:
     protocol_path = args.protocol or find_protocol(path)
     protocol = Protocol.load(protocol_path) if protocol_path else None
     # Build the embedder before reading (and checking) every image, so a bad option fails fast.
-    options = dict(args.embedder_option)
-    if args.image_size:
-        options["image_size"] = args.image_size
-    elif protocol and protocol.image_size_hw and getattr(embedders.lookup(args.embedder), "follows_data_size", False):
-        options.setdefault("image_size", protocol.image_size_hw)
-    embedder = embedders.get(args.embedder, **options)
+    if args.run:
+        from visnet.training.runs import Run
+
+        if args.embedder_option or args.image_size:
+            raise ValueError("--embedder-option and --image-size do not apply to --run (the run fixes them).")
+        embedder = Run(args.run).embedder(args.checkpoint)
+    else:
+        options = dict(args.embedder_option)
+        if args.image_size:
+            options["image_size"] = args.image_size
+        elif protocol and protocol.image_size_hw and getattr(embedders.lookup(args.embedder), "follows_data_size", False):
+            options.setdefault("image_size", protocol.image_size_hw)
+        embedder = embedders.get(args.embedder, **options)
     reader_options = {"check": args.check_images, "progress": not args.no_progress}
     if args.label:
         reader_options["label"] = args.label
@@ -150,9 +131,9 @@ def run(args: argparse.Namespace) -> dict:
     results = run_benchmark(embedder, dataset, protocol, settings, progress=not args.no_progress,
                             log=lambda m: print(m, file=sys.stderr))
     results["seconds"]["total"] = round(time.perf_counter() - start, 3)
-    results["embedder"] = embedder.get_config() if hasattr(embedder, "get_config") else args.embedder
+    results["embedder"] = embedder.get_config()
     results["data"] = args.data
-    print(f"\n{args.embedder} on {protocol.name} ({args.data})\n")
+    print(f"\n{results['embedder']['name']} on {protocol.name} ({args.data})\n")
     print(format_results(results))
     seconds = results["seconds"]
     print(f"wall time {seconds['total']:.1f}s (embedding {seconds['embedding']:.1f}s, "

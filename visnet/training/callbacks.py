@@ -1,0 +1,115 @@
+"""Callbacks of a training run: retrieval validation every epoch, and crash-safe checkpoints."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import time
+
+import keras
+import numpy as np
+
+from visnet.evaluation.retrieval import retrieval_metrics
+
+
+class RetrievalValidation(keras.callbacks.Callback):
+    """Adds `val_mAP`, `val_recall@1` and `val_recall@5` to the epoch logs.
+
+    Each validation image is a query against all the others (leave-one-out), so checkpoints,
+    early stopping and KerasTuner can select on retrieval quality instead of the loss.
+
+    Args:
+        images: array (n, height, width, 3), already normalised for the model.
+        labels: one label per image.
+        batch_size: int. Prediction batch size.
+    """
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, batch_size: int = 128):
+        super().__init__()
+        self.images, self.labels, self.batch_size = images, np.asarray(labels), batch_size
+
+    def measure(self, model: keras.Model) -> dict[str, float]:
+        embeddings = model.predict(self.images, batch_size=self.batch_size, verbose=0)
+        result = retrieval_metrics(embeddings, self.labels, embeddings, self.labels, ks=(1, 5), exclude_self=True)
+        return {"val_mAP": result.mean_average_precision,
+                "val_recall@1": result.recall[1], "val_recall@5": result.recall[5]}
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs.update(self.measure(self.model))
+
+
+class ThroughputLogger(keras.callbacks.Callback):
+    """Adds `images_per_second` (training images through the whole pipeline) to the epoch logs."""
+
+    def __init__(self, batch_size: int):
+        super().__init__()
+        self.batch_size = batch_size
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.start, self.steps = time.perf_counter(), 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.steps += 1
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["images_per_second"] = self.steps * self.batch_size / max(time.perf_counter() - self.start, 1e-9)
+
+
+def _atomic_json(path: str, data: dict) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as handle:
+        json.dump(data, handle, indent=2)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+class RunCheckpoint(keras.callbacks.Callback):
+    """Keeps the last and the best model of a run, so a killed run resumes where it stopped.
+
+    After every epoch: the model (with its optimizer state) goes to `last-epochNNNN.keras`, and
+    to `best.keras` when `monitor` improved; then `state.json` (the epoch count, the best value,
+    the history) is replaced atomically and older `last-*` files are deleted. A kill at any
+    moment leaves `state.json` naming a complete checkpoint.
+
+    Args:
+        run_dir: str. The run directory.
+        monitor: str or None. Log key to maximise (`val_mAP`); None keeps the last as best.
+        state: dict. The state loaded from an earlier run (to resume), or {}.
+    """
+
+    def __init__(self, run_dir: str, monitor: str | None = "val_mAP", state: dict | None = None):
+        super().__init__()
+        self.run_dir, self.monitor = run_dir, monitor
+        self.state = dict(state or {"epochs_done": 0, "best": None, "best_epoch": None, "history": []})
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = {k: float(v) for k, v in (logs or {}).items()}
+        last = os.path.join(self.run_dir, f"last-epoch{epoch + 1:04d}.keras")
+        self.model.save(last + ".tmp.keras")
+        os.replace(last + ".tmp.keras", last)
+        value = logs.get(self.monitor) if self.monitor else None
+        best = self.state["best"]
+        if self.monitor is None or value is not None and (best is None or value > best):
+            best_path = os.path.join(self.run_dir, "best.keras")
+            self.model.save(best_path + ".tmp.keras")
+            os.replace(best_path + ".tmp.keras", best_path)
+            self.state.update(best=value, best_epoch=epoch + 1)
+        self.state["epochs_done"] = epoch + 1
+        self.state["last"] = os.path.basename(last)
+        self.state["history"].append({"epoch": epoch + 1, **logs})
+        _atomic_json(os.path.join(self.run_dir, "state.json"), self.state)
+        for old in glob.glob(os.path.join(self.run_dir, "last-epoch*.keras")):
+            if os.path.basename(old) != self.state["last"]:
+                os.remove(old)
+
+
+def load_state(run_dir: str) -> dict | None:
+    path = os.path.join(run_dir, "state.json")
+    if not os.path.exists(path):
+        return None
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)

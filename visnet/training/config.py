@@ -1,0 +1,141 @@
+"""Everything a training run needs, in one serialisable record (saved as `config.json` in the run)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+SPLITS = ("all", "open-set", "closed-set")
+STRATEGIES = ("default", "mirrored", "multiworker")
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULES = ("constant", "cosine")
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """A training run's settings. `None` means "the architecture's default".
+
+    Data: `data` (LAYOUT:PATH), `label`, `split` (`open-set`: the protocol's base classes only;
+    `closed-set`: its closed-set train ids; `all`: every record, or the `train` split when the
+    layout has one), `val` (`classes:F` holds out a fraction F of the classes, `images:F` a
+    fraction of each class's images, `none`), `val_max_images`, `check_images`, `cache_images`.
+
+    Model: `arch`, `image_size`, `resize`, `embedding_dim`, `backbone`, `backbone_options`,
+    `weights`, `trainable`, `remove_top`, `arch_options`.
+
+    Loss and batches: `loss`, `margin`, `mining`, `top_k`, `distance`, `p`, `k` (P x K batches;
+    for prototypical training P is the ways and K the shots + queries), `batch_size` and
+    `p_same` (pair and explicit-triplet batches).
+
+    Optimisation: `epochs`, `steps_per_epoch`, `optimizer`, `lr`, `weight_decay`, `schedule`,
+    `warmup_epochs`, `augment`, `augmentation`, `seed`, `patience`, `strategy`, `cpu_replicas`,
+    `mixed_precision`.
+    """
+
+    arch: str = "siamese"
+    data: str = ""
+    out: str = ""
+    label: str | None = None
+    split: str = "all"
+    val: str = "classes:0.1"
+    val_max_images: int = 1000
+    check_images: str = "decode"
+    cache_images: bool = True
+    image_size: tuple[int, int] = (128, 96)
+    resize: str = "pad"
+    embedding_dim: int | None = None
+    backbone: str | None = None
+    backbone_options: dict = dataclasses.field(default_factory=dict)
+    weights: str | None = None
+    trainable: str = "all"
+    remove_top: int = 0
+    arch_options: dict = dataclasses.field(default_factory=dict)
+    loss: str | None = None
+    margin: float | None = None
+    mining: str | None = None
+    top_k: float | None = None
+    distance: str | None = None
+    shots: int | None = None
+    p: int = 16
+    k: int = 4
+    batch_size: int = 64
+    p_same: float = 0.4
+    epochs: int = 10
+    steps_per_epoch: int | None = None
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    schedule: str = "cosine"
+    warmup_epochs: float = 0.0
+    augment: bool = True
+    augmentation: dict = dataclasses.field(default_factory=dict)
+    seed: int = 0
+    patience: int | None = None
+    strategy: str = "default"
+    cpu_replicas: int = 1
+    mixed_precision: bool = False
+
+    def validate(self) -> TrainConfig:
+        """Checks values that need no data; raises a ValueError naming the bad one."""
+        def need(condition: bool, message: str) -> None:
+            if not condition:
+                raise ValueError(message)
+
+        need(bool(self.data), "data is required (LAYOUT:PATH or a path).")
+        need(self.split in SPLITS, f"split must be one of {SPLITS}. Received: split={self.split!r}")
+        need(self.strategy in STRATEGIES, f"strategy must be one of {STRATEGIES}. Received: strategy={self.strategy!r}")
+        need(self.optimizer in OPTIMIZERS, f"optimizer must be one of {OPTIMIZERS}. Received: optimizer={self.optimizer!r}")
+        need(self.schedule in SCHEDULES, f"schedule must be one of {SCHEDULES}. Received: schedule={self.schedule!r}")
+        need(self.epochs >= 1, f"epochs must be >= 1. Received: epochs={self.epochs}")
+        need(self.lr > 0, f"lr must be > 0. Received: lr={self.lr}")
+        need(self.p >= 1 and self.k >= 1, f"p and k must be >= 1. Received: p={self.p}, k={self.k}")
+        need(self.batch_size >= 2, f"batch_size must be >= 2. Received: batch_size={self.batch_size}")
+        need(self.steps_per_epoch is None or self.steps_per_epoch >= 1,
+             f"steps_per_epoch must be >= 1. Received: steps_per_epoch={self.steps_per_epoch}")
+        need(self.cpu_replicas >= 1, f"cpu_replicas must be >= 1. Received: cpu_replicas={self.cpu_replicas}")
+        need(self.val_max_images >= 2, f"val_max_images must be >= 2. Received: {self.val_max_images}")
+        need(self.warmup_epochs >= 0, f"warmup_epochs must be >= 0. Received: {self.warmup_epochs}")
+        need(self.weight_decay >= 0, f"weight_decay must be >= 0. Received: {self.weight_decay}")
+        need(self.patience is None or self.patience >= 1, f"patience must be >= 1. Received: {self.patience}")
+        parse_val(self.val)
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["image_size"] = list(self.image_size)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"Unknown training settings: {', '.join(unknown)}")
+        config = cls(**data)
+        config.image_size = tuple(config.image_size)
+        return config
+
+    def save(self, path: str) -> None:
+        with open(path, "w", encoding="utf-8") as handle:
+            json.dump(self.to_dict(), handle, indent=2)
+            handle.write("\n")
+
+    @classmethod
+    def load(cls, path: str) -> TrainConfig:
+        with open(path, encoding="utf-8") as handle:
+            return cls.from_dict(json.load(handle))
+
+
+def parse_val(text: str) -> tuple[str, float]:
+    """`classes:0.1` -> ("classes", 0.1); `none` -> ("none", 0)."""
+    if text == "none":
+        return "none", 0.0
+    mode, _, fraction = text.partition(":")
+    try:
+        value = float(fraction)
+    except ValueError:
+        value = -1.0
+    if mode not in ("classes", "images") or not 0 < value < 1:
+        raise ValueError(f"val must be classes:F, images:F (0 < F < 1) or none. Received: val={text!r}")
+    return mode, value

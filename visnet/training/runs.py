@@ -1,0 +1,79 @@
+"""A run directory and what reads it: the trained embedder for `visnet.embed`, `visnet.evaluate`
+and (later) export.
+
+A run directory holds:
+
+    config.json      the TrainConfig (every setting, defaults resolved)
+    run.json         image spec, loss, classes, data sizes, versions, untrained validation figures
+    best.keras       the model with the best val_mAP (or the last one without validation)
+    last-epochNNNN.keras, state.json    the resume point (epoch count, optimizer state, history)
+    history.csv, logs/                  per-epoch logs and TensorBoard events
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+
+from visnet.data.image_spec import ImageSpec
+from visnet.training.config import TrainConfig
+
+
+class RunEmbedder:
+    """A trained model as an embedder: normalised image batches in, embeddings out."""
+
+    def __init__(self, model, image_spec: ImageSpec, name: str):
+        self.model, self.image_spec, self.name = model, image_spec, name
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        return np.asarray(self.model.predict_on_batch(images))
+
+    def get_config(self) -> dict:
+        return {"name": self.name, "image_size": [self.image_spec.height, self.image_spec.width]}
+
+
+class Run:
+    """Reads a run directory written by `visnet.train`.
+
+    Args:
+        path: str. The run directory.
+    """
+
+    def __init__(self, path: str):
+        if not os.path.isdir(path):
+            raise FileNotFoundError(f"Run directory not found: {path}")
+        self.path = path
+        config_path, info_path = os.path.join(path, "config.json"), os.path.join(path, "run.json")
+        if not os.path.exists(config_path) or not os.path.exists(info_path):
+            raise FileNotFoundError(f"{path} is not a visnet run: config.json and run.json are missing.")
+        self.config = TrainConfig.load(config_path)
+        with open(info_path, encoding="utf-8") as handle:
+            self.info = json.load(handle)
+        self.image_spec = ImageSpec(**self.info["image_spec"])
+
+    def checkpoint(self, which: str = "best") -> str:
+        if which == "best":
+            path = os.path.join(self.path, "best.keras")
+        elif which == "last":
+            from visnet.training.callbacks import load_state
+
+            state = load_state(self.path) or {}
+            path = os.path.join(self.path, state.get("last", "missing"))
+        else:
+            raise ValueError(f"which must be 'best' or 'last'. Received: which={which!r}")
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"{self.path} has no {which} checkpoint yet (no epoch finished).")
+        return path
+
+    def model(self, which: str = "best"):
+        import keras
+
+        import visnet.layers  # noqa: F401  (registers the custom layers)
+        import visnet.losses  # noqa: F401
+
+        return keras.models.load_model(self.checkpoint(which), compile=False)
+
+    def embedder(self, which: str = "best") -> RunEmbedder:
+        return RunEmbedder(self.model(which), self.image_spec, f"run:{os.path.basename(os.path.normpath(self.path))}")

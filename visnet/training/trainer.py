@@ -1,0 +1,241 @@
+"""`train(config)`: data -> sampler -> tf.data -> model -> fit, with validation, checkpoints and resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+from collections.abc import Callable
+
+import numpy as np
+
+from visnet.training.config import TrainConfig
+
+_LOSS_KEYS = {
+    "triplet": ("margin", "mining", "top_k", "distance"),
+    "hinge": ("margin", "mining", "top_k"),
+    "contrastive": ("margin", "distance"),
+    "prototypical": ("shots",),
+}
+
+
+def resolve_loss(config: TrainConfig) -> dict:
+    """The loss config: the architecture's default, or `config.loss`, with explicit overrides."""
+    from visnet.models import architectures
+
+    default = dict(architectures.lookup(config.arch).loss)
+    name = config.loss or default["name"]
+    if name not in _LOSS_KEYS:
+        raise ValueError(f"loss must be one of {sorted(_LOSS_KEYS)}. Received: loss={name!r}")
+    loss = default if name == default["name"] else {"name": name}
+    for key in _LOSS_KEYS[name]:
+        value = getattr(config, key)
+        if value is not None:
+            loss["gap" if name == "hinge" and key == "margin" else key] = value
+    if name == "contrastive":  # --mining picks the pairs: PairSampler pairs, or every pair of a P x K batch
+        if config.mining not in (None, "none", "batch-all"):
+            raise ValueError(f"The contrastive loss takes mining none (sampled pairs, p_same) or batch-all "
+                             f"(every pair of a P x K batch). Received: mining={config.mining!r}")
+        loss["layout"] = "all-pairs" if config.mining == "batch-all" else "halves"
+    if name == "prototypical":
+        loss.setdefault("shots", max(1, config.k // 2))
+    unused = [k for k in ("margin", "mining", "top_k", "distance", "shots")
+              if getattr(config, k) is not None and k not in _LOSS_KEYS[name] + ("mining",) * (name == "contrastive")]
+    if unused:
+        raise ValueError(f"The {name} loss does not use {', '.join(unused)}.")
+    return loss
+
+
+def _setup_devices(config: TrainConfig):
+    import tensorflow as tf
+
+    if config.cpu_replicas > 1:
+        cpus = tf.config.list_physical_devices("CPU")
+        try:
+            tf.config.set_logical_device_configuration(
+                cpus[0], [tf.config.LogicalDeviceConfiguration()] * config.cpu_replicas)
+        except RuntimeError as error:
+            raise RuntimeError(f"cpu_replicas must be set before TensorFlow starts: {error}") from error
+    if config.strategy == "mirrored":
+        devices = [d.name for d in tf.config.list_logical_devices("GPU")] or \
+            [d.name for d in tf.config.list_logical_devices("CPU")]
+        return tf.distribute.MirroredStrategy(devices)
+    if config.strategy == "multiworker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def _build_model(config: TrainConfig, loss_config: dict):
+    from visnet.models import architectures, build
+
+    info = architectures.lookup(config.arch)
+    options = {"input_shape": (*config.image_size, 3), **config.arch_options}
+    if config.embedding_dim is not None:
+        options["embedding_dim"] = config.embedding_dim
+    if info.backbone is None:
+        given = [f for f in ("backbone", "weights") if getattr(config, f)] + (["backbone_options"] if config.backbone_options else [])
+        if given or config.trainable != "all" or config.remove_top:
+            raise ValueError(f"The {config.arch} architecture has its own feature block: it takes no "
+                             f"backbone settings (got {', '.join(given) or 'trainable/remove_top'}).")
+    else:
+        options.update(backbone=config.backbone or info.backbone, weights=config.weights,
+                       trainable=_trainable(config.trainable), remove_top=config.remove_top,
+                       backbone_options=config.backbone_options)
+    return build(config.arch, **options)
+
+
+def _trainable(value: str):
+    return int(value) if str(value).isdigit() else value
+
+
+def _normalization(config: TrainConfig) -> str:
+    from visnet.backbones import backbone_info
+    from visnet.models import architectures
+
+    backbone = config.backbone or architectures.lookup(config.arch).backbone
+    return backbone_info(backbone).normalization if backbone else "unit"
+
+
+def _optimizer(config: TrainConfig, steps_per_epoch: int):
+    import keras
+
+    total = config.epochs * steps_per_epoch
+    warmup = int(config.warmup_epochs * steps_per_epoch)
+    if config.schedule == "cosine":
+        lr = keras.optimizers.schedules.CosineDecay(
+            config.lr * (0.01 if warmup else 1.0), decay_steps=max(1, total - warmup), alpha=0.01,
+            warmup_target=config.lr if warmup else None, warmup_steps=warmup)
+    else:
+        lr = config.lr
+    if config.optimizer == "sgd":
+        return keras.optimizers.SGD(lr, momentum=0.9, nesterov=True, weight_decay=config.weight_decay or None)
+    if config.optimizer == "adamw":
+        return keras.optimizers.AdamW(lr, weight_decay=config.weight_decay or 0.004)
+    return keras.optimizers.Adam(lr, weight_decay=config.weight_decay or None)
+
+
+def _versions() -> dict:
+    import keras
+    import tensorflow as tf
+
+    import visnet
+
+    return {"visnet": visnet.__version__, "tensorflow": tf.__version__, "keras": keras.__version__,
+            "python": platform.python_version()}
+
+
+def _normalized(images: np.ndarray, normalization: str) -> np.ndarray:
+    from visnet.data.pipeline import normalize_image
+
+    return np.asarray(normalize_image(images.astype(np.float32), normalization))
+
+
+def train(config: TrainConfig, resume: bool = False, progress: bool = True,
+          log: Callable[[str], None] = lambda m: print(m, file=sys.stderr)):
+    """Trains `config.arch` and writes the run directory `config.out`. Returns the `Run`.
+
+    Args:
+        config: `TrainConfig`.
+        resume: bool. Continue the run in `config.out` from its last checkpoint: epoch counter,
+            weights, optimizer state and sampler position all continue.
+        progress: bool. Keras progress bars and reading progress.
+        log: callable for one-line messages.
+    """
+    config.validate()
+    if not config.out:
+        raise ValueError("out (the run directory) is required.")
+    from visnet.training.callbacks import load_state
+
+    state = load_state(config.out) if resume else None
+    if resume and state is None:
+        raise FileNotFoundError(f"Nothing to resume in {config.out}: no state.json (no finished epoch).")
+    if not resume and os.path.exists(os.path.join(config.out, "state.json")):
+        raise FileExistsError(f"{config.out} already holds a run: use --resume to continue it or another --out.")
+    loss_config = resolve_loss(config)
+    from visnet.training.data import check_batch_settings
+
+    check_batch_settings(config, loss_config)
+    strategy = _setup_devices(config)
+
+    import keras
+    import tensorflow as tf
+
+    from visnet.data.augment import Augmentation
+    from visnet.data.pipeline import load_images, sampled_dataset
+    from visnet.losses import losses
+    from visnet.training.callbacks import RetrievalValidation, RunCheckpoint, ThroughputLogger
+    from visnet.training.data import image_spec, make_sampler, read_training_data
+    from visnet.training.runs import Run
+
+    if config.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    keras.utils.set_random_seed(config.seed)
+    with strategy.scope():  # the model first: its settings fail fast, before any image is read
+        if state is not None:
+            import visnet.layers  # noqa: F401
+
+            model = keras.models.load_model(os.path.join(config.out, state["last"]))
+            log(f"resuming {config.out} after epoch {state['epochs_done']}")
+        else:
+            model = _build_model(config, loss_config)
+    data = read_training_data(config, progress=progress)
+    log(data.train.summary())
+    spec = image_spec(config, _normalization(config))
+    raw_spec = image_spec(config, "none")
+    train_set = data.train
+    images = None
+    if config.cache_images:
+        images, kept = load_images(train_set.paths, raw_spec, progress=progress)
+        if len(kept) < len(train_set):
+            log(f"{len(train_set) - len(kept)} training images failed to decode and are left out")
+            train_set = train_set.select([train_set[i].id for i in kept], "decodable")
+    labels = train_set.label_ids(data.classes)
+    sampler = make_sampler(config, loss_config, labels, config.seed)
+    steps = config.steps_per_epoch or len(sampler)
+    augment = Augmentation(**config.augmentation) if config.augment else None
+
+    validation = None
+    if data.val is not None:
+        val_images, val_kept = load_images(data.val.paths, raw_spec)
+        val_labels = np.array(data.val.labels)[val_kept]
+        validation = RetrievalValidation(_normalized(val_images, spec.normalization), val_labels)
+        log(f"validation: {len(val_labels)} images of {len(set(val_labels))} classes held out of training")
+
+    os.makedirs(config.out, exist_ok=True)
+    if state is None:
+        with strategy.scope():
+            model.compile(optimizer=_optimizer(config, steps), loss=losses.get(dict(loss_config)))
+
+    start_epoch = state["epochs_done"] if state else 0
+    if state is None:
+        config.save(os.path.join(config.out, "config.json"))
+        info = {"arch": config.arch, "loss": loss_config, "image_spec": spec.to_dict(), "classes": data.classes,
+                "train_images": len(train_set), "val_images": 0 if validation is None else len(validation.labels),
+                "steps_per_epoch": steps, "batch_size": int(sampler.epoch(0).shape[1]),
+                "parameters": model.count_params(), "replicas": strategy.num_replicas_in_sync,
+                "strategy": config.strategy, "versions": _versions()}
+        if validation is not None:
+            info["untrained"] = validation.measure(model)
+            log(f"untrained: val_mAP {info['untrained']['val_mAP']:.3f}")
+        with open(os.path.join(config.out, "run.json"), "w", encoding="utf-8") as handle:
+            json.dump(info, handle, indent=2)
+
+    ds = sampled_dataset(None if images is not None else train_set.paths, labels, sampler, spec,
+                         start_epoch=start_epoch, augment=augment, seed=config.seed, images=images)
+    ds = ds.map(lambda batch: (batch["image"], batch["label"]))
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    ds = ds.with_options(options)
+
+    callbacks = [c for c in (validation,) if c is not None]
+    callbacks += [ThroughputLogger(int(sampler.epoch(0).shape[1])),
+                  RunCheckpoint(config.out, "val_mAP" if validation else None, state),
+                  keras.callbacks.CSVLogger(os.path.join(config.out, "history.csv"), append=resume),
+                  keras.callbacks.TensorBoard(os.path.join(config.out, "logs"), update_freq="epoch")]
+    if config.patience and validation is not None:
+        callbacks.append(keras.callbacks.EarlyStopping("val_mAP", mode="max", patience=config.patience))
+    if start_epoch < config.epochs:
+        model.fit(ds, epochs=config.epochs, initial_epoch=start_epoch, steps_per_epoch=steps, shuffle=False,
+                  callbacks=callbacks, verbose=1 if progress and sys.stderr.isatty() else 2)
+    return Run(config.out)
