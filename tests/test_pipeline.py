@@ -4,7 +4,7 @@ import tensorflow as tf
 from helpers import write_image, write_text, write_truncated_jpeg
 from PIL import Image
 
-from visnet.data.augment import Augmentation, augment_image
+from visnet.data.augment import Augmentation, augment_batch, transform
 from visnet.data.image_spec import ImageSpec, parse_size
 from visnet.data.pipeline import (
     decode_image,
@@ -124,31 +124,39 @@ def test_shuffle_cache_and_augmentation_are_seeded(tmp_path):
 
 
 def test_augmentation_changes_pixels_keeps_shape_and_range():
-    image = tf.random.stateless_uniform([24, 16, 3], [0, 1], 0, 255)
-    a = augment_image(image, tf.constant([1, 2], tf.int64), Augmentation())
-    b = augment_image(image, tf.constant([1, 2], tf.int64), Augmentation())
-    c = augment_image(image, tf.constant([1, 3], tf.int64), Augmentation())
-    assert a.shape == (24, 16, 3)
+    images = tf.random.stateless_uniform([4, 24, 16, 3], [0, 1], 0, 255)
+    a = augment_batch(images, tf.constant([1, 2], tf.int64), Augmentation())
+    b = augment_batch(images, tf.constant([1, 2], tf.int64), Augmentation())
+    c = augment_batch(images, tf.constant([1, 3], tf.int64), Augmentation())
+    assert a.shape == (4, 24, 16, 3)
     np.testing.assert_allclose(a.numpy(), b.numpy())
     assert not np.allclose(a.numpy(), c.numpy())
     assert float(tf.reduce_min(a)) >= 0 and float(tf.reduce_max(a)) <= 255
     off = Augmentation(flip=False, rotation=0, crop=1, brightness=0, contrast=0, saturation=0, hue=0)
-    np.testing.assert_allclose(augment_image(image, tf.constant([1, 2], tf.int64), off).numpy(), image.numpy(), atol=1e-3)
+    np.testing.assert_allclose(augment_batch(images, tf.constant([1, 2], tf.int64), off).numpy(), images.numpy(),
+                               atol=1e-3)
     flip_only = Augmentation(rotation=0, crop=1, brightness=0, contrast=0, saturation=0, hue=0)
-    flips = [augment_image(image, tf.constant([0, s], tf.int64), flip_only).numpy() for s in range(8)]
-    assert any(np.allclose(f, image.numpy()[:, ::-1], atol=1e-3) for f in flips)
+    flipped = augment_batch(images, tf.constant([0, 5], tf.int64), flip_only).numpy()
+    mirrored = [np.allclose(f, x[:, ::-1], atol=1e-3) for f, x in zip(flipped, images.numpy())]
+    unchanged = [np.allclose(f, x, atol=1e-3) for f, x in zip(flipped, images.numpy())]
+    assert all(m or u for m, u in zip(mirrored, unchanged)) and any(mirrored)
     with pytest.raises(ValueError, match="crop=0"):
         Augmentation(crop=0)
 
 
-def test_rotation_turns_the_image_about_its_centre():
-    from visnet.data.augment import _rotate
-
-    image = np.full((21, 21, 3), 255.0, np.float32)
-    image[10, 15:] = 0.0  # a dark bar pointing right from the centre
-    turned = _rotate(tf.constant(image), tf.constant(np.pi / 2), 255.0).numpy()
+def test_one_transform_crops_rotates_and_flips():
+    image = np.full((1, 21, 21, 3), 255.0, np.float32)
+    image[0, 10, 15:] = 0.0  # a dark bar pointing right from the centre
+    one, zero, no = tf.ones([1]), tf.zeros([1]), tf.constant([False])
+    turned = transform(tf.constant(image), one, tf.constant([np.pi / 2], tf.float32), no, tf.zeros([1, 2])).numpy()[0]
     assert turned[10, 18, 0] > 200  # the bar has left the horizontal...
     assert min(turned[3, 10, 0], turned[17, 10, 0]) < 50  # ...and now points vertically
+    mirrored = transform(tf.constant(image), one, zero, tf.constant([True]), tf.zeros([1, 2])).numpy()[0]
+    np.testing.assert_allclose(mirrored, image[0, :, ::-1], atol=1e-4)
+    ramp = np.tile(np.arange(20, dtype=np.float32)[None, None, :, None], (1, 20, 1, 3))
+    # The right half of the image (pixel centres 9.5 to 19), stretched over the whole output.
+    cropped = transform(tf.constant(ramp), tf.constant([0.5]), zero, no, tf.constant([[0.0, 9.5]])).numpy()[0]
+    np.testing.assert_allclose(cropped[5, :, 0], 9.5 + 0.5 * np.arange(20), atol=1e-4)
 
 
 def test_sampled_dataset_follows_the_sampler(tmp_path):

@@ -1,6 +1,8 @@
 """Random augmentation used in the papers: horizontal flip, small rotation, random crop, colour jitter.
 
-Every operation is stateless and seeded, so a run (and a resumed run) sees the same
+It works on whole batches: flip, rotation and crop are composed into one projective transform
+per image (a single resampling op for the batch), and the colour jitter is element-wise. Every
+draw comes from one stateless seed per batch, so a run (and a resumed run) sees the same
 augmented images for the same seed.
 """
 
@@ -19,13 +21,13 @@ class Augmentation:
     Args:
         flip: bool. Random horizontal flip (garments are left-right symmetric enough).
         rotation: float. Maximum rotation in degrees, either way.
-        crop: float. The random crop keeps a side fraction drawn from [crop, 1], then resizes
-            back (1 switches it off).
+        crop: float. The random crop keeps a side fraction drawn from [crop, 1] and is resized
+            back to the full image (1 switches it off).
         brightness: float. Maximum brightness shift, as a fraction of the [0, 255] range.
         contrast: float. Contrast factor drawn from [1 - contrast, 1 + contrast].
         saturation: float. Saturation factor drawn from [1 - saturation, 1 + saturation].
         hue: float. Maximum hue shift (fraction of the colour circle, at most 0.5).
-        fill_value: float. Value of pixels uncovered by the rotation (white background).
+        fill_value: float. Value of pixels the rotation uncovers (white background).
     """
 
     flip: bool = True
@@ -50,57 +52,73 @@ class Augmentation:
             raise ValueError(f"hue must be in [0, 0.5]. Received: hue={self.hue}")
 
 
-def _rotate(image: tf.Tensor, angle: tf.Tensor, fill_value: float) -> tf.Tensor:
-    """Rotates an (h, w, 3) image by `angle` radians about its centre."""
-    shape = tf.cast(tf.shape(image)[:2], tf.float32)
-    cy, cx = (shape[0] - 1) / 2, (shape[1] - 1) / 2
-    cos, sin = tf.cos(angle), tf.sin(angle)
-    # Output pixel (x, y) samples input (a0 x + a1 y + a2, b0 x + b1 y + b2).
-    transform = tf.stack(
-        [cos, -sin, cx - cos * cx + sin * cy, sin, cos, cy - sin * cx - cos * cy, 0.0, 0.0]
-    )
-    out = tf.raw_ops.ImageProjectiveTransformV3(
-        images=image[None],
-        transforms=transform[None],
-        output_shape=tf.shape(image)[:2],
-        fill_value=fill_value,
-        interpolation="BILINEAR",
-        fill_mode="CONSTANT",
-    )
-    return out[0]
-
-
-def augment_image(image: tf.Tensor, seed: tf.Tensor, config: Augmentation) -> tf.Tensor:
-    """Augments one (h, w, 3) float32 image in [0, 255]; same size out.
+def transform(images: tf.Tensor, scale, angle, flip, offset, fill_value: float = 255.0) -> tf.Tensor:
+    """Crops, rotates and flips a batch with one projective transform per image.
 
     Args:
-        image: tensor. RGB in [0, 255], static height and width.
-        seed: int tensor of shape (2,). Stateless seed; the same seed gives the same image.
+        images: (batch, h, w, 3) float32.
+        scale: (batch,) side fraction of the crop window (1 = whole image).
+        angle: (batch,) rotation in radians, about the image centre.
+        flip: (batch,) bool, mirror left-right.
+        offset: (batch, 2) top-left (y, x) of the crop window, in pixels: the window spans
+            offset + scale * [0, side - 1], inside the image for offsets up to (1 - scale)(side - 1).
+        fill_value: value of pixels from outside the image.
+
+    Output pixel (x, y) samples the input at F(R(S(x, y))): S maps the output onto the crop
+    window, R rotates about the centre, F mirrors.
+    """
+    height, width = images.shape[1], images.shape[2]
+    cy, cx = (height - 1) / 2.0, (width - 1) / 2.0
+    cos, sin = tf.cos(angle) * scale, tf.sin(angle) * scale
+    oy, ox = offset[:, 0], offset[:, 1]
+    a0, a1 = cos, -sin
+    a2 = tf.cos(angle) * (ox - cx) - tf.sin(angle) * (oy - cy) + cx
+    b0, b1 = sin, cos
+    b2 = tf.sin(angle) * (ox - cx) + tf.cos(angle) * (oy - cy) + cy
+    sign = tf.where(flip, -1.0, 1.0)
+    a0, a1 = a0 * sign, a1 * sign
+    a2 = tf.where(flip, (width - 1) - a2, a2)
+    zeros = tf.zeros_like(a0)
+    transforms = tf.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1)
+    return tf.raw_ops.ImageProjectiveTransformV3(
+        images=images, transforms=transforms, output_shape=tf.shape(images)[1:3],
+        fill_value=fill_value, interpolation="BILINEAR", fill_mode="CONSTANT")
+
+
+def augment_batch(images: tf.Tensor, seed: tf.Tensor, config: Augmentation) -> tf.Tensor:
+    """Augments a (batch, h, w, 3) float32 batch of RGB in [0, 255]; same shape out.
+
+    Args:
+        images: tensor with static height and width.
+        seed: int tensor of shape (2,). The same seed gives the same batch.
         config: `Augmentation`.
     """
-    height, width = image.shape[0], image.shape[1]
-    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=8)
-    if config.crop < 1:
-        fraction = tf.random.stateless_uniform([], seeds[0], config.crop, 1.0)
-        crop_h = tf.maximum(1, tf.cast(tf.round(fraction * height), tf.int32))
-        crop_w = tf.maximum(1, tf.cast(tf.round(fraction * width), tf.int32))
-        image = tf.image.stateless_random_crop(image, tf.stack([crop_h, crop_w, 3]), seeds[1])
-        image = tf.image.resize(image, [height, width])
-    if config.rotation > 0:
-        limit = config.rotation * math.pi / 180
-        angle = tf.random.stateless_uniform([], seeds[2], -limit, limit)
-        image = _rotate(image, angle, config.fill_value)
-    if config.flip:
-        image = tf.image.stateless_random_flip_left_right(image, seeds[3])
-    unit = image / 255.0
+    batch = tf.shape(images)[0]
+    height, width = images.shape[1], images.shape[2]
+    u = tf.random.stateless_uniform(tf.stack([batch, 8]), tf.cast(seed, tf.int64))
+    if config.crop < 1 or config.rotation > 0 or config.flip:
+        scale = config.crop + (1.0 - config.crop) * u[:, 0]
+        offset = tf.stack([(1.0 - scale) * (height - 1) * u[:, 1], (1.0 - scale) * (width - 1) * u[:, 2]], axis=1)
+        angle = (2.0 * u[:, 3] - 1.0) * (config.rotation * math.pi / 180.0)
+        flip = tf.logical_and(tf.constant(bool(config.flip)), u[:, 4] < 0.5)
+        images = transform(images, scale, angle, flip, offset, config.fill_value)
+    x = images / 255.0
+    shape = tf.stack([batch, 1, 1, 1])
     if config.brightness > 0:
-        unit = tf.image.stateless_random_brightness(unit, config.brightness, seeds[4])
+        x = x + tf.reshape((2.0 * u[:, 5] - 1.0) * config.brightness, shape)
     if config.contrast > 0:
-        unit = tf.image.stateless_random_contrast(unit, 1 - config.contrast, 1 + config.contrast, seeds[5])
-    if config.saturation > 0:
-        unit = tf.image.stateless_random_saturation(unit, 1 - config.saturation, 1 + config.saturation, seeds[6])
-    if config.hue > 0:
-        unit = tf.image.stateless_random_hue(unit, config.hue, seeds[7])
-    image = tf.clip_by_value(unit * 255.0, 0.0, 255.0)
-    image.set_shape([height, width, 3])
-    return image
+        mean = tf.reduce_mean(x, axis=[1, 2], keepdims=True)
+        x = (x - mean) * tf.reshape(1.0 + (2.0 * u[:, 6] - 1.0) * config.contrast, shape) + mean
+    if config.saturation > 0 or config.hue > 0:
+        x = tf.clip_by_value(x, 0.0, 1.0)
+        hsv = tf.image.rgb_to_hsv(x)
+        h, s, v = hsv[..., 0], hsv[..., 1], hsv[..., 2]
+        draws = tf.random.stateless_uniform(tf.stack([batch, 2]), tf.cast(seed, tf.int64) + 1)
+        if config.saturation > 0:
+            s = tf.clip_by_value(s * tf.reshape(1.0 + (2.0 * draws[:, 0] - 1.0) * config.saturation, [-1, 1, 1]), 0, 1)
+        if config.hue > 0:
+            h = tf.math.floormod(h + tf.reshape((2.0 * draws[:, 1] - 1.0) * config.hue, [-1, 1, 1]), 1.0)
+        x = tf.image.hsv_to_rgb(tf.stack([h, s, v], axis=-1))
+    out = tf.clip_by_value(x * 255.0, 0.0, 255.0)
+    out.set_shape([None, height, width, 3])
+    return out

@@ -19,7 +19,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import tensorflow as tf
 
-from visnet.data.augment import Augmentation, augment_image
+from visnet.data.augment import Augmentation, augment_batch
 from visnet.data.image_spec import NORMALIZATIONS, ImageSpec, parse_size  # noqa: F401
 
 # Channel means/stds of ImageNet, as `keras.applications` preprocess them.
@@ -122,11 +122,6 @@ def _load(path: tf.Tensor, spec: ImageSpec) -> tf.Tensor:
     return resize_image(decode_image(tf.io.read_file(path), spec.pad_value), spec)
 
 
-def _augment_batch(images: tf.Tensor, seeds: tf.Tensor, augment: Augmentation) -> tf.Tensor:
-    return tf.map_fn(lambda args: augment_image(args[0], args[1], augment), (images, seeds),
-                     fn_output_signature=tf.TensorSpec(images.shape[1:], tf.float32))
-
-
 def _normalize(ds: tf.data.Dataset, spec: ImageSpec, parallel) -> tf.data.Dataset:
     if spec.normalization == "none":
         return ds
@@ -206,11 +201,10 @@ def image_dataset(
     if augment is not None:
         # A fresh random stream on every pass: epochs see different augmentations, the same
         # ones for the same seed (in the same order of passes).
-        randoms = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(batch_size)
+        randoms = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
         ds = tf.data.Dataset.zip((ds, randoms)).map(
-            lambda item, r: {**item, "image": _augment_batch(
-                item["image"], tf.stack([tf.fill(tf.shape(r), tf.constant(seed, tf.int64)), r], axis=1)[: tf.shape(item["image"])[0]],
-                augment)},
+            lambda item, r: {**item, "image": augment_batch(item["image"], tf.stack([tf.constant(seed, tf.int64), r]),
+                                                            augment)},
             num_parallel_calls=parallel, deterministic=True)
     return _normalize(ds, spec, parallel).prefetch(tf.data.AUTOTUNE)
 
@@ -264,8 +258,8 @@ def sampled_dataset(
             indices and `__len__` (batches per epoch), e.g. `PKSampler`.
         start_epoch: int. First epoch to draw (to resume a run where it stopped).
         augment: `Augmentation` or None.
-        seed: int. Image j of batch b of epoch e is augmented with the seed (seed, e, b, j),
-            so a resumed run sees exactly the images an uninterrupted one would.
+        seed: int. Batch b of epoch e is augmented with the seed (seed, e, b), so a resumed run
+            sees exactly the images an uninterrupted one would.
         ignore_errors: bool. A batch holding an image that fails to decode is dropped whole,
             so every batch keeps the sampler's exact composition (check files first with
             `visnet.data.validation.check_images`; readers do by default).
@@ -303,9 +297,7 @@ def sampled_dataset(
         else:
             batch = tf.cast(pixels, tf.float32)
         if augment is not None:
-            stream = (epoch * 1_000_003 + number) * batch_size + tf.range(batch_size, dtype=tf.int64)
-            seeds = tf.stack([tf.fill([batch_size], tf.constant(seed, tf.int64)), stream], axis=1)
-            batch = _augment_batch(batch, seeds, augment)
+            batch = augment_batch(batch, tf.stack([tf.constant(seed, tf.int64), epoch * 1_000_003 + number]), augment)
         return {"image": batch, "label": tf.gather(labels_t, indices), "index": indices}
 
     signature = (tf.TensorSpec([], tf.int64), tf.TensorSpec([], tf.int64), tf.TensorSpec([batch_size], tf.int64))
