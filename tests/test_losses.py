@@ -191,3 +191,22 @@ def test_bad_arguments_name_the_value():
 
 def test_docstring_examples():
     assert doctest.testmod(triplet_module).failed == 0
+
+
+def test_normsoftmax_is_a_tempered_softmax_over_cosines():
+    from visnet.layers import CosineClassifier
+    from visnet.losses import NormSoftmaxLoss
+
+    cosines = np.array([[0.9, 0.1, -0.2], [0.0, 0.5, 0.4]], np.float32)
+    labels = np.array([0, 2])
+    expected = np.mean([-np.log(np.exp(16 * c[y]) / np.exp(16 * c).sum()) for c, y in zip(cosines, labels)])
+    assert float(NormSoftmaxLoss(scale=16)(labels, cosines)) == pytest.approx(expected, rel=1e-5)
+    head = CosineClassifier(3)
+    x = np.random.default_rng(0).normal(size=(4, 5)).astype(np.float32)
+    out = np.asarray(head(x))
+    w = np.asarray(head.proxies)
+    manual = (x / np.linalg.norm(x, axis=1, keepdims=True)) @ (w / np.linalg.norm(w, axis=0, keepdims=True))
+    np.testing.assert_allclose(out, manual, rtol=1e-5, atol=1e-6)
+    assert CosineClassifier.from_config(head.get_config()).classes == 3
+    with pytest.raises(ValueError, match="scale=0"):
+        NormSoftmaxLoss(scale=0)

@@ -97,12 +97,15 @@ def test_pair_and_triplet_batches_have_the_loss_layout():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("overrides", [dict(loss="contrastive", mining="none", batch_size=18),
+@pytest.mark.parametrize("overrides", [dict(loss="normsoftmax", mining=None, scale=10.0),
+                                       dict(loss="contrastive", mining="none", batch_size=18),
                                        dict(mining="none", batch_size=18),
                                        dict(loss="contrastive", mining="batch-all")])
 def test_pair_and_explicit_triplet_training(overrides, catalogue, tmp_path):
     run = train_run(tiny_config(catalogue, tmp_path / "run", epochs=1, steps_per_epoch=3, **overrides), progress=False)
     assert run.info["batch_size"] == 18
+    model = run.model()  # any training head is dropped
+    assert model.output.shape == (None, 16) and model.output_names == ["embedding"] or len(model.outputs) == 1
     assert len(json.load(open(os.path.join(run.path, "state.json")))["history"]) == 1
 
 

@@ -54,12 +54,14 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--arch-option", type=key_value, action="append", default=[], metavar="KEY=VALUE",
                        help="architecture option, repeatable (e.g. features=sc, routings=3, deep_dim=4096)")
     loss = p.add_argument_group("loss and batches")
-    loss.add_argument("--loss", help="triplet, hinge, contrastive or prototypical (default: the architecture's)")
+    loss.add_argument("--loss", help="triplet, hinge, contrastive, prototypical or normsoftmax "
+                      "(default: the architecture's)")
     loss.add_argument("--mining", choices=MININGS, help="triplet mining (default semi-hard)")
     loss.add_argument("--margin", type=float, help="loss margin (hinge: the gap g)")
     loss.add_argument("--top-k", type=float, help="fraction of largest triplet losses kept by top-k mining")
     loss.add_argument("--distance", choices=("euclidean", "squared"), help="loss distance")
     loss.add_argument("--shots", type=int, help="prototypical: support images per class in a batch")
+    loss.add_argument("--scale", type=float, help="normsoftmax: inverse temperature of the softmax (default 16)")
     loss.add_argument("--p", type=int, default=d.p, help=f"classes per batch (default {d.p})")
     loss.add_argument("--k", type=int, default=d.k, help=f"images per class in a batch (default {d.k})")
     loss.add_argument("--batch-size", type=int, default=d.batch_size,
@@ -99,7 +101,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         image_size=args.image_size, resize=args.resize, embedding_dim=args.embedding_dim, backbone=args.backbone,
         backbone_options=dict(args.backbone_option), weights=args.weights, trainable=args.trainable,
         remove_top=args.remove_top, arch_options=dict(args.arch_option), loss=args.loss, margin=args.margin,
-        mining=args.mining, top_k=args.top_k, distance=args.distance, shots=args.shots, p=args.p, k=args.k,
+        mining=args.mining, top_k=args.top_k, distance=args.distance, shots=args.shots, scale=args.scale, p=args.p,
+        k=args.k,
         batch_size=args.batch_size, p_same=args.p_same, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
         optimizer=args.optimizer, lr=args.lr, weight_decay=args.weight_decay, schedule=args.schedule,
         warmup_epochs=args.warmup_epochs, augment=args.augment, augmentation=dict(args.augment_option),

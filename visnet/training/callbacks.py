@@ -31,6 +31,8 @@ class RetrievalValidation(keras.callbacks.Callback):
 
     def measure(self, model: keras.Model) -> dict[str, float]:
         embeddings = model.predict(self.images, batch_size=self.batch_size, verbose=0)
+        if isinstance(embeddings, dict):  # a training model with a head (normsoftmax proxies)
+            embeddings = embeddings["embedding"]
         result = retrieval_metrics(embeddings, self.labels, embeddings, self.labels, ks=(1, 5), exclude_self=True)
         return {"val_mAP": result.mean_average_precision,
                 "val_recall@1": result.recall[1], "val_recall@5": result.recall[5]}
@@ -41,7 +43,8 @@ class RetrievalValidation(keras.callbacks.Callback):
 
 
 class ThroughputLogger(keras.callbacks.Callback):
-    """Adds `images_per_second` (training images through the whole pipeline) to the epoch logs."""
+    """Adds `images_per_second` (training images through the whole pipeline) and `epoch_seconds`
+    (training time, validation excluded) to the epoch logs."""
 
     def __init__(self, batch_size: int):
         super().__init__()
@@ -55,7 +58,9 @@ class ThroughputLogger(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
-            logs["images_per_second"] = self.steps * self.batch_size / max(time.perf_counter() - self.start, 1e-9)
+            seconds = time.perf_counter() - self.start
+            logs["images_per_second"] = self.steps * self.batch_size / max(seconds, 1e-9)
+            logs["epoch_seconds"] = seconds
 
 
 def _atomic_json(path: str, data: dict) -> None:

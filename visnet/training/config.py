@@ -24,7 +24,7 @@ class TrainConfig:
     Model: `arch`, `image_size`, `resize`, `embedding_dim`, `backbone`, `backbone_options`,
     `weights`, `trainable`, `remove_top`, `arch_options`.
 
-    Loss and batches: `loss`, `margin`, `mining`, `top_k`, `distance`, `p`, `k` (P x K batches;
+    Loss and batches: `loss`, `margin`, `mining`, `top_k`, `distance`, `shots`, `scale`, `p`, `k` (P x K batches;
     for prototypical training P is the ways and K the shots + queries), `batch_size` and
     `p_same` (pair and explicit-triplet batches).
 
@@ -57,6 +57,7 @@ class TrainConfig:
     top_k: float | None = None
     distance: str | None = None
     shots: int | None = None
+    scale: float | None = None
     p: int = 16
     k: int = 4
     batch_size: int = 64

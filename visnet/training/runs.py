@@ -73,7 +73,9 @@ class Run:
         import visnet.layers  # noqa: F401  (registers the custom layers)
         import visnet.losses  # noqa: F401
 
-        return keras.models.load_model(self.checkpoint(which), compile=False)
+        model = keras.models.load_model(self.checkpoint(which), compile=False)
+        # Training heads (the normsoftmax proxies) are dropped: the embedding is the output.
+        return keras.Model(model.inputs, model.get_layer("embedding").output, name=model.name)
 
     def embedder(self, which: str = "best") -> RunEmbedder:
         return RunEmbedder(self.model(which), self.image_spec, f"run:{os.path.basename(os.path.normpath(self.path))}")

@@ -17,6 +17,7 @@ _LOSS_KEYS = {
     "hinge": ("margin", "mining", "top_k"),
     "contrastive": ("margin", "distance"),
     "prototypical": ("shots",),
+    "normsoftmax": ("scale",),
 }
 
 
@@ -40,7 +41,7 @@ def resolve_loss(config: TrainConfig) -> dict:
         loss["layout"] = "all-pairs" if config.mining == "batch-all" else "halves"
     if name == "prototypical":
         loss.setdefault("shots", max(1, config.k // 2))
-    unused = [k for k in ("margin", "mining", "top_k", "distance", "shots")
+    unused = [k for k in ("margin", "mining", "top_k", "distance", "shots", "scale")
               if getattr(config, k) is not None and k not in _LOSS_KEYS[name] + ("mining",) * (name == "contrastive")]
     if unused:
         raise ValueError(f"The {name} loss does not use {', '.join(unused)}.")
@@ -66,7 +67,7 @@ def _setup_devices(config: TrainConfig):
     return tf.distribute.get_strategy()
 
 
-def _build_model(config: TrainConfig, loss_config: dict):
+def build_model(config: TrainConfig, loss_config: dict):
     from visnet.models import architectures, build
 
     info = architectures.lookup(config.arch)
@@ -89,7 +90,7 @@ def _trainable(value: str):
     return int(value) if str(value).isdigit() else value
 
 
-def _normalization(config: TrainConfig) -> str:
+def input_normalization(config: TrainConfig) -> str:
     from visnet.backbones import backbone_info
     from visnet.models import architectures
 
@@ -113,6 +114,29 @@ def _optimizer(config: TrainConfig, steps_per_epoch: int):
     if config.optimizer == "adamw":
         return keras.optimizers.AdamW(lr, weight_decay=config.weight_decay or 0.004)
     return keras.optimizers.Adam(lr, weight_decay=config.weight_decay or None)
+
+
+def compile_training_model(model, config: TrainConfig, loss_config: dict, classes: int, steps_per_epoch: int):
+    """The model `fit` trains: the embedding model, plus class proxies for the normsoftmax loss
+    (a training-only head; runs load the embedding output alone), compiled with the optimizer."""
+    import keras
+
+    from visnet.losses import losses
+
+    loss = losses.get(dict(loss_config))
+    if loss_config["name"] == "normsoftmax":
+        from visnet.layers import CosineClassifier
+
+        head = CosineClassifier(classes, name="proxies")(model.output)
+        model = keras.Model(model.inputs, {"embedding": model.output, "cosines": head}, name=model.name)
+        loss = {"embedding": None, "cosines": loss}
+    model.compile(optimizer=_optimizer(config, steps_per_epoch), loss=loss)
+    return model
+
+
+def training_targets(labels, proxies: bool):
+    """What `fit` expects as y for the training model."""
+    return {"embedding": labels, "cosines": labels} if proxies else labels
 
 
 def _versions() -> dict:
@@ -163,7 +187,6 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
 
     from visnet.data.augment import Augmentation
     from visnet.data.pipeline import load_images, sampled_dataset
-    from visnet.losses import losses
     from visnet.training.callbacks import RetrievalValidation, RunCheckpoint, ThroughputLogger
     from visnet.training.data import image_spec, make_sampler, read_training_data
     from visnet.training.runs import Run
@@ -178,10 +201,10 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
             model = keras.models.load_model(os.path.join(config.out, state["last"]))
             log(f"resuming {config.out} after epoch {state['epochs_done']}")
         else:
-            model = _build_model(config, loss_config)
+            model = build_model(config, loss_config)
     data = read_training_data(config, progress=progress)
     log(data.train.summary())
-    spec = image_spec(config, _normalization(config))
+    spec = image_spec(config, input_normalization(config))
     raw_spec = image_spec(config, "none")
     train_set = data.train
     images = None
@@ -192,6 +215,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
             train_set = train_set.select([train_set[i].id for i in kept], "decodable")
     labels = train_set.label_ids(data.classes)
     sampler = make_sampler(config, loss_config, labels, config.seed)
+    proxies = loss_config["name"] == "normsoftmax"
     steps = config.steps_per_epoch or len(sampler)
     augment = Augmentation(**config.augmentation) if config.augment else None
 
@@ -205,7 +229,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
     os.makedirs(config.out, exist_ok=True)
     if state is None:
         with strategy.scope():
-            model.compile(optimizer=_optimizer(config, steps), loss=losses.get(dict(loss_config)))
+            model = compile_training_model(model, config, loss_config, len(data.classes), steps)
 
     start_epoch = state["epochs_done"] if state else 0
     if state is None:
@@ -223,14 +247,15 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
 
     ds = sampled_dataset(None if images is not None else train_set.paths, labels, sampler, spec,
                          start_epoch=start_epoch, augment=augment, seed=config.seed, images=images)
-    ds = ds.map(lambda batch: (batch["image"], batch["label"]))
+    ds = ds.map(lambda batch: (batch["image"], training_targets(batch["label"], proxies)))
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     ds = ds.with_options(options)
 
-    callbacks = [c for c in (validation,) if c is not None]
-    callbacks += [ThroughputLogger(int(sampler.epoch(0).shape[1])),
-                  RunCheckpoint(config.out, "val_mAP" if validation else None, state),
+    # Throughput first: its epoch time must not include the validation pass.
+    callbacks = [ThroughputLogger(int(sampler.epoch(0).shape[1]))]
+    callbacks += [c for c in (validation,) if c is not None]
+    callbacks += [RunCheckpoint(config.out, "val_mAP" if validation else None, state),
                   keras.callbacks.CSVLogger(os.path.join(config.out, "history.csv"), append=resume),
                   keras.callbacks.TensorBoard(os.path.join(config.out, "logs"), update_freq="epoch")]
     if config.patience and validation is not None:
