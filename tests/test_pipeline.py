@@ -232,3 +232,18 @@ def test_in_memory_images_give_the_same_batches_as_files(tmp_path):
     for a, b in zip(from_files, from_memory):
         np.testing.assert_array_equal(a["index"].numpy(), b["index"].numpy())
         np.testing.assert_allclose(a["image"].numpy(), b["image"].numpy(), atol=1e-5)  # PNG pixels are integers
+
+
+def test_grey_augmentation_turns_some_images_grey():
+    images = tf.random.stateless_uniform([16, 8, 8, 3], [0, 1], 0, 255)
+    only_grey = Augmentation(flip=False, rotation=0, crop=1, brightness=0, contrast=0, saturation=0, hue=0, grey=0.5)
+    out = augment_batch(images, tf.constant([2, 3], tf.int64), only_grey).numpy()
+    grey = [np.allclose(o[..., 0], o[..., 1], atol=1e-3) and np.allclose(o[..., 1], o[..., 2], atol=1e-3) for o in out]
+    assert 0 < sum(grey) < 16
+    for o, x, g in zip(out, images.numpy(), grey):
+        if g:
+            np.testing.assert_allclose(o[..., 0], x @ np.array([0.299, 0.587, 0.114]), rtol=1e-4, atol=1e-2)
+        else:
+            np.testing.assert_allclose(o, x, atol=1e-3)
+    with pytest.raises(ValueError, match="grey=2"):
+        Augmentation(grey=2)

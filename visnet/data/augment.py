@@ -27,6 +27,7 @@ class Augmentation:
         contrast: float. Contrast factor drawn from [1 - contrast, 1 + contrast].
         saturation: float. Saturation factor drawn from [1 - saturation, 1 + saturation].
         hue: float. Maximum hue shift (fraction of the colour circle, at most 0.5).
+        grey: float. Probability of turning an image grey (shape over colour).
         fill_value: float. Value of pixels the rotation uncovers (white background).
     """
 
@@ -37,6 +38,7 @@ class Augmentation:
     contrast: float = 0.1
     saturation: float = 0.1
     hue: float = 0.02
+    grey: float = 0.0
     fill_value: float = 255.0
 
     def __post_init__(self):
@@ -50,6 +52,8 @@ class Augmentation:
                 raise ValueError(f"{name} must be in [0, 1). Received: {name}={value}")
         if not 0 <= self.hue <= 0.5:
             raise ValueError(f"hue must be in [0, 0.5]. Received: hue={self.hue}")
+        if not 0 <= self.grey <= 1:
+            raise ValueError(f"grey must be a probability in [0, 1]. Received: grey={self.grey}")
 
 
 def transform(images: tf.Tensor, scale, angle, flip, offset, fill_value: float = 255.0) -> tf.Tensor:
@@ -119,6 +123,9 @@ def augment_batch(images: tf.Tensor, seed: tf.Tensor, config: Augmentation) -> t
         if config.hue > 0:
             h = tf.math.floormod(h + tf.reshape((2.0 * draws[:, 1] - 1.0) * config.hue, [-1, 1, 1]), 1.0)
         x = tf.image.hsv_to_rgb(tf.stack([h, s, v], axis=-1))
+    if config.grey > 0:
+        luma = tf.reduce_sum(x * tf.constant([0.299, 0.587, 0.114]), axis=-1, keepdims=True)
+        x = tf.where(tf.reshape(u[:, 7] < config.grey, shape), tf.tile(luma, [1, 1, 1, 3]), x)
     out = tf.clip_by_value(x * 255.0, 0.0, 255.0)
     out.set_shape([None, height, width, 3])
     return out

@@ -16,15 +16,32 @@ def trunk(inputs, backbone: str, weights, trainable, remove_top: int, options: d
     return model(inputs)
 
 
-def embedding_head(features, embedding_dim: int, dropout: float = 0.0, name: str = "embedding"):
-    """Pool (if a feature map), dropout, a linear projection to `embedding_dim`, L2 normalisation."""
+POOLINGS = ("avg", "max", "avgmax", "flatten")
+
+
+def embedding_head(features, embedding_dim: int, dropout: float = 0.0, pooling: str = "avg", name: str = "embedding"):
+    """Pool (if a feature map), dropout, a linear projection to `embedding_dim`, L2 normalisation.
+
+    `pooling`: `avg` (global average), `max`, `avgmax` (both, concatenated) or `flatten` (keeps the
+    spatial layout of the last feature map, as HOG's cell grid does).
+    """
     if embedding_dim < 1:
         raise ValueError(f"embedding_dim must be >= 1. Received: embedding_dim={embedding_dim}")
     if not 0 <= dropout < 1:
         raise ValueError(f"dropout must be in [0, 1). Received: dropout={dropout}")
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling must be one of {POOLINGS}. Received: pooling={pooling!r}")
     x = features
     if len(x.shape) == 4:
-        x = layers.GlobalAveragePooling2D(name="pool")(x)
+        if pooling == "avg":
+            x = layers.GlobalAveragePooling2D(name="pool")(x)
+        elif pooling == "max":
+            x = layers.GlobalMaxPooling2D(name="pool")(x)
+        elif pooling == "avgmax":
+            x = layers.Concatenate(name="pool")([layers.GlobalAveragePooling2D(name="avg_pool")(x),
+                                                 layers.GlobalMaxPooling2D(name="max_pool")(x)])
+        else:
+            x = layers.Flatten(name="pool")(x)
     if dropout:
         x = layers.Dropout(dropout, name="dropout")(x)
     x = layers.Dense(embedding_dim, name="projection")(x)

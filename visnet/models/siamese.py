@@ -20,12 +20,16 @@ def build_siamese(
     remove_top: int = 0,
     backbone_options: dict | None = None,
     dropout: float = 0.0,
+    pooling: str = "avg",
 ) -> keras.Model:
-    """Backbone -> global average pooling -> dropout -> Dense(embedding_dim) -> L2 normalisation.
+    """Backbone -> pooling -> dropout -> Dense(embedding_dim) -> L2 normalisation.
+
+    `pooling` is `avg` (global average, the default), `max`, `avgmax` or `flatten` (keeps the
+    spatial layout of the trunk's last feature map).
 
     Reference: Koch et al., "Siamese Neural Networks for One-shot Image Recognition", 2015;
     Hadsell et al. 2006 (contrastive loss); Schroff et al. 2015 (triplet loss).
     """
     inputs = image_input(input_shape)
     features = trunk(inputs, backbone, weights, trainable, remove_top, backbone_options)
-    return keras.Model(inputs, embedding_head(features, embedding_dim, dropout), name="siamese")
+    return keras.Model(inputs, embedding_head(features, embedding_dim, dropout, pooling), name="siamese")
