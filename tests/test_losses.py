@@ -176,6 +176,12 @@ def test_registry_and_config_round_trip(name, options):
         assert getattr(restored, key) == value
 
 
+def test_hinge_takes_its_gap_as_margin_too():
+    assert losses.get("hinge", margin=0.5).gap == 0.5
+    with pytest.raises(ValueError, match="hinge uses Euclidean distances"):
+        losses.get("hinge", distance="squared")
+
+
 def test_bad_arguments_name_the_value():
     with pytest.raises(ValueError, match="margin=0"):
         TripletLoss(margin=0)

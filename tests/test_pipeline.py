@@ -247,3 +247,15 @@ def test_grey_augmentation_turns_some_images_grey():
             np.testing.assert_allclose(o, x, atol=1e-3)
     with pytest.raises(ValueError, match="grey=2"):
         Augmentation(grey=2)
+
+
+def test_a_stream_resumes_mid_epoch(tmp_path):
+    paths = [write_image(tmp_path / f"{i}.png", seed=i, size=(8, 8)) for i in range(8)]
+    labels = [0, 0, 1, 1, 2, 2, 3, 3]
+    sampler = PKSampler(labels, p=2, k=2, batches_per_epoch=3, seed=0)
+    whole = [b["index"].numpy() for b in sampled_dataset(paths, labels, sampler, ImageSpec(8, 8)).take(5)]
+    # 4 batches done (one run epoch of 4 steps): sampler epoch 1, its batch 1.
+    resumed = next(iter(sampled_dataset(paths, labels, sampler, ImageSpec(8, 8), start_epoch=1, skip_batches=1)))
+    np.testing.assert_array_equal(resumed["index"].numpy(), whole[4])
+    with pytest.raises(ValueError, match="skip_batches must be in"):
+        sampled_dataset(paths, labels, sampler, ImageSpec(8, 8), skip_batches=3)

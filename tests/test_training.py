@@ -105,7 +105,7 @@ def test_pair_and_explicit_triplet_training(overrides, catalogue, tmp_path):
     run = train_run(tiny_config(catalogue, tmp_path / "run", epochs=1, steps_per_epoch=3, **overrides), progress=False)
     assert run.info["batch_size"] == 18
     model = run.model()  # any training head is dropped
-    assert model.output.shape == (None, 16) and model.output_names == ["embedding"] or len(model.outputs) == 1
+    assert len(model.outputs) == 1 and model.output.shape == (None, 16)
     assert len(json.load(open(os.path.join(run.path, "state.json")))["history"]) == 1
 
 
@@ -115,7 +115,8 @@ def test_loss_resolution():
     config = TrainConfig(arch="siamese", data="x", loss="contrastive", margin=2.0)
     assert resolve_loss(config) == {"name": "contrastive", "margin": 2.0, "layout": "halves"}
     config = TrainConfig(arch="protonet", data="x", k=6)
-    assert resolve_loss(config) == {"name": "prototypical", "shots": 5}
+    assert resolve_loss(config) == {"name": "prototypical", "shots": 3}
+    assert resolve_loss(TrainConfig(arch="visnet", data="x")) == {"name": "hinge", "gap": 1.0, "mining": "semi-hard"}
     with pytest.raises(ValueError, match="The prototypical loss does not use margin"):
         resolve_loss(TrainConfig(arch="protonet", data="x", margin=0.3))
 
@@ -136,6 +137,14 @@ def cli(capsys, *argv):
     (["--val", "classes:2"], "val must be classes:F"),
     (["--augment-option", "crop=0"], "crop must be in (0, 1]"),
     (["--loss", "arcface"], "loss must be one of"),
+    (["--p", "1"], "P x K batches need p >= 2"),
+    (["--margin", "-1"], "margin must be > 0. Received: margin=-1"),
+    (["--loss", "contrastive", "--batch-size", "1"], "batch_size must be >= 2. Received: batch_size=1"),
+    (["--mining", "none", "--batch-size", "2"], "Explicit triplet batches need batch_size >= 3"),
+    (["--patience", "3", "--val", "none"], "patience needs a validation set"),
+    (["--schedule", "constant", "--warmup-epochs", "1"], "warmup_epochs needs schedule=cosine"),
+    (["--cpu-replicas", "2"], "cpu_replicas > 1 only applies to strategy=mirrored"),
+    (["--val", "images:0.05"], "a class needs about 40+ images"),
 ])
 def test_bad_combinations_are_refused_by_name(argv, message, catalogue, tmp_path, capsys):
     base = ["--data", catalogue, "--out", str(tmp_path / "r"), "--image-size", "32x32", "--backbone", "tiny",
@@ -151,7 +160,29 @@ def test_existing_runs_and_resume_errors(trained, tmp_path, capsys, catalogue):
     code, err = cli(capsys, "--data", catalogue, "--out", trained.path)
     assert code == 2 and "already holds a run: use --resume" in err
     code, err = cli(capsys, "--out", str(tmp_path / "none"), "--resume")
-    assert code == 2 and "config.json" in err
+    assert code == 2 and "no config.json" in err
+    code, err = cli(capsys, "--out", trained.path, "--resume", "--epochs", "5")
+    assert code == 2 and "decays its learning rate over 2 epochs (cosine)" in err
+    code, err = cli(capsys, "--out", trained.path, "--resume")
+    assert code == 0 and "has finished after epoch 2: nothing to resume" in err
+
+
+@pytest.mark.slow
+def test_resume_extends_a_constant_schedule_and_respects_early_stopping(catalogue, tmp_path, capsys):
+    out = tmp_path / "grow"
+    base = ["--data", catalogue, "--out", str(out), "--image-size", "32x24", "--backbone", "tiny",
+            "--backbone-option", "width=4", "--embedding-dim", "8", "--p", "6", "--k", "2", "--steps-per-epoch", "2",
+            "--val", "classes:0.25", "--schedule", "constant", "--epochs", "1", "--no-progress"]
+    assert cli(capsys, *base)[0] == 0
+    code, err = cli(capsys, "--out", str(out), "--resume", "--epochs", "2", "--no-progress")
+    assert code == 0 and "resuming" in err
+    assert json.loads((out / "state.json").read_text())["epochs_done"] == 2
+    assert TrainConfig.load(str(out / "config.json")).epochs == 2
+    state = json.loads((out / "state.json").read_text())
+    state["stopped_early"] = True
+    (out / "state.json").write_text(json.dumps(state))
+    code, err = cli(capsys, "--out", str(out), "--resume", "--epochs", "4", "--no-progress")
+    assert code == 0 and "stopped early after epoch 2: nothing to resume" in err
 
 
 def test_help_lists_every_flag(capsys):
@@ -200,6 +231,14 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(catalogue, tmp_path):
 
     model = keras.models.load_model(out / "last-epoch0006.keras")
     assert int(model.optimizer.iterations.numpy()) == 6 * 20  # optimizer state carried over the kill
+
+
+@pytest.mark.slow
+def test_pair_layouts_are_refused_across_replicas(catalogue, tmp_path):
+    process = run_cli("--data", catalogue, "--out", str(tmp_path / "r"), "--image-size", "32x24", "--backbone", "tiny",
+                      "--mining", "none", "--batch-size", "12", "--strategy", "mirrored", "--cpu-replicas", "2")
+    _, err = process.communicate(timeout=300)
+    assert process.returncode == 2 and "triplets batches cannot be split across 2 replicas" in err
 
 
 @pytest.mark.slow

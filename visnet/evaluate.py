@@ -85,6 +85,20 @@ def _validate(args: argparse.Namespace) -> None:
             raise ValueError(f"--{flag} must be a file, not a directory. Received: {value}")
 
 
+def training_overlap(run, data_path: str) -> list[str]:
+    """What a run saw in training of the data it is evaluated on (figures to read with care)."""
+    from visnet.data.readers import parse_spec
+
+    trained_on = os.path.realpath(parse_spec(run.config.data)[1])
+    if trained_on != os.path.realpath(data_path):
+        return []
+    if run.config.split == "open-set":
+        return ["the run trained on the protocol's base classes, closed-set test images of those classes "
+                "included: its closed-set accuracy is not a held-out figure (its open-set figures are)"]
+    return [f"the run trained on split={run.config.split!r} of this data, so the protocol's novel classes or "
+            "test images were training images: these figures are not held-out measures"]
+
+
 def run(args: argparse.Namespace) -> dict:
     from visnet.baselines import embedders
     from visnet.data.protocol import EpisodeSettings, Protocol, find_protocol, make_protocol
@@ -92,6 +106,7 @@ def run(args: argparse.Namespace) -> dict:
     from visnet.evaluation.benchmark import BenchmarkSettings, format_results, run_benchmark
 
     _validate(args)
+    notes: list[str] = []
     layout, path = parse_spec(args.data)
     protocol_path = args.protocol or find_protocol(path)
     protocol = Protocol.load(protocol_path) if protocol_path else None
@@ -101,7 +116,9 @@ def run(args: argparse.Namespace) -> dict:
 
         if args.embedder_option or args.image_size:
             raise ValueError("--embedder-option and --image-size do not apply to --run (the run fixes them).")
-        embedder = Run(args.run).embedder(args.checkpoint)
+        run = Run(args.run)
+        embedder = run.embedder(args.checkpoint)
+        notes = training_overlap(run, path)
     else:
         options = dict(args.embedder_option)
         if args.image_size:
@@ -132,6 +149,9 @@ def run(args: argparse.Namespace) -> dict:
                             log=lambda m: print(m, file=sys.stderr))
     results["seconds"]["total"] = round(time.perf_counter() - start, 3)
     results["embedder"] = embedder.get_config()
+    results["notes"] = notes
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
     results["data"] = args.data
     print(f"\n{results['embedder']['name']} on {protocol.name} ({args.data})\n")
     print(format_results(results))

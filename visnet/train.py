@@ -56,11 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
     loss = p.add_argument_group("loss and batches")
     loss.add_argument("--loss", help="triplet, hinge, contrastive, prototypical or normsoftmax "
                       "(default: the architecture's)")
-    loss.add_argument("--mining", choices=MININGS, help="triplet mining (default semi-hard)")
+    loss.add_argument("--mining", choices=MININGS, help="triplet mining (default semi-hard); for contrastive: "
+                      "none (sampled pairs, the default) or batch-all (every pair of a P x K batch)")
     loss.add_argument("--margin", type=float, help="loss margin (hinge: the gap g)")
     loss.add_argument("--top-k", type=float, help="fraction of largest triplet losses kept by top-k mining")
     loss.add_argument("--distance", choices=("euclidean", "squared"), help="loss distance")
-    loss.add_argument("--shots", type=int, help="prototypical: support images per class in a batch")
+    loss.add_argument("--shots", type=int, help="prototypical: support images per class in a batch (default k // 2)")
     loss.add_argument("--scale", type=float, help="normsoftmax: inverse temperature of the softmax (default 16)")
     loss.add_argument("--p", type=int, default=d.p, help=f"classes per batch (default {d.p})")
     loss.add_argument("--k", type=int, default=d.k, help=f"images per class in a batch (default {d.k})")
@@ -68,11 +69,13 @@ def build_parser() -> argparse.ArgumentParser:
                       help=f"batch size for pair and explicit-triplet batches (default {d.batch_size})")
     loss.add_argument("--p-same", type=float, default=d.p_same, help=f"share of positive pairs (default {d.p_same})")
     opt = p.add_argument_group("optimisation")
-    opt.add_argument("--epochs", type=int, default=d.epochs, help=f"epochs (default {d.epochs})")
+    opt.add_argument("--epochs", type=int, help=f"epochs (default {d.epochs}; with --resume: a new total, "
+                     "for a constant schedule)")
     opt.add_argument("--steps-per-epoch", type=int, help="batches per epoch (default: one pass of the sampler)")
     opt.add_argument("--optimizer", choices=OPTIMIZERS, default=d.optimizer, help="optimizer (default adam)")
     opt.add_argument("--lr", type=float, default=d.lr, help=f"learning rate (default {d.lr})")
-    opt.add_argument("--weight-decay", type=float, default=d.weight_decay, help="weight decay (default 0)")
+    opt.add_argument("--weight-decay", type=float, default=d.weight_decay,
+                     help="weight decay (default 0; 0.004 for adamw)")
     opt.add_argument("--schedule", choices=SCHEDULES, default=d.schedule, help="learning-rate schedule (default cosine)")
     opt.add_argument("--warmup-epochs", type=float, default=d.warmup_epochs, help="linear warm-up (default 0)")
     opt.add_argument("--no-augment", dest="augment", action="store_false", help="no random augmentation")
@@ -116,12 +119,22 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.resume:
-            config = TrainConfig.load(os.path.join(args.out, "config.json"))
-            if "--epochs" in (argv if argv is not None else sys.argv):
+            path = os.path.join(args.out, "config.json")
+            if not os.path.exists(path):
+                raise FileNotFoundError(f"Nothing to resume in {args.out}: no config.json.")
+            config = TrainConfig.load(path)
+            if args.epochs is not None and args.epochs != config.epochs:
+                if config.schedule == "cosine":
+                    raise ValueError(f"{args.out} decays its learning rate over {config.epochs} epochs (cosine): "
+                                     f"training to {args.epochs} would run the extra epochs at the final rate. "
+                                     "Start a new run, or use --schedule constant for runs meant to grow.")
                 config.epochs = args.epochs
+                config.save(path)
         else:
             if not args.data:
                 parser.error("--data is required (except with --resume)")
+            if args.epochs is None:
+                args.epochs = TrainConfig.epochs
             config = config_from_args(args)
         from visnet.data.augment import Augmentation
 

@@ -248,6 +248,7 @@ def sampled_dataset(
     ignore_errors: bool = True,
     num_parallel_calls: int | None = None,
     images: np.ndarray | None = None,
+    skip_batches: int = 0,
 ) -> tf.data.Dataset:
     """An endless dataset of `{"image", "label", "index"}` batches whose indices a sampler draws.
 
@@ -256,7 +257,9 @@ def sampled_dataset(
         labels: their integer class ids.
         sampler: an object with `epoch(e) -> np.ndarray (batches, batch_size)` of record
             indices and `__len__` (batches per epoch), e.g. `PKSampler`.
-        start_epoch: int. First epoch to draw (to resume a run where it stopped).
+        start_epoch: int. First sampler epoch to draw (to resume a run where it stopped).
+        skip_batches: int. Batches of that first epoch already used (a run whose epochs are not
+            the sampler's resumes mid-epoch).
         augment: `Augmentation` or None.
         seed: int. Batch b of epoch e is augmented with the seed (seed, e, b), so a resumed run
             sees exactly the images an uninterrupted one would.
@@ -280,10 +283,15 @@ def sampled_dataset(
     batch_size = int(sampler.epoch(start_epoch).shape[1])
     image_signature = tf.TensorSpec([spec.height, spec.width, 3], tf.float32)
 
+    if not 0 <= skip_batches < len(sampler):
+        raise ValueError(f"skip_batches must be in [0, {len(sampler)}). Received: {skip_batches}")
+
     def batches() -> Iterator[tuple]:
         epoch = start_epoch
         while True:
             for number, indices in enumerate(sampler.epoch(epoch)):
+                if epoch == start_epoch and number < skip_batches:
+                    continue
                 if images is None:
                     yield epoch, number, indices
                 else:

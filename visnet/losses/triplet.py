@@ -91,8 +91,11 @@ class HingeLoss(TripletLoss):
 
     def __init__(self, gap: float = 1.0, mining: str = "semi-hard", top_k: float = 0.2,
                  name: str = "hinge_loss", **kwargs):
-        kwargs.pop("margin", None)
-        kwargs.pop("distance", None)
+        if "margin" in kwargs:  # the gap is the hinge's margin: accept either name
+            gap = kwargs.pop("margin")
+        distance = kwargs.pop("distance", "euclidean")
+        if distance != "euclidean":
+            raise ValueError(f"VisNet's hinge uses Euclidean distances. Received: distance={distance!r}")
         super().__init__(margin=gap, distance="euclidean", mining=mining, top_k=top_k, name=name, **kwargs)
         self.gap = gap
 

@@ -38,7 +38,7 @@ architectures.register("capsule")(ArchInfo(build_capsule, {"name": "triplet", "m
                                                             "mining": "semi-hard"}, None, 128))
 architectures.register("siamese")(ArchInfo(build_siamese, {"name": "triplet", "margin": 0.2, "mining": "semi-hard"},
                                            "resnet18", 128))
-architectures.register("protonet")(ArchInfo(build_protonet, {"name": "prototypical", "shots": 5}, "conv4", 0))
+architectures.register("protonet")(ArchInfo(build_protonet, {"name": "prototypical"}, "conv4", 0))
 
 
 def build(name: str, **options: Any) -> keras.Model:

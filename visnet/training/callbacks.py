@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob
 import json
+import math
 import os
 import time
 
@@ -76,20 +77,25 @@ class RunCheckpoint(keras.callbacks.Callback):
     """Keeps the last and the best model of a run, so a killed run resumes where it stopped.
 
     After every epoch: the model (with its optimizer state) goes to `last-epochNNNN.keras`, and
-    to `best.keras` when `monitor` improved; then `state.json` (the epoch count, the best value,
-    the history) is replaced atomically and older `last-*` files are deleted. A kill at any
-    moment leaves `state.json` naming a complete checkpoint.
+    to `best.keras` when `monitor` improved; then `state.json` (the epoch count, the best value
+    and epoch, whether early stopping fired, the history) is replaced atomically and older
+    `last-*` files are deleted. A kill at any moment leaves `state.json` naming a complete
+    checkpoint.
 
     Args:
         run_dir: str. The run directory.
         monitor: str or None. Log key to maximise (`val_mAP`); None keeps the last as best.
-        state: dict. The state loaded from an earlier run (to resume), or {}.
+        patience: int or None. Stop after this many epochs without a better `monitor` (the
+            count survives a resume, since it is epochs since `best_epoch`).
+        state: dict. The state loaded from an earlier run (to resume), or None.
     """
 
-    def __init__(self, run_dir: str, monitor: str | None = "val_mAP", state: dict | None = None):
+    def __init__(self, run_dir: str, monitor: str | None = "val_mAP", patience: int | None = None,
+                 state: dict | None = None):
         super().__init__()
-        self.run_dir, self.monitor = run_dir, monitor
-        self.state = dict(state or {"epochs_done": 0, "best": None, "best_epoch": None, "history": []})
+        self.run_dir, self.monitor, self.patience = run_dir, monitor, patience
+        self.state = dict(state or {"epochs_done": 0, "best": None, "best_epoch": None, "history": [],
+                                    "stopped_early": False})
 
     def on_epoch_end(self, epoch, logs=None):
         logs = {k: float(v) for k, v in (logs or {}).items()}
@@ -98,7 +104,9 @@ class RunCheckpoint(keras.callbacks.Callback):
         os.replace(last + ".tmp.keras", last)
         value = logs.get(self.monitor) if self.monitor else None
         best = self.state["best"]
-        if self.monitor is None or value is not None and (best is None or value > best):
+        improved = self.monitor is None or (
+            value is not None and not math.isnan(value) and (best is None or value > best))
+        if improved:
             best_path = os.path.join(self.run_dir, "best.keras")
             self.model.save(best_path + ".tmp.keras")
             os.replace(best_path + ".tmp.keras", best_path)
@@ -106,6 +114,9 @@ class RunCheckpoint(keras.callbacks.Callback):
         self.state["epochs_done"] = epoch + 1
         self.state["last"] = os.path.basename(last)
         self.state["history"].append({"epoch": epoch + 1, **logs})
+        if self.patience and self.state["best_epoch"] and epoch + 1 - self.state["best_epoch"] >= self.patience:
+            self.state["stopped_early"] = True
+            self.model.stop_training = True
         _atomic_json(os.path.join(self.run_dir, "state.json"), self.state)
         for old in glob.glob(os.path.join(self.run_dir, "last-epoch*.keras")):
             if os.path.basename(old) != self.state["last"]:

@@ -99,7 +99,12 @@ class TrainConfig:
         need(self.warmup_epochs >= 0, f"warmup_epochs must be >= 0. Received: {self.warmup_epochs}")
         need(self.weight_decay >= 0, f"weight_decay must be >= 0. Received: {self.weight_decay}")
         need(self.patience is None or self.patience >= 1, f"patience must be >= 1. Received: {self.patience}")
-        parse_val(self.val)
+        mode, _ = parse_val(self.val)
+        need(self.patience is None or mode != "none", "patience needs a validation set (val is none).")
+        need(self.warmup_epochs == 0 or self.schedule == "cosine",
+             f"warmup_epochs needs schedule=cosine. Received: schedule={self.schedule!r}")
+        need(self.cpu_replicas == 1 or self.strategy == "mirrored",
+             f"cpu_replicas > 1 only applies to strategy=mirrored. Received: strategy={self.strategy!r}")
         return self
 
     def to_dict(self) -> dict[str, Any]:

@@ -60,11 +60,13 @@ def read_training_data(config: TrainConfig, progress: bool = True) -> TrainingDa
             by_class.setdefault(record.label, []).append(i)
         held = set()
         for members in by_class.values():
-            n = int(round(fraction * len(members)))
-            if len(members) >= 4 and n >= 2:
+            n = min(int(round(fraction * len(members))), len(members) - 1)  # every class keeps one
+            if n >= 2:
                 held.update(rng.choice(members, n, replace=False).tolist())
         if len(held) < 2:
-            raise ValueError(f"val={config.val!r} holds out no image: classes need 4+ images for images:F.")
+            need = int(np.ceil(2 / fraction))
+            raise ValueError(f"val={config.val!r} holds out no image: with F={fraction} a class needs about "
+                             f"{need}+ images to give 2 to validation.")
         val = dataset.filter(lambda r, ids={dataset[i].id for i in held}: r.id in ids, "val images")
         dataset = dataset.filter(lambda r, ids={dataset[i].id for i in held}: r.id not in ids, "train images")
     if val is not None:
@@ -83,9 +85,15 @@ def _balanced_subset(dataset: Dataset, limit: int, rng: np.random.Generator) -> 
     for record in dataset:
         by_class.setdefault(record.label, []).append(record.id)
     by_class = {c: ids if len(ids) <= VAL_PER_CLASS else list(rng.choice(ids, VAL_PER_CLASS, replace=False))
-                for c, ids in by_class.items()}
+                for c, ids in by_class.items() if len(ids) >= 2}
+    if len(by_class) > limit // 2:  # every class keeps 2+ images, or its queries find nothing
+        keep = rng.choice(sorted(by_class), limit // 2, replace=False)
+        by_class = {c: by_class[c] for c in sorted(keep)}
     quota = {c: 0 for c in by_class}
     remaining = limit
+    for c in by_class:  # 2 each first
+        quota[c] = 2
+    remaining -= 2 * len(by_class)
     while remaining > 0:
         open_classes = [c for c in by_class if quota[c] < len(by_class[c])]
         if not open_classes:
@@ -99,11 +107,26 @@ def _balanced_subset(dataset: Dataset, limit: int, rng: np.random.Generator) -> 
     return dataset.select([r.id for r in dataset if r.id in keep], "val subset")
 
 
+def batch_layout(loss_config: dict) -> str:
+    """`pairs` (PairSampler halves), `triplets` (explicit thirds) or `pk` (P x K batches)."""
+    if loss_config["name"] == "contrastive" and loss_config.get("layout", "halves") == "halves":
+        return "pairs"
+    if loss_config["name"] in ("triplet", "hinge") and loss_config.get("mining") == "none":
+        return "triplets"
+    return "pk"
+
+
 def check_batch_settings(config: TrainConfig, loss_config: dict) -> None:
-    """Batch settings a loss cannot work with, refused before any data is read."""
-    name = loss_config["name"]
-    pk = not (name == "contrastive" and loss_config.get("layout") == "halves") and loss_config.get("mining") != "none"
-    if name in ("triplet", "hinge") and pk and config.k < 2:
+    """Loss and batch settings that cannot work, refused before any data is read."""
+    from visnet.losses import losses
+
+    losses.get(dict(loss_config))  # the loss checks its own parameters
+    name, layout = loss_config["name"], batch_layout(loss_config)
+    if layout == "triplets" and config.batch_size < 3:
+        raise ValueError(f"Explicit triplet batches need batch_size >= 3. Received: batch_size={config.batch_size}")
+    if layout == "pk" and config.p < 2:
+        raise ValueError(f"P x K batches need p >= 2 classes (with one there is no negative). Received: p={config.p}")
+    if name in ("triplet", "hinge") and layout == "pk" and config.k < 2:
         raise ValueError("k=1 with a triplet loss gives no positive pair in a batch: use k >= 2.")
     if name == "prototypical" and config.k <= loss_config.get("shots", 1):
         raise ValueError(f"Prototypical training needs k > shots (queries per class). "
@@ -112,12 +135,12 @@ def check_batch_settings(config: TrainConfig, loss_config: dict) -> None:
 
 def make_sampler(config: TrainConfig, loss_config: dict, labels: np.ndarray, seed: int):
     """The sampler a loss needs: P x K batches, pair batches or explicit triplet batches."""
-    name = loss_config["name"]
     n_classes = len(np.unique(labels))
-    if name == "contrastive" and loss_config.get("layout", "halves") == "halves":
+    layout = batch_layout(loss_config)
+    if layout == "pairs":
         half = config.batch_size // 2
         return PairBatches(PairSampler(labels, max(half, len(labels)), config.p_same, seed), half)
-    if name in ("triplet", "hinge") and loss_config.get("mining") == "none":
+    if layout == "triplets":
         third = config.batch_size // 3
         return TripletBatches(TripletSampler(labels, max(third, len(labels)), seed), third)
     if config.p > n_classes:

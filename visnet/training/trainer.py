@@ -6,6 +6,7 @@ import json
 import os
 import platform
 import sys
+import tempfile
 from collections.abc import Callable
 
 import numpy as np
@@ -46,6 +47,17 @@ def resolve_loss(config: TrainConfig) -> dict:
     if unused:
         raise ValueError(f"The {name} loss does not use {', '.join(unused)}.")
     return loss
+
+
+def _is_chief(strategy) -> bool:
+    """True unless this process is a non-chief worker of a multi-worker cluster."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.cluster_spec().as_dict():
+        return True
+    jobs = resolver.cluster_spec().as_dict()
+    if "chief" in jobs:
+        return resolver.task_type == "chief"
+    return resolver.task_type == "worker" and resolver.task_id == 0
 
 
 def _setup_devices(config: TrainConfig):
@@ -176,11 +188,22 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
         raise FileNotFoundError(f"Nothing to resume in {config.out}: no state.json (no finished epoch).")
     if not resume and os.path.exists(os.path.join(config.out, "state.json")):
         raise FileExistsError(f"{config.out} already holds a run: use --resume to continue it or another --out.")
+    if state is not None and (state["epochs_done"] >= config.epochs or state.get("stopped_early")):
+        why = "stopped early" if state.get("stopped_early") else "finished"
+        log(f"{config.out} has {why} after epoch {state['epochs_done']}: nothing to resume")
+        from visnet.training.runs import Run
+
+        return Run(config.out)
     loss_config = resolve_loss(config)
-    from visnet.training.data import check_batch_settings
+    from visnet.training.data import batch_layout, check_batch_settings
 
     check_batch_settings(config, loss_config)
     strategy = _setup_devices(config)
+    if strategy.num_replicas_in_sync > 1 and batch_layout(loss_config) != "pk":
+        raise ValueError(f"{batch_layout(loss_config)} batches cannot be split across "
+                         f"{strategy.num_replicas_in_sync} replicas (each would get a slice of the pairing): "
+                         "use P x K batches (mining other than none) or one replica.")
+    chief = _is_chief(strategy)
 
     import keras
     import tensorflow as tf
@@ -213,6 +236,12 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
         if len(kept) < len(train_set):
             log(f"{len(train_set) - len(kept)} training images failed to decode and are left out")
             train_set = train_set.select([train_set[i].id for i in kept], "decodable")
+    if state is not None:
+        with open(os.path.join(config.out, "run.json"), encoding="utf-8") as handle:
+            trained_classes = json.load(handle)["classes"]
+        if trained_classes != data.classes:
+            raise ValueError(f"The data's training classes changed since {config.out} started "
+                             f"({len(trained_classes)} then, {len(data.classes)} now): resuming would mix label ids.")
     labels = train_set.label_ids(data.classes)
     sampler = make_sampler(config, loss_config, labels, config.seed)
     proxies = loss_config["name"] == "normsoftmax"
@@ -226,13 +255,15 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
         validation = RetrievalValidation(_normalized(val_images, spec.normalization), val_labels)
         log(f"validation: {len(val_labels)} images of {len(set(val_labels))} classes held out of training")
 
-    os.makedirs(config.out, exist_ok=True)
+    # Only the chief worker writes the run; the others keep their checkpoints in a scratch folder.
+    run_dir = config.out if chief else tempfile.mkdtemp(prefix="visnet-worker-")
+    os.makedirs(run_dir, exist_ok=True)
     if state is None:
         with strategy.scope():
             model = compile_training_model(model, config, loss_config, len(data.classes), steps)
 
     start_epoch = state["epochs_done"] if state else 0
-    if state is None:
+    if state is None and chief:
         config.save(os.path.join(config.out, "config.json"))
         info = {"arch": config.arch, "loss": loss_config, "image_spec": spec.to_dict(), "classes": data.classes,
                 "train_images": len(train_set), "val_images": 0 if validation is None else len(validation.labels),
@@ -242,11 +273,15 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
         if validation is not None:
             info["untrained"] = validation.measure(model)
             log(f"untrained: val_mAP {info['untrained']['val_mAP']:.3f}")
-        with open(os.path.join(config.out, "run.json"), "w", encoding="utf-8") as handle:
-            json.dump(info, handle, indent=2)
+        if chief:
+            with open(os.path.join(config.out, "run.json"), "w", encoding="utf-8") as handle:
+                json.dump(info, handle, indent=2)
 
+    # Resume exactly where the stream stopped: epochs of the run need not be the sampler's epochs.
+    done = start_epoch * steps
     ds = sampled_dataset(None if images is not None else train_set.paths, labels, sampler, spec,
-                         start_epoch=start_epoch, augment=augment, seed=config.seed, images=images)
+                         start_epoch=done // len(sampler), skip_batches=done % len(sampler), augment=augment,
+                         seed=config.seed, images=images)
     ds = ds.map(lambda batch: (batch["image"], training_targets(batch["label"], proxies)))
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
@@ -255,11 +290,9 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
     # Throughput first: its epoch time must not include the validation pass.
     callbacks = [ThroughputLogger(int(sampler.epoch(0).shape[1]))]
     callbacks += [c for c in (validation,) if c is not None]
-    callbacks += [RunCheckpoint(config.out, "val_mAP" if validation else None, state),
-                  keras.callbacks.CSVLogger(os.path.join(config.out, "history.csv"), append=resume),
-                  keras.callbacks.TensorBoard(os.path.join(config.out, "logs"), update_freq="epoch")]
-    if config.patience and validation is not None:
-        callbacks.append(keras.callbacks.EarlyStopping("val_mAP", mode="max", patience=config.patience))
+    callbacks += [RunCheckpoint(run_dir, "val_mAP" if validation else None, config.patience, state),
+                  keras.callbacks.CSVLogger(os.path.join(run_dir, "history.csv"), append=resume),
+                  keras.callbacks.TensorBoard(os.path.join(run_dir, "logs"), update_freq="epoch")]
     if start_epoch < config.epochs:
         model.fit(ds, epochs=config.epochs, initial_epoch=start_epoch, steps_per_epoch=steps, shuffle=False,
                   callbacks=callbacks, verbose=1 if progress and sys.stderr.isatty() else 2)
