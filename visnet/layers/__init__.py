@@ -2,5 +2,6 @@
 
 from visnet.layers.capsules import CapsuleLength, ClassCapsules, PrimaryCapsules, squash
 from visnet.layers.cosine import CosineClassifier
+from visnet.layers.hog import HOG
 
-__all__ = ["CapsuleLength", "ClassCapsules", "CosineClassifier", "PrimaryCapsules", "squash"]
+__all__ = ["CapsuleLength", "ClassCapsules", "CosineClassifier", "HOG", "PrimaryCapsules", "squash"]
