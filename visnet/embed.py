@@ -22,6 +22,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", required=True, help="output .npz file")
     parser.add_argument("--label", help="label column (default: the reader's)")
     parser.add_argument("--checkpoint", choices=("best", "last"), default="best", help="which model (default best)")
+    parser.add_argument("--hog-weight", type=float, metavar="W",
+                        help="add a HOG pathway to the trained embedding, with this share (0-1) of the squared "
+                             "distance (visnet.models.with_hog)")
     parser.add_argument("--batch-size", type=int, default=64, help="batch size (default 64)")
     parser.add_argument("--check-images", choices=CHECK_MODES, default="decode", help="image check (default decode)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -39,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         from visnet.evaluation.embedding import embed_dataset
         from visnet.training.runs import Run
 
-        embedder = Run(args.run).embedder(args.checkpoint)
+        embedder = Run(args.run).embedder(args.checkpoint, args.hog_weight)
         options = {"check": args.check_images, "progress": not args.no_progress}
         if args.label:
             options["label"] = args.label

@@ -38,6 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(instead of --embedder)")
     parser.add_argument("--checkpoint", choices=("best", "last"), default="best",
                         help="which checkpoint of --run (default best)")
+    parser.add_argument("--hog-weight", type=float, metavar="W",
+                        help="with --run: add a HOG pathway to the trained embedding, with this share (0-1) of the "
+                             "squared distance (visnet.models.with_hog)")
     parser.add_argument("--embedder-option", type=key_value, action="append", default=[], metavar="KEY=VALUE",
                         help="embedder constructor option, repeatable (e.g. cell=8, grey=true)")
     parser.add_argument("--protocol", help="protocol JSON (default: the data folder's protocol.json, "
@@ -77,6 +80,8 @@ def _validate(args: argparse.Namespace) -> None:
             raise ValueError(f"--{flag.replace('_', '-')} must be >= 1. Received: {value}")
     if args.ways and min(args.ways) < 2:
         raise ValueError(f"--ways must be >= 2 (a 1-way task has nothing to tell apart). Received: {args.ways}")
+    if args.hog_weight is not None and not args.run:
+        raise ValueError("--hog-weight applies to --run (a trained embedding); for HOG alone use --embedder hog.")
     if args.seed is not None and args.seed < 0:
         raise ValueError(f"--seed must be >= 0. Received: {args.seed}")
     for flag in ("out", "protocol"):
@@ -117,7 +122,7 @@ def run(args: argparse.Namespace) -> dict:
         if args.embedder_option or args.image_size:
             raise ValueError("--embedder-option and --image-size do not apply to --run (the run fixes them).")
         run = Run(args.run)
-        embedder = run.embedder(args.checkpoint)
+        embedder = run.embedder(args.checkpoint, args.hog_weight)
         notes = training_overlap(run, path)
     else:
         options = dict(args.embedder_option)

@@ -15,6 +15,7 @@ from typing import Any
 import keras
 
 from visnet.models.capsule import build_capsule
+from visnet.models.hybrid import build_hybrid, with_hog
 from visnet.models.protonet import build_protonet
 from visnet.models.siamese import build_siamese
 from visnet.models.visnet import build_visnet
@@ -38,6 +39,7 @@ architectures.register("capsule")(ArchInfo(build_capsule, {"name": "triplet", "m
                                                             "mining": "semi-hard"}, None, 128))
 architectures.register("siamese")(ArchInfo(build_siamese, {"name": "triplet", "margin": 0.2, "mining": "semi-hard"},
                                            "resnet18", 128))
+architectures.register("hybrid")(ArchInfo(build_hybrid, {"name": "normsoftmax", "scale": 16.0}, "resnet18", 128))
 architectures.register("protonet")(ArchInfo(build_protonet, {"name": "prototypical"}, "conv4", 0))
 
 
@@ -51,4 +53,5 @@ def build(name: str, **options: Any) -> keras.Model:
     return info.build(**options)
 
 
-__all__ = ["ArchInfo", "architectures", "build", "build_capsule", "build_protonet", "build_siamese", "build_visnet"]
+__all__ = ["ArchInfo", "architectures", "build", "build_capsule", "build_hybrid", "build_protonet", "build_siamese",
+           "build_visnet", "with_hog"]

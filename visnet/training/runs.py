@@ -67,7 +67,12 @@ class Run:
             raise FileNotFoundError(f"{self.path} has no {which} checkpoint yet (no epoch finished).")
         return path
 
-    def model(self, which: str = "best"):
+    def model(self, which: str = "best", hog_weight: float | None = None):
+        """The embedding model of checkpoint `which` (`best` or `last`).
+
+        `hog_weight` in (0, 1) adds a HOG pathway after training (`visnet.models.with_hog`):
+        the embedding becomes [sqrt(1 - w) * learned, sqrt(w) * HOG].
+        """
         import keras
 
         import visnet.layers  # noqa: F401  (registers the custom layers)
@@ -75,7 +80,13 @@ class Run:
 
         model = keras.models.load_model(self.checkpoint(which), compile=False)
         # Training heads (the normsoftmax proxies) are dropped: the embedding is the output.
-        return keras.Model(model.inputs, model.get_layer("embedding").output, name=model.name)
+        model = keras.Model(model.inputs, model.get_layer("embedding").output, name=model.name)
+        if hog_weight is not None:
+            from visnet.models.hybrid import with_hog
 
-    def embedder(self, which: str = "best") -> RunEmbedder:
-        return RunEmbedder(self.model(which), self.image_spec, f"run:{os.path.basename(os.path.normpath(self.path))}")
+            model = with_hog(model, hog_weight, self.image_spec.normalization)
+        return model
+
+    def embedder(self, which: str = "best", hog_weight: float | None = None) -> RunEmbedder:
+        name = f"run:{os.path.basename(os.path.normpath(self.path))}" + (f"+hog{hog_weight:g}" if hog_weight else "")
+        return RunEmbedder(self.model(which, hog_weight), self.image_spec, name)
