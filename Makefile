@@ -17,7 +17,7 @@ install: $(STAMP)
 
 # The main job, on a generated catalogue: the HOG baseline end to end (features -> closed-set
 # k-NN -> open-set retrieval -> few-shot table), then a short training run of a Siamese
-# network on the catalogue's base classes, measured the same way.
+# network on the catalogue's base classes, measured the same way, alone and with a HOG pathway.
 demo: $(STAMP)
 	rm -rf $(DEMO)/runs/siamese
 	$(BIN)/python -m visnet.data.catalogue --out $(DEMO)/catalogue
@@ -28,6 +28,8 @@ demo: $(STAMP)
 		--p 16 --k 4 --epochs 8 --out $(DEMO)/runs/siamese
 	$(BIN)/python -m visnet.evaluate --run $(DEMO)/runs/siamese --data $(DEMO)/catalogue \
 		--classifiers prototype,1nn,mlp --out $(DEMO)/siamese-results.json
+	$(BIN)/python -m visnet.evaluate --run $(DEMO)/runs/siamese --hog-weight 0.5 --data $(DEMO)/catalogue \
+		--out $(DEMO)/siamese-hog-results.json
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
@@ -40,6 +42,8 @@ benchmark: $(STAMP)
 	$(BIN)/python benchmarks/baseline_quality.py --data ../shared/data/fashion-products --embedder hog --runs 3
 	$(BIN)/python benchmarks/baseline_quality.py --data ../shared/data/fashion-products --embedder pixels --runs 3
 	$(BIN)/python benchmarks/hog_grey_source.py --data ../shared/data/fashion-products
+	$(BIN)/python benchmarks/metric_learning.py --data ../shared/data/fashion-products --archs siamese,siamese+hog,hybrid,visnet,capsule
+	$(BIN)/python benchmarks/training_throughput.py --data ../shared/data/fashion-products --archs siamese,hybrid,visnet,capsule
 	$(BIN)/python benchmarks/update_readme.py
 
 clean:

@@ -31,14 +31,20 @@ from visnet.training.config import TrainConfig  # noqa: E402
 # pretrained weights can be downloaded here) with the normalised-softmax loss on class-balanced
 # P x K batches, which beat semi-hard and batch-hard triplet training in our runs (see the README).
 COMMON = dict(split="open-set", val="classes:0.1", image_size=(128, 96), loss="normsoftmax", scale=16.0,
-              p=32, k=4, optimizer="adam", lr=1e-3, schedule="cosine", warmup_epochs=1.0, seed=0)
+              p=32, k=4, optimizer="adam", lr=1e-3, schedule="cosine", warmup_epochs=1.0, seed=0,
+              augmentation={"grey": 0.5})
 RECIPES = {
-    "siamese": dict(arch="siamese", backbone="resnet18", backbone_options={"width": 32}, embedding_dim=128,
-                    epochs=30),
+    "siamese": dict(arch="siamese", backbone="resnet18", backbone_options={"width": 64}, embedding_dim=128,
+                    epochs=14),
     "visnet": dict(arch="visnet", backbone="resnet18", backbone_options={"width": 32}, embedding_dim=128,
-                   arch_options={"deep_dim": 512, "shallow_filters": 48}, epochs=30),
+                   arch_options={"deep_dim": 512, "shallow_filters": 48}, epochs=12),
     "capsule": dict(arch="capsule", embedding_dim=128, arch_options={"features": "rc", "filters": [32, 64, 128]},
-                    epochs=30),
+                    epochs=12),
+    "hybrid": dict(arch="hybrid", backbone="resnet18", backbone_options={"width": 64}, embedding_dim=128,
+                   arch_options={"hog_weight": 0.8}, epochs=12),
+    # No training of its own: the siamese run with a HOG pathway added (`evaluate --hog-weight`),
+    # the weight chosen on the run's validation classes (base classes, never the novel ones).
+    "siamese+hog": dict(from_run="siamese", hog_weights=(0.2, 0.35, 0.5, 0.65, 0.8, 0.9)),
     "protonet": dict(arch="protonet", backbone="conv4", backbone_options={"width": 64}, loss="prototypical",
                      scale=None, shots=2, p=16, k=6, epochs=30),
 }
@@ -50,6 +56,8 @@ def command(config: TrainConfig) -> str:
     words = ["python", "-m", "visnet.train"]
     flags = {"remove_top": "--remove-top-layers"}
     for field, value in config.to_dict().items():
+        if field in ("data", "out"):  # given by the caller
+            continue
         default = getattr(defaults, field)
         if field in ("image_size",):
             default = list(default)
@@ -92,35 +100,47 @@ def main(argv: list[str] | None = None) -> int:
 
     protocol = Protocol.load(os.path.join(args.data, "protocol.json"))
     dataset = load_dataset(args.data, check="none")
+    from visnet.training.runs import Run
+
+    def trained(name: str):
+        """The finished run of recipe `name` (trained, or resumed, when needed)."""
+        settings = {**COMMON, **RECIPES[name]}
+        if args.epochs:
+            settings["epochs"] = args.epochs
+        out = os.path.join(args.runs_dir, name)
+        config = TrainConfig(data=args.data, out=out, **settings)
+        if args.retrain and name not in retrained and os.path.exists(out):
+            shutil.rmtree(out)
+        retrained.add(name)
+        state = load_state(out)
+        if state is None or state["epochs_done"] < config.epochs:
+            train(config, resume=state is not None, progress=False)
+        return settings, config, load_state(out), Run(out)
+
+    retrained: set[str] = set()
     rows = []
     for arch in [a.strip() for a in args.archs.split(",") if a.strip()]:
         if arch not in RECIPES:
             parser.error(f"no recipe for {arch!r}: choose from {', '.join(RECIPES)}")
-        settings = {**COMMON, **RECIPES[arch]}
-        if args.epochs:
-            settings["epochs"] = args.epochs
-        out = os.path.join(args.runs_dir, arch)
-        config = TrainConfig(data=args.data, out=out, **settings)
-        state = load_state(out)
-        if args.retrain and os.path.exists(out):
-            shutil.rmtree(out)
-            state = None
-        seconds = 0.0
-        if state is None or state["epochs_done"] < config.epochs:
-            start = time.perf_counter()
-            train(config, resume=state is not None, progress=False)
-            seconds = time.perf_counter() - start
-        state = load_state(out)
-        train_seconds = sum(h.get("epoch_seconds", 0) for h in state["history"]) or seconds
-        from visnet.training.runs import Run
-
-        run = Run(out)
+        base = RECIPES[arch].get("from_run", arch)
+        settings, config, state, run = trained(base)
+        extra, hog_weight = {}, None
+        if "hog_weights" in RECIPES[arch]:
+            scores = {w: validation_map(run, w) for w in RECIPES[arch]["hog_weights"]}
+            hog_weight = max(scores, key=scores.get)
+            extra = {"from_run": base, "hog_weight": hog_weight,
+                     "validation_mAP_by_hog_weight": {str(w): round(v, 4) for w, v in scores.items()}}
+            print(f"{arch}: validation mAP by HOG weight {extra['validation_mAP_by_hog_weight']}", file=sys.stderr)
         start = time.perf_counter()
-        results = run_benchmark(run.embedder("best"), dataset, protocol, BenchmarkSettings(), progress=False)
+        results = run_benchmark(run.embedder("best", hog_weight), dataset, protocol, BenchmarkSettings(),
+                                progress=False)
+        history = state["history"]
         rows.append({
-            "arch": arch, "settings": settings, "command": command(config) + f" --data {args.data} --out runs/{arch}",
-            "train_seconds": round(train_seconds, 1), "epochs": state["epochs_done"], "best_epoch": state["best_epoch"],
-            "images_per_second": round(sum(h["images_per_second"] for h in state["history"]) / len(state["history"]), 1),
+            "arch": arch, "settings": settings, **extra,
+            "command": command(config) + f" --data {args.data} --out runs/{base}",
+            "train_seconds": round(sum(h.get("epoch_seconds", 0) for h in history), 1),
+            "epochs": state["epochs_done"], "best_epoch": state["best_epoch"],
+            "images_per_second": round(sum(h["images_per_second"] for h in history) / len(history), 1),
             "parameters": run.info["parameters"], "untrained_val_mAP": run.info.get("untrained", {}).get("val_mAP"),
             "best_val_mAP": state["best"], "eval_seconds": round(time.perf_counter() - start, 1), "results": results,
         })
@@ -138,6 +158,17 @@ def main(argv: list[str] | None = None) -> int:
         handle.write(markdown(report))
     print(markdown(report))
     return 0
+
+
+def validation_map(run, hog_weight: float) -> float:
+    """Retrieval mAP on the run's validation classes (held-out base classes) with a HOG pathway."""
+    from visnet.evaluation.embedding import embed_dataset
+    from visnet.evaluation.retrieval import retrieval_metrics
+    from visnet.training.data import read_training_data
+
+    val = read_training_data(run.config, progress=False).val
+    kept, vectors = embed_dataset(run.embedder("best", hog_weight), val, progress=False)
+    return retrieval_metrics(vectors, kept.labels, vectors, kept.labels, ks=(1,), exclude_self=True).mean_average_precision
 
 
 def _few(results: dict, ways: int, shots: int) -> str:
@@ -162,13 +193,24 @@ def markdown(report: dict) -> str:
     if report["hog"]:
         row("HOG (no training)", report["hog"], "–")
     for r in report["rows"]:
-        row(f"`{r['arch']}`", r["results"], f"{r['train_seconds'] / 60:.0f} min, {r['epochs']} epochs "
-            f"({r['images_per_second']:.0f} img/s)")
+        if "from_run" in r:
+            row(f"`{r['arch']}`", r["results"], f"the `{r['from_run']}` run + HOG pathway (weight {r['hog_weight']:g})")
+        else:
+            row(f"`{r['arch']}`", r["results"], f"{r['train_seconds'] / 60:.0f} min, {r['epochs']} epochs "
+                f"({r['images_per_second']:.0f} img/s)")
     lines += ["", "\\* Closed-set k-NN with the open-set models: their training images include the closed-set "
               "test images of base classes, so this column is not a held-out figure for them (it is for HOG).", "",
               "Settings (each trains from scratch on 2 CPU cores):", ""]
     for r in report["rows"]:
         s = r["settings"]
+        if "from_run" in r:
+            tried = ", ".join(f"{w}: {v:.3f}" for w, v in r["validation_mAP_by_hog_weight"].items())
+            lines.append(f"- `{r['arch']}`: the `{r['from_run']}` run's best checkpoint with a HOG pathway "
+                         f"(`visnet.models.with_hog`); the weight is the one with the best mAP on the run's "
+                         f"validation classes (base classes; weight: mAP = {tried}); "
+                         f"`python -m visnet.evaluate --run runs/{r['from_run']} --hog-weight {r['hog_weight']:g} "
+                         f"--data {report['data']}`")
+            continue
         lines.append(f"- `{r['arch']}`: {s['image_size'][0]}x{s['image_size'][1]} input, "
                      f"{s.get('backbone') or 'own feature block'} trunk {s.get('backbone_options', '')}, "
                      f"{s['loss']} loss, P x K = {s['p']} x {s['k']}, {s['epochs']} epochs, "
