@@ -126,7 +126,10 @@ def main(argv: list[str] | None = None) -> int:
         settings, config, state, run = trained(base)
         extra, hog_weight = {}, None
         if "hog_weights" in RECIPES[arch]:
-            scores = {w: validation_map(run, w) for w in RECIPES[arch]["hog_weights"]}
+            from visnet.training.data import read_training_data
+
+            val = read_training_data(run.config, progress=False).val
+            scores = {w: validation_map(run, val, w) for w in RECIPES[arch]["hog_weights"]}
             hog_weight = max(scores, key=scores.get)
             extra = {"from_run": base, "hog_weight": hog_weight,
                      "validation_mAP_by_hog_weight": {str(w): round(v, 4) for w, v in scores.items()}}
@@ -160,13 +163,11 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def validation_map(run, hog_weight: float) -> float:
+def validation_map(run, val, hog_weight: float) -> float:
     """Retrieval mAP on the run's validation classes (held-out base classes) with a HOG pathway."""
     from visnet.evaluation.embedding import embed_dataset
     from visnet.evaluation.retrieval import retrieval_metrics
-    from visnet.training.data import read_training_data
 
-    val = read_training_data(run.config, progress=False).val
     kept, vectors = embed_dataset(run.embedder("best", hog_weight), val, progress=False)
     return retrieval_metrics(vectors, kept.labels, vectors, kept.labels, ks=(1,), exclude_self=True).mean_average_precision
 

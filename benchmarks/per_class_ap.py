@@ -38,8 +38,9 @@ def main(argv: list[str] | None = None) -> int:
 
     protocol = Protocol.load(os.path.join(args.data, "protocol.json"))
     dataset = load_dataset(args.data, check="none")
-    support = dataset.select([i for i in protocol.support_ids if i in set(dataset.ids)], "support")
-    query = dataset.select([i for i in protocol.query_ids if i in set(dataset.ids)], "query")
+    known = set(dataset.ids)
+    support = dataset.select([i for i in protocol.support_ids if i in known], "support")
+    query = dataset.select([i for i in protocol.query_ids if i in known], "query")
 
     candidates = {"HOG": lambda: embedders.get("hog", image_size=protocol.image_size_hw)}
     for name in ("siamese", "visnet", "capsule", "hybrid"):
