@@ -4,7 +4,7 @@ import tensorflow as tf
 from helpers import write_image, write_text, write_truncated_jpeg
 from PIL import Image
 
-from visnet.data.augment import Augmentation, augment_batch, transform
+from visnet.data.augment import Augmentation, augment_batch, colour_matrix, transform
 from visnet.data.image_spec import ImageSpec, parse_size
 from visnet.data.pipeline import (
     decode_image,
@@ -142,6 +142,58 @@ def test_augmentation_changes_pixels_keeps_shape_and_range():
     assert all(m or u for m, u in zip(mirrored, unchanged)) and any(mirrored)
     with pytest.raises(ValueError, match="crop=0"):
         Augmentation(crop=0)
+
+
+def _colour_reference(image, brightness, contrast, saturation, hue, grey):
+    """Pixel by pixel, one step at a time: contrast about the mean colour, saturation (blend with
+    luma), hue (rotate the I, Q chroma of YIQ by `hue` turns), grey, brightness, clip."""
+    yiq = np.array([[0.299, 0.587, 0.114], [0.595716, -0.274453, -0.321263], [0.211456, -0.522591, 0.311135]])
+    angle = 2 * np.pi * hue
+    mean = image.reshape(-1, 3).mean(axis=0)
+    out = np.empty_like(image, dtype=np.float64)
+    for r in range(image.shape[0]):
+        for c in range(image.shape[1]):
+            p = (image[r, c] - mean) * contrast + mean
+            y = p @ np.array([0.299, 0.587, 0.114])
+            p = saturation * p + (1 - saturation) * y
+            q = yiq @ p
+            q = np.array([q[0], np.cos(angle) * q[1] - np.sin(angle) * q[2], np.sin(angle) * q[1] + np.cos(angle) * q[2]])
+            p = np.linalg.solve(yiq, q)
+            if grey:
+                p = np.full(3, p @ np.array([0.299, 0.587, 0.114]))
+            out[r, c] = np.clip(p + brightness, 0, 255)
+    return out
+
+
+def test_colour_jitter_matches_a_pixel_by_pixel_reference():
+    images = tf.random.stateless_uniform([6, 5, 4, 3], [0, 7], 0, 255)
+    config = Augmentation(flip=False, rotation=0, crop=1, brightness=0.2, contrast=0.3, saturation=0.5, hue=0.3,
+                          grey=0.5)
+    seed = tf.constant([4, 9], tf.int64)
+    out = augment_batch(images, seed, config).numpy()
+    u = tf.random.stateless_uniform([6, 8], seed).numpy()
+    draws = tf.random.stateless_uniform([6, 2], seed + 1).numpy()
+    for i, image in enumerate(images.numpy()):
+        expected = _colour_reference(image, (2 * u[i, 5] - 1) * 0.2 * 255, 1 + (2 * u[i, 6] - 1) * 0.3,
+                                     1 + (2 * draws[i, 0] - 1) * 0.5, (2 * draws[i, 1] - 1) * 0.3, u[i, 7] < 0.5)
+        np.testing.assert_allclose(out[i], expected, atol=2e-3)
+    assert len({bool(g) for g in u[:, 7] < 0.5}) == 2  # both kinds of image were checked
+
+
+def test_colour_matrix_keeps_greys_and_luma_and_turns_full_circle():
+    ones, zeros, no = tf.ones([3]), tf.zeros([3]), tf.zeros([3], tf.bool)
+    hues = tf.constant([0.1, 0.5, 1.0])
+    m = colour_matrix(ones, ones, hues, no).numpy()
+    grey_pixel, red = np.array([80.0, 80.0, 80.0]), np.array([200.0, 30.0, 10.0])
+    luma = np.array([0.299, 0.587, 0.114])
+    for matrix in m:
+        np.testing.assert_allclose(grey_pixel @ matrix, grey_pixel, atol=1e-3)  # greys stay grey
+        np.testing.assert_allclose((red @ matrix) @ luma, red @ luma, atol=1e-3)  # hue keeps brightness
+    np.testing.assert_allclose(m[2], np.eye(3), atol=1e-5)  # a whole turn changes nothing
+    assert np.abs(red @ m[1] - red).max() > 50  # half a turn does
+    np.testing.assert_allclose(colour_matrix(ones, ones, zeros, no).numpy(), np.tile(np.eye(3), (3, 1, 1)), atol=1e-5)
+    desaturated = red @ colour_matrix(ones, zeros, zeros, no).numpy()[0]
+    np.testing.assert_allclose(desaturated, np.full(3, red @ luma), atol=1e-3)
 
 
 def test_one_transform_crops_rotates_and_flips():
