@@ -3,7 +3,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from visnet.data.samplers import EpisodeSampler, PairSampler, PKSampler, TripletSampler
+from visnet.data.samplers import EpisodeSampler, PairSampler, PKSampler, TripletSampler, WordSampler
 
 # 7 classes of uneven size; class "g" has a single image, "f" two.
 LABELS = np.array(list("aaaaaaaabbbbbcccccdddddddeeefffg".replace("fff", "ff")))
@@ -87,3 +87,42 @@ def test_episodes_are_n_way_k_shot_with_distinct_images():
     np.testing.assert_array_equal(again.query, sampler.episode(17).query)
     with pytest.raises(ValueError, match="need 5 classes with at least 6 images; only 2 of 7"):
         EpisodeSampler(LABELS, ways=5, shots=1, queries=5)
+
+
+def _chi_square(counts: np.ndarray) -> float:
+    expected = counts.sum() / len(counts)
+    return float(((counts - expected) ** 2 / expected).sum())
+
+
+def test_word_sampling_is_uniform_over_words_then_over_their_images():
+    # Word 0 is in every image, word 9 in one: image-uniform sampling would give word 0 ~40x more.
+    bags = [np.array([0] + [w for w in range(1, 10) if i % w == 0]) for i in range(1, 41)]
+    bags.append(np.array([], np.int64))  # an image without words is never drawn
+    sampler = WordSampler(bags, batch_size=50, batches_per_epoch=40, seed=3)
+    images, words = sampler.epoch(0), sampler.targets(0)
+    assert images.shape == words.shape == (40, 50)
+    assert all(w in bags[i] for i, w in zip(images.ravel(), words.ravel()))
+    assert 40 not in images
+    word_counts = np.bincount(words.ravel(), minlength=10)
+    # 2,000 draws over 10 words: chi-square with 9 degrees of freedom, p = 0.001 critical value 27.88.
+    assert _chi_square(word_counts) < 27.88, word_counts
+    holders = [i for i, b in enumerate(bags) if 2 in b]  # word 2: 20 images, about 200 draws
+    image_counts = np.array([np.sum(images[words == 2] == i) for i in holders])
+    assert _chi_square(image_counts) < 43.82  # 19 degrees of freedom, p = 0.001
+    # The check can fail: image-uniform sampling would fail it by far.
+    rng = np.random.default_rng(0)
+    by_image = np.concatenate([rng.choice(bags[i], 1) for i in rng.integers(0, 40, 2000)])
+    assert _chi_square(np.bincount(by_image, minlength=10)) > 1000
+
+
+def test_word_sampler_is_deterministic_and_refuses_empty_bags():
+    bags = [np.array([0, 1]), np.array([1, 2]), np.array([2])]
+    a, b = WordSampler(bags, 4, 5, seed=1), WordSampler(bags, 4, 5, seed=1)
+    np.testing.assert_array_equal(a.epoch(2), b.epoch(2))
+    np.testing.assert_array_equal(a.targets(2), b.targets(2))
+    assert not np.array_equal(a.targets(2), a.targets(3))
+    assert len(WordSampler(bags, batch_size=2)) == 1
+    with pytest.raises(ValueError, match="empty"):
+        WordSampler([np.array([], np.int64)], 4)
+    with pytest.raises(ValueError, match="batch_size=0"):
+        WordSampler(bags, 0)

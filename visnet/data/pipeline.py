@@ -256,7 +256,8 @@ def sampled_dataset(
         paths: the records' image files (None when `images` are given).
         labels: their integer class ids.
         sampler: an object with `epoch(e) -> np.ndarray (batches, batch_size)` of record
-            indices and `__len__` (batches per epoch), e.g. `PKSampler`.
+            indices and `__len__` (batches per epoch), e.g. `PKSampler`. A sampler with
+            `targets(e)` (same shape, e.g. `WordSampler`) gives each batch's `label` itself.
         start_epoch: int. First sampler epoch to draw (to resume a run where it stopped).
         skip_batches: int. Batches of that first epoch already used (a run whose epochs are not
             the sampler's resumes mid-epoch).
@@ -279,26 +280,29 @@ def sampled_dataset(
     elif len(images) != len(labels_array) or images.shape[1:] != (spec.height, spec.width, 3):
         raise ValueError(f"images must have shape ({len(labels_array)}, {spec.height}, {spec.width}, 3). "
                          f"Received {images.shape}")
-    labels_t = tf.constant(labels_array)
     batch_size = int(sampler.epoch(start_epoch).shape[1])
     image_signature = tf.TensorSpec([spec.height, spec.width, 3], tf.float32)
 
     if not 0 <= skip_batches < len(sampler):
         raise ValueError(f"skip_batches must be in [0, {len(sampler)}). Received: {skip_batches}")
 
+    targets = getattr(sampler, "targets", None)
+
     def batches() -> Iterator[tuple]:
         epoch = start_epoch
         while True:
+            epoch_targets = None if targets is None else targets(epoch)
             for number, indices in enumerate(sampler.epoch(epoch)):
                 if epoch == start_epoch and number < skip_batches:
                     continue
+                label = labels_array[indices] if epoch_targets is None else epoch_targets[number]
                 if images is None:
-                    yield epoch, number, indices
+                    yield epoch, number, indices, label
                 else:
-                    yield epoch, number, indices, images[indices]
+                    yield epoch, number, indices, label, images[indices]
             epoch += 1
 
-    def load_batch(epoch, number, indices, pixels=None):
+    def load_batch(epoch, number, indices, label, pixels=None):
         if pixels is None:
             batch = tf.map_fn(lambda i: _load(tf.gather(paths_t, i), spec), indices,
                               fn_output_signature=image_signature)
@@ -306,9 +310,10 @@ def sampled_dataset(
             batch = tf.cast(pixels, tf.float32)
         if augment is not None:
             batch = augment_batch(batch, tf.stack([tf.constant(seed, tf.int64), epoch * 1_000_003 + number]), augment)
-        return {"image": batch, "label": tf.gather(labels_t, indices), "index": indices}
+        return {"image": batch, "label": label, "index": indices}
 
-    signature = (tf.TensorSpec([], tf.int64), tf.TensorSpec([], tf.int64), tf.TensorSpec([batch_size], tf.int64))
+    signature = (tf.TensorSpec([], tf.int64), tf.TensorSpec([], tf.int64), tf.TensorSpec([batch_size], tf.int64),
+                 tf.TensorSpec([batch_size], tf.int64))
     if images is not None:
         signature += (tf.TensorSpec([batch_size, spec.height, spec.width, 3], tf.uint8),)
     ds = tf.data.Dataset.from_generator(batches, output_signature=signature)

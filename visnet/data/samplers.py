@@ -249,3 +249,60 @@ class EpisodeSampler:
 
     def __iter__(self) -> Iterator[Episode]:
         return (self.episode(i) for i in range(self.episodes))
+
+
+class WordSampler:
+    """Uniform word sampling for weak image-text training: draw a word uniformly from the
+    vocabulary, then an image whose bag of words holds it; the word is the image's target.
+
+    Drawing words, not images, counters the imbalance of a catalogue's text: "men" or "blue" in
+    every other name would otherwise swamp "paisley" (Corbière, internship report, sec. 2.2).
+
+    Args:
+        bags: sequence of int arrays. The word ids of each record's text.
+        batch_size: int. (image, word) pairs per batch.
+        batches_per_epoch: int or None. Defaults to about one image per record per epoch.
+        seed: int.
+
+    Words no record holds can never be drawn; images with an empty bag are never used.
+    `epoch(e)` gives the record indices, `targets(e)` the word of each (same shape).
+    """
+
+    def __init__(self, bags: Sequence[np.ndarray], batch_size: int, batches_per_epoch: int | None = None,
+                 seed: int = 0):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1. Received: batch_size={batch_size}")
+        records = np.concatenate([np.full(len(b), i, np.int64) for i, b in enumerate(bags)] or [np.zeros(0, np.int64)])
+        words = np.concatenate([np.asarray(b, np.int64) for b in bags] or [np.zeros(0, np.int64)])
+        if not len(words):
+            raise ValueError("Every bag of words is empty: there is no word to sample.")
+        order = np.lexsort((records, words))
+        self.words, starts = np.unique(words[order], return_index=True)
+        self._members = np.split(records[order], starts[1:])
+        if batches_per_epoch is not None and batches_per_epoch < 1:
+            raise ValueError(f"batches_per_epoch must be >= 1. Received: {batches_per_epoch}")
+        self.batch_size, self.seed = batch_size, seed
+        with_words = int(np.sum([len(b) > 0 for b in bags]))
+        self.batches_per_epoch = batches_per_epoch or max(1, with_words // batch_size)
+
+    def __len__(self) -> int:
+        return self.batches_per_epoch
+
+    def _draw(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
+        if getattr(self, "_last", (None,))[0] == epoch:
+            return self._last[1]
+        rng = np.random.default_rng([self.seed, epoch, 11])
+        n = self.batches_per_epoch * self.batch_size
+        picked = rng.integers(0, len(self.words), n)
+        images = np.array([self._members[w][rng.integers(len(self._members[w]))] for w in picked], np.int64)
+        shape = (self.batches_per_epoch, self.batch_size)
+        self._last = (epoch, (images.reshape(shape), self.words[picked].reshape(shape)))
+        return self._last[1]
+
+    def epoch(self, epoch: int) -> np.ndarray:
+        """Record indices, shape (batches_per_epoch, batch_size)."""
+        return self._draw(epoch)[0]
+
+    def targets(self, epoch: int) -> np.ndarray:
+        """The word each drawn record must predict, same shape as `epoch(epoch)`."""
+        return self._draw(epoch)[1]
