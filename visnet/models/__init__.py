@@ -19,6 +19,7 @@ from visnet.models.hybrid import build_hybrid, with_hog
 from visnet.models.protonet import build_protonet
 from visnet.models.siamese import build_siamese
 from visnet.models.visnet import build_visnet
+from visnet.models.weakly import build_weakly, words_head
 from visnet.registry import Registry
 
 
@@ -40,6 +41,8 @@ architectures.register("capsule")(ArchInfo(build_capsule, {"name": "triplet", "m
 architectures.register("siamese")(ArchInfo(build_siamese, {"name": "triplet", "margin": 0.2, "mining": "semi-hard"},
                                            "resnet18", 128))
 architectures.register("hybrid")(ArchInfo(build_hybrid, {"name": "normsoftmax", "scale": 16.0}, "resnet18", 128))
+architectures.register("weakly")(ArchInfo(build_weakly, {"name": "sampled-softmax", "negatives": 100,
+                                                           "close_negatives": 0, "scale": 16.0}, "resnet50", 400))
 architectures.register("protonet")(ArchInfo(build_protonet, {"name": "prototypical"}, "conv4", 0))
 
 
@@ -54,4 +57,4 @@ def build(name: str, **options: Any) -> keras.Model:
 
 
 __all__ = ["ArchInfo", "architectures", "build", "build_capsule", "build_hybrid", "build_protonet", "build_siamese",
-           "build_visnet", "with_hog"]
+           "build_visnet", "build_weakly", "with_hog", "words_head"]

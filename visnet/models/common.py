@@ -53,3 +53,9 @@ def image_input(input_shape) -> keras.KerasTensor:
     if len(input_shape) != 3 or input_shape[2] != 3:
         raise ValueError(f"input_shape must be (height, width, 3). Received: input_shape={tuple(input_shape)}")
     return keras.Input(tuple(input_shape), name="image")
+
+
+def embedding_model(model: keras.Model) -> keras.Model:
+    """The image -> embedding part of a model (training heads and their extra inputs dropped)."""
+    image = next((t for t in model.inputs if t.name.split(":")[0] == "image"), model.inputs[0])
+    return keras.Model(image, model.get_layer("embedding").output, name=model.name)
