@@ -54,23 +54,35 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--arch-option", type=key_value, action="append", default=[], metavar="KEY=VALUE",
                        help="architecture option, repeatable (e.g. features=sc, routings=3, deep_dim=4096)")
     loss = p.add_argument_group("loss and batches")
-    loss.add_argument("--loss", help="triplet, hinge, contrastive, prototypical or normsoftmax "
-                      "(default: the architecture's)")
+    loss.add_argument("--loss", help="triplet, hinge, contrastive, prototypical, normsoftmax or sampled-softmax "
+                      "(weakly) (default: the architecture's)")
     loss.add_argument("--mining", choices=MININGS, help="triplet mining (default semi-hard); for contrastive: "
                       "none (sampled pairs, the default) or batch-all (every pair of a P x K batch)")
     loss.add_argument("--margin", type=float, help="loss margin (hinge: the gap g)")
     loss.add_argument("--top-k", type=float, help="fraction of largest triplet losses kept by top-k mining")
     loss.add_argument("--distance", choices=("euclidean", "squared"), help="loss distance")
     loss.add_argument("--shots", type=int, help="prototypical: support images per class in a batch (default k // 2)")
-    loss.add_argument("--scale", type=float, help="normsoftmax: inverse temperature of the softmax (default 16)")
+    loss.add_argument("--scale", type=float, help="normsoftmax, sampled-softmax: inverse temperature of the softmax "
+                      "(default 16)")
     loss.add_argument("--p", type=int, default=d.p, help=f"classes per batch (default {d.p})")
     loss.add_argument("--k", type=int, default=d.k, help=f"images per class in a batch (default {d.k})")
     loss.add_argument("--batch-size", type=int, default=d.batch_size,
-                      help=f"batch size for pair and explicit-triplet batches (default {d.batch_size})")
+                      help=f"batch size for pair, explicit-triplet and (image, word) batches (default {d.batch_size})")
     loss.add_argument("--p-same", type=float, default=d.p_same, help=f"share of positive pairs (default {d.p_same})")
+    text = p.add_argument_group("text (--arch weakly)")
+    text.add_argument("--vocabulary-size", type=int, default=d.vocabulary_size,
+                      help=f"most frequent words kept (default {d.vocabulary_size})")
+    text.add_argument("--min-word-count", type=int, default=d.min_word_count,
+                      help=f"texts a word must appear in (default {d.min_word_count})")
+    text.add_argument("--negatives", type=int, help="sampled negative words per positive (default 100)")
+    text.add_argument("--close-negatives", type=int,
+                      help="how many negatives are drawn from the positive's 10 nearest words (default 0)")
+    text.add_argument("--lexicon", help="word-type lexicon JSON for --arch-option types=4 (default: visnet's)")
     opt = p.add_argument_group("optimisation")
     opt.add_argument("--epochs", type=int, help=f"epochs (default {d.epochs}; with --resume: a new total, "
                      "for a constant schedule)")
+    opt.add_argument("--freeze-epochs", type=int, default=d.freeze_epochs,
+                     help="first epochs with the backbone frozen (head only), then fine-tune it (default 0)")
     opt.add_argument("--steps-per-epoch", type=int, help="batches per epoch (default: one pass of the sampler)")
     opt.add_argument("--optimizer", choices=OPTIMIZERS, default=d.optimizer, help="optimizer (default adam)")
     opt.add_argument("--lr", type=float, default=d.lr, help=f"learning rate (default {d.lr})")
@@ -106,7 +118,10 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         remove_top=args.remove_top, arch_options=dict(args.arch_option), loss=args.loss, margin=args.margin,
         mining=args.mining, top_k=args.top_k, distance=args.distance, shots=args.shots, scale=args.scale, p=args.p,
         k=args.k,
-        batch_size=args.batch_size, p_same=args.p_same, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
+        batch_size=args.batch_size, p_same=args.p_same, vocabulary_size=args.vocabulary_size,
+        min_word_count=args.min_word_count, negatives=args.negatives, close_negatives=args.close_negatives,
+        lexicon=args.lexicon, epochs=args.epochs, freeze_epochs=args.freeze_epochs,
+        steps_per_epoch=args.steps_per_epoch,
         optimizer=args.optimizer, lr=args.lr, weight_decay=args.weight_decay, schedule=args.schedule,
         warmup_epochs=args.warmup_epochs, augment=args.augment, augmentation=dict(args.augment_option),
         seed=args.seed, patience=args.patience, strategy=args.strategy, cpu_replicas=args.cpu_replicas,

@@ -12,6 +12,7 @@ import keras
 import numpy as np
 
 from visnet.evaluation.retrieval import retrieval_metrics
+from visnet.models.common import embedding_model
 
 
 class RetrievalValidation(keras.callbacks.Callback):
@@ -31,6 +32,10 @@ class RetrievalValidation(keras.callbacks.Callback):
         self.images, self.labels, self.batch_size = images, np.asarray(labels), batch_size
 
     def measure(self, model: keras.Model) -> dict[str, float]:
+        if len(model.inputs) > 1:  # a training model with more inputs (the weak-label model's words)
+            if getattr(self, "_embedder", (None,))[0] is not model:
+                self._embedder = (model, embedding_model(model))
+            model = self._embedder[1]
         embeddings = model.predict(self.images, batch_size=self.batch_size, verbose=0)
         if isinstance(embeddings, dict):  # a training model with a head (normsoftmax proxies)
             embeddings = embeddings["embedding"]

@@ -26,9 +26,14 @@ class TrainConfig:
 
     Loss and batches: `loss`, `margin`, `mining`, `top_k`, `distance`, `shots`, `scale`, `p`, `k` (P x K batches;
     for prototypical training P is the ways and K the shots + queries), `batch_size` and
-    `p_same` (pair and explicit-triplet batches).
+    `p_same` (pair and explicit-triplet batches; also the (image, word) batches of the
+    weak-label model).
 
-    Optimisation: `epochs`, `steps_per_epoch`, `optimizer`, `lr`, `weight_decay`, `schedule`,
+    Text (the `weakly` architecture): `vocabulary_size`, `min_word_count`, `negatives`,
+    `close_negatives`, `lexicon` (word-type lexicon file for `types > 1`; default: visnet's).
+
+    Optimisation: `epochs`, `freeze_epochs` (first epochs train with the backbone frozen, then
+    it is fine-tuned), `steps_per_epoch`, `optimizer`, `lr`, `weight_decay`, `schedule`,
     `warmup_epochs`, `augment`, `augmentation`, `seed`, `patience`, `strategy`, `cpu_replicas`,
     `mixed_precision`.
     """
@@ -62,7 +67,13 @@ class TrainConfig:
     k: int = 4
     batch_size: int = 64
     p_same: float = 0.4
+    vocabulary_size: int = 30_000
+    min_word_count: int = 2
+    negatives: int | None = None
+    close_negatives: int | None = None
+    lexicon: str | None = None
     epochs: int = 10
+    freeze_epochs: int = 0
     steps_per_epoch: int | None = None
     optimizer: str = "adam"
     lr: float = 1e-3
@@ -90,6 +101,10 @@ class TrainConfig:
         need(self.schedule in SCHEDULES, f"schedule must be one of {SCHEDULES}. Received: schedule={self.schedule!r}")
         need(self.epochs >= 1, f"epochs must be >= 1. Received: epochs={self.epochs}")
         need(self.lr > 0, f"lr must be > 0. Received: lr={self.lr}")
+        need(0 <= self.freeze_epochs < self.epochs,
+             f"freeze_epochs must be in [0, epochs). Received: freeze_epochs={self.freeze_epochs}, epochs={self.epochs}")
+        need(self.vocabulary_size >= 2, f"vocabulary_size must be >= 2. Received: vocabulary_size={self.vocabulary_size}")
+        need(self.min_word_count >= 1, f"min_word_count must be >= 1. Received: min_word_count={self.min_word_count}")
         need(self.p >= 1 and self.k >= 1, f"p and k must be >= 1. Received: p={self.p}, k={self.k}")
         need(self.batch_size >= 2, f"batch_size must be >= 2. Received: batch_size={self.batch_size}")
         need(self.steps_per_epoch is None or self.steps_per_epoch >= 1,

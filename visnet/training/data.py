@@ -192,3 +192,19 @@ def image_spec(config: TrainConfig, normalization: str) -> ImageSpec:
 
 def dataset_name(config: TrainConfig) -> str:
     return os.path.basename(os.path.normpath(parse_spec(config.data)[1]))
+
+
+def run_vocabulary(config: TrainConfig, records: Dataset, run_dir: str | None = None):
+    """The vocabulary of a weak-label run: built from the training records' text, or the one
+    saved in `run_dir` (a resumed run keeps its word ids)."""
+    from visnet.data.text import TextTokenizer, Vocabulary
+
+    if run_dir is not None:
+        return Vocabulary.load(os.path.join(run_dir, "vocabulary.json"))
+    texts = [r.text for r in records if r.text]
+    if not texts:
+        raise ValueError(f"The weakly architecture learns from text, but no training record of {records.name} has "
+                         "any (kaggle and benchmark layouts read productDisplayName; manifests a text column).")
+    tokenizer = TextTokenizer()
+    return Vocabulary.build(map(tokenizer, texts), max_size=config.vocabulary_size, min_count=config.min_word_count,
+                            tokenizer=tokenizer)

@@ -6,6 +6,7 @@ A run directory holds:
     config.json      the TrainConfig (every setting, defaults resolved)
     run.json         image spec, loss, classes, data sizes, versions, untrained validation figures
     best.keras       the model with the best val_mAP (or the last one without validation)
+    vocabulary.json  the words of a weak-label (`weakly`) run and the tokenizer that reads them
     last-epochNNNN.keras, state.json    the resume point (epoch count, optimizer state, history)
     history.csv, logs/                  per-epoch logs and TensorBoard events
 """
@@ -77,15 +78,30 @@ class Run:
 
         import visnet.layers  # noqa: F401  (registers the custom layers)
         import visnet.losses  # noqa: F401
+        from visnet.models.common import embedding_model
 
-        model = keras.models.load_model(self.checkpoint(which), compile=False)
-        # Training heads (the normsoftmax proxies) are dropped: the embedding is the output.
-        model = keras.Model(model.inputs, model.get_layer("embedding").output, name=model.name)
+        # Training heads (normsoftmax proxies, word scores) are dropped: the embedding is the output.
+        model = embedding_model(keras.models.load_model(self.checkpoint(which), compile=False))
         if hog_weight is not None:
             from visnet.models.hybrid import with_hog
 
             model = with_hog(model, hog_weight, self.image_spec.normalization)
         return model
+
+    def vocabulary(self):
+        """The vocabulary of a weak-label run (`vocabulary.json`)."""
+        from visnet.data.text import Vocabulary
+
+        path = os.path.join(self.path, "vocabulary.json")
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"{self.path} has no vocabulary.json: it is not a run of --arch weakly.")
+        return Vocabulary.load(path)
+
+    def word_model(self, which: str = "best"):
+        """Tagging, word neighbours and text search of a `weakly` run (`visnet.tagging.WordModel`)."""
+        from visnet.tagging import WordModel
+
+        return WordModel.from_run(self, which)
 
     def embedder(self, which: str = "best", hog_weight: float | None = None) -> RunEmbedder:
         name = f"run:{os.path.basename(os.path.normpath(self.path))}" + (f"+hog{hog_weight:g}" if hog_weight else "")

@@ -19,6 +19,7 @@ _LOSS_KEYS = {
     "contrastive": ("margin", "distance"),
     "prototypical": ("shots",),
     "normsoftmax": ("scale",),
+    "sampled-softmax": ("negatives", "close_negatives", "scale"),
 }
 
 
@@ -42,7 +43,12 @@ def resolve_loss(config: TrainConfig) -> dict:
         loss["layout"] = "all-pairs" if config.mining == "batch-all" else "halves"
     if name == "prototypical":
         loss.setdefault("shots", max(1, config.k // 2))
-    unused = [k for k in ("margin", "mining", "top_k", "distance", "shots", "scale")
+    if name == "sampled-softmax" and config.arch != "weakly":
+        raise ValueError(f"The sampled-softmax loss trains the word head of the weakly architecture. "
+                         f"Received: arch={config.arch!r}")
+    if config.arch == "weakly" and name != "sampled-softmax":
+        raise ValueError(f"The weakly architecture trains with the sampled-softmax loss. Received: loss={name!r}")
+    unused = [k for k in ("margin", "mining", "top_k", "distance", "shots", "scale", "negatives", "close_negatives")
               if getattr(config, k) is not None and k not in _LOSS_KEYS[name] + ("mining",) * (name == "contrastive")]
     if unused:
         raise ValueError(f"The {name} loss does not use {', '.join(unused)}.")
@@ -110,10 +116,10 @@ def input_normalization(config: TrainConfig) -> str:
     return backbone_info(backbone).normalization if backbone else "unit"
 
 
-def _optimizer(config: TrainConfig, steps_per_epoch: int):
+def _optimizer(config: TrainConfig, steps_per_epoch: int, epochs: int | None = None):
     import keras
 
-    total = config.epochs * steps_per_epoch
+    total = (epochs or config.epochs) * steps_per_epoch
     warmup = int(config.warmup_epochs * steps_per_epoch)
     if config.schedule == "cosine":
         lr = keras.optimizers.schedules.CosineDecay(
@@ -128,27 +134,60 @@ def _optimizer(config: TrainConfig, steps_per_epoch: int):
     return keras.optimizers.Adam(lr, weight_decay=config.weight_decay or None)
 
 
-def compile_training_model(model, config: TrainConfig, loss_config: dict, classes: int, steps_per_epoch: int):
+def compile_training_model(model, config: TrainConfig, loss_config: dict, classes: int, steps_per_epoch: int,
+                           vocabulary=None):
     """The model `fit` trains: the embedding model, plus class proxies for the normsoftmax loss
-    (a training-only head; runs load the embedding output alone), compiled with the optimizer."""
+    or the word head of the weak-label model (training heads; runs load the embedding output
+    alone), compiled with the optimizer.
+
+    `vocabulary`: the `Vocabulary` of a `weakly` run (its size sizes the word head; with
+    `types > 1` the lexicon types its words).
+    """
     import keras
 
     from visnet.losses import losses
 
     loss = losses.get(dict(loss_config))
-    if loss_config["name"] == "normsoftmax":
+    if loss_config["name"] == "sampled-softmax":
+        from visnet.data.text import load_type_lexicon, word_types
+        from visnet.models import words_head
+
+        types = int(config.arch_options.get("types", 1))
+        lexicon = word_types(vocabulary, load_type_lexicon(config.lexicon)[1]) if types > 1 else None
+        model = words_head(model, len(vocabulary), negatives=loss.negatives, close_negatives=loss.close_negatives,
+                           types=types, word_types=lexicon, seed=config.seed)
+    elif loss_config["name"] == "normsoftmax":
         from visnet.layers import CosineClassifier
 
         head = CosineClassifier(classes, name="proxies")(model.output)
         model = keras.Model(model.inputs, {"embedding": model.output, "cosines": head}, name=model.name)
         loss = {"embedding": None, "cosines": loss}
-    model.compile(optimizer=_optimizer(config, steps_per_epoch), loss=loss)
+    model.compile(optimizer=_optimizer(config, steps_per_epoch, config.freeze_epochs or None), loss=loss)
     return model
 
 
 def training_targets(labels, proxies: bool):
     """What `fit` expects as y for the training model."""
     return {"embedding": labels, "cosines": labels} if proxies else labels
+
+
+def training_batch(batch: dict, loss_config: dict):
+    """A pipeline batch as the (x, y) of `fit`: the weak-label model reads (image, word) and its
+    target is the positive's column (0) among the sampled words."""
+    import tensorflow as tf
+
+    if loss_config["name"] == "sampled-softmax":
+        return (batch["image"], batch["label"]), tf.zeros_like(batch["label"])
+    return batch["image"], training_targets(batch["label"], loss_config["name"] == "normsoftmax")
+
+
+def set_backbone_trainable(model, trainable: bool) -> None:
+    """Freezes or unfreezes the nested `backbone` model (frozen batch norm runs in inference mode)."""
+    try:
+        backbone = model.get_layer("backbone")
+    except ValueError as error:
+        raise ValueError(f"freeze_epochs needs an architecture with a backbone; {model.name} has none.") from error
+    backbone.trainable = trainable
 
 
 def _versions() -> dict:
@@ -243,8 +282,18 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
             raise ValueError(f"The data's training classes changed since {config.out} started "
                              f"({len(trained_classes)} then, {len(data.classes)} now): resuming would mix label ids.")
     labels = train_set.label_ids(data.classes)
-    sampler = make_sampler(config, loss_config, labels, config.seed)
-    proxies = loss_config["name"] == "normsoftmax"
+    vocabulary = None
+    if loss_config["name"] == "sampled-softmax":
+        from visnet.data.samplers import WordSampler
+        from visnet.training.data import run_vocabulary
+
+        vocabulary = run_vocabulary(config, train_set, None if state is None else config.out)
+        bags = vocabulary.bags(r.text for r in train_set)
+        log(f"vocabulary: {len(vocabulary)} words; {sum(len(b) > 0 for b in bags)} of {len(bags)} training "
+            f"images have words in it")
+        sampler = WordSampler(bags, config.batch_size, seed=config.seed)
+    else:
+        sampler = make_sampler(config, loss_config, labels, config.seed)
     steps = config.steps_per_epoch or len(sampler)
     augment = Augmentation(**config.augmentation) if config.augment else None
 
@@ -260,11 +309,15 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
     os.makedirs(run_dir, exist_ok=True)
     if state is None:
         with strategy.scope():
-            model = compile_training_model(model, config, loss_config, len(data.classes), steps)
+            if config.freeze_epochs:
+                set_backbone_trainable(model, False)
+            model = compile_training_model(model, config, loss_config, len(data.classes), steps, vocabulary)
 
     start_epoch = state["epochs_done"] if state else 0
     if state is None and chief:
         config.save(os.path.join(config.out, "config.json"))
+        if vocabulary is not None:
+            vocabulary.save(os.path.join(config.out, "vocabulary.json"))
         info = {"arch": config.arch, "loss": loss_config, "image_spec": spec.to_dict(), "classes": data.classes,
                 "train_images": len(train_set), "val_images": 0 if validation is None else len(validation.labels),
                 "steps_per_epoch": steps, "batch_size": int(sampler.epoch(0).shape[1]),
@@ -282,7 +335,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
     ds = sampled_dataset(None if images is not None else train_set.paths, labels, sampler, spec,
                          start_epoch=done // len(sampler), skip_batches=done % len(sampler), augment=augment,
                          seed=config.seed, images=images)
-    ds = ds.map(lambda batch: (batch["image"], training_targets(batch["label"], proxies)))
+    ds = ds.map(lambda batch: training_batch(batch, loss_config))
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     ds = ds.with_options(options)
@@ -293,7 +346,19 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
     callbacks += [RunCheckpoint(run_dir, "val_mAP" if validation else None, config.patience, state),
                   keras.callbacks.CSVLogger(os.path.join(run_dir, "history.csv"), append=resume),
                   keras.callbacks.TensorBoard(os.path.join(run_dir, "logs"), update_freq="epoch")]
+    verbose = 1 if progress and sys.stderr.isatty() else 2
+    # Two phases: the head with the backbone frozen, then everything (a fresh optimizer whose
+    # schedule covers the remaining epochs). A run resumed in phase 2 already has it unfrozen.
+    if start_epoch < config.freeze_epochs:
+        log(f"phase 1: epochs 1-{config.freeze_epochs} with the backbone frozen")
+        model.fit(ds, epochs=config.freeze_epochs, initial_epoch=start_epoch, steps_per_epoch=steps, shuffle=False,
+                  callbacks=callbacks, verbose=verbose)
+        start_epoch = config.freeze_epochs
+        with strategy.scope():
+            set_backbone_trainable(model, True)
+            model.compile(optimizer=_optimizer(config, steps, config.epochs - config.freeze_epochs), loss=model.loss)
+        log(f"phase 2: epochs {start_epoch + 1}-{config.epochs}, backbone fine-tuned")
     if start_epoch < config.epochs:
         model.fit(ds, epochs=config.epochs, initial_epoch=start_epoch, steps_per_epoch=steps, shuffle=False,
-                  callbacks=callbacks, verbose=1 if progress and sys.stderr.isatty() else 2)
+                  callbacks=callbacks, verbose=verbose)
     return Run(config.out)

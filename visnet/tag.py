@@ -1,0 +1,72 @@
+"""Tag images with words, find nearest words, or rank images by a text query, with a `weakly` run.
+
+    python -m visnet.tag --run runs/weakly photo1.jpg photo2.jpg           # top-5 words per image
+    python -m visnet.tag --run runs/weakly --query "navy striped shirt" photos/*.jpg
+    python -m visnet.tag --run runs/weakly --neighbours navy
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m visnet.tag", description=__doc__.split("\n\n")[0])
+    parser.add_argument("images", nargs="*", metavar="IMAGE", help="image files")
+    parser.add_argument("--run", required=True, help="run directory of a --arch weakly training")
+    parser.add_argument("--checkpoint", choices=("best", "last"), default="best", help="which model (default best)")
+    parser.add_argument("--top-k", type=int, default=5, help="words per image, or neighbours (default 5)")
+    parser.add_argument("--no-prior", action="store_true",
+                        help="rank tags by image-word similarity alone, without the words' catalogue frequency")
+    parser.add_argument("--query", help="rank the IMAGEs by this text (summed scores of its words)")
+    parser.add_argument("--neighbours", metavar="WORD", help="print the words nearest WORD (no images needed)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.top_k < 1:
+        parser.error(f"--top-k must be >= 1. Received: {args.top_k}")
+    if not args.images and not args.neighbours:
+        parser.error("give IMAGE files to tag or rank, or --neighbours WORD")
+    try:
+        from visnet.training.runs import Run
+
+        words = Run(args.run).word_model(args.checkpoint)
+        if args.neighbours:
+            for word, similarity in words.neighbours(args.neighbours, args.top_k):
+                print(f"{word}\t{similarity:.3f}")
+        if not args.images:
+            return 0
+        if args.query:
+            words.query_ids(args.query)  # a query without known words fails before any image is read
+        import numpy as np
+
+        from visnet.data.pipeline import load_images, normalize_image
+
+        pixels, kept = load_images(args.images, words.image_spec)
+        for i in sorted(set(range(len(args.images))) - set(kept.tolist())):
+            print(f"skipped {args.images[i]}: not a readable image", file=sys.stderr)
+        if not len(kept):
+            print("error: none of the images could be read", file=sys.stderr)
+            return 1
+        vectors = words.embed(np.asarray(normalize_image(pixels.astype(np.float32), words.image_spec.normalization)))
+        paths = [args.images[i] for i in kept]
+        if args.query:
+            scores = words.text_scores(args.query, vectors)
+            for rank, j in enumerate(np.argsort(-scores, kind="stable"), 1):
+                print(f"{rank}\t{scores[j]:.3f}\t{paths[j]}")
+        else:
+            for path, tags in zip(paths, words.tag(vectors, args.top_k, prior=not args.no_prior)):
+                print(path + "\t" + "  ".join(f"{w} ({p:.2f})" for w, p in tags))
+    except (ValueError, OSError, KeyError) as error:
+        message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        print(f"error: {message}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
