@@ -29,11 +29,11 @@ def test_python_blocks_run(code, tmp_path, monkeypatch, capsys):
 
 @pytest.mark.parametrize("command", COMMANDS)
 def test_commands_parse(command):
-    from visnet import embed, evaluate, train
+    from visnet import embed, evaluate, tag, train
     from visnet.data import catalogue
 
     parsers = {"visnet.evaluate": evaluate.build_parser, "visnet.data.catalogue": catalogue.build_parser,
-               "visnet.train": train.build_parser, "visnet.embed": embed.build_parser}
+               "visnet.train": train.build_parser, "visnet.embed": embed.build_parser, "visnet.tag": tag.build_parser}
     words = shlex.split(command)
     assert words[2] in parsers, f"README shows {words[2]}, which no test covers"
     parsers[words[2]]().parse_args(words[3:])
