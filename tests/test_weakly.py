@@ -204,3 +204,37 @@ def test_pseudo_attention_with_close_negatives_trains_and_resumes(catalogue, tmp
         resolve_loss(TrainConfig(arch="weakly", data="x", loss="triplet"))
     with pytest.raises(ValueError, match="freeze_epochs must be in"):
         TrainConfig(data="x", epochs=2, freeze_epochs=2).validate()
+
+
+def test_full_rank_embedding_is_the_pooled_trunk(tmp_path):
+    model = build("weakly", input_shape=(16, 12, 3), backbone="tiny", backbone_options={"width": 4},
+                  embedding_dim=None)
+    check_model(model, (16, 12, 3), (8,), tmp_path)  # tiny's last block has 2 x width channels
+    with pytest.raises(ValueError, match="embedding_dim must be >= 1 with types > 1"):
+        build("weakly", input_shape=(16, 12, 3), backbone="tiny", embedding_dim=None, types=4)
+
+
+def test_text_settings_choose_columns_languages_and_dropped_words(catalogue):
+    from visnet import train as train_cli
+    from visnet.training.config import TrainConfig
+    from visnet.training.data import read_training_data, run_vocabulary
+
+    config = TrainConfig(arch="weakly", data=catalogue, out="x", val="none", text_columns=["shape", "colour"],
+                         drop_words=["bag"], min_word_count=1)
+    records = read_training_data(config, progress=False).train
+    vocabulary = run_vocabulary(config, records)
+    assert {"dress", "tshirt"} <= set(vocabulary.words) and "bag" not in vocabulary  # shape column; dropped word
+    assert not {"striped", "cotton"} & set(vocabulary.words)  # the texture and material are in `text` only
+    args = train_cli.build_parser().parse_args(["--arch", "weakly", "--data", catalogue, "--out", "x", "--text-columns",
+                                                "text,colour", "--drop-words", "acme", "--text-languages", "en"])
+    parsed = train_cli.config_from_args(args)
+    assert parsed.text_columns == ["text", "colour"] and parsed.drop_words == ["acme"] and parsed.text_languages == ["en"]
+    assert train_cli.main(["--arch", "weakly", "--data", catalogue, "--out", "/tmp/never", "--text-languages", "xx"]) == 2
+
+
+@pytest.mark.slow
+def test_a_weak_run_evaluates_like_any_embedder(weak_run, catalogue, capsys):
+    from visnet import evaluate
+
+    assert evaluate.main(["--run", weak_run.path, "--checkpoint", "last", "--data", catalogue, "--no-progress"]) == 0
+    assert "mAP" in capsys.readouterr().out

@@ -11,7 +11,7 @@ import argparse
 import os
 import sys
 
-from visnet.cli import key_value, size
+from visnet.cli import key_value, name_list, size
 from visnet.training.config import OPTIMIZERS, SCHEDULES, SPLITS, STRATEGIES, TrainConfig
 
 
@@ -70,6 +70,13 @@ def build_parser() -> argparse.ArgumentParser:
                       help=f"batch size for pair, explicit-triplet and (image, word) batches (default {d.batch_size})")
     loss.add_argument("--p-same", type=float, default=d.p_same, help=f"share of positive pairs (default {d.p_same})")
     text = p.add_argument_group("text (--arch weakly)")
+    text.add_argument("--text-columns", type=name_list, metavar="COL,COL",
+                      help="columns joined into each image's text (benchmark, kaggle, csv layouts; default "
+                      "productDisplayName or text), e.g. productDisplayName,baseColour,usage,season")
+    text.add_argument("--text-languages", type=name_list, default=tuple(d.text_languages), metavar="LANG,LANG",
+                      help="stop-word languages (default en,fr)")
+    text.add_argument("--drop-words", type=name_list, default=(), metavar="WORD,WORD",
+                      help="more words to drop from the text (site or brand names), besides shop words and sizes")
     text.add_argument("--vocabulary-size", type=int, default=d.vocabulary_size,
                       help=f"most frequent words kept (default {d.vocabulary_size})")
     text.add_argument("--min-word-count", type=int, default=d.min_word_count,
@@ -119,7 +126,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         mining=args.mining, top_k=args.top_k, distance=args.distance, shots=args.shots, scale=args.scale, p=args.p,
         k=args.k,
         batch_size=args.batch_size, p_same=args.p_same, vocabulary_size=args.vocabulary_size,
-        min_word_count=args.min_word_count, negatives=args.negatives, close_negatives=args.close_negatives,
+        text_columns=list(args.text_columns) if args.text_columns else None,
+        text_languages=list(args.text_languages), drop_words=list(args.drop_words), min_word_count=args.min_word_count, negatives=args.negatives, close_negatives=args.close_negatives,
         lexicon=args.lexicon, epochs=args.epochs, freeze_epochs=args.freeze_epochs,
         steps_per_epoch=args.steps_per_epoch,
         optimizer=args.optimizer, lr=args.lr, weight_decay=args.weight_decay, schedule=args.schedule,

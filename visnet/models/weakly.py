@@ -23,7 +23,7 @@ from visnet.models.common import POOLINGS, embedding_head, image_input, trunk
 
 def build_weakly(
     input_shape=(128, 96, 3),
-    embedding_dim: int = 400,
+    embedding_dim: int | None = 400,
     backbone: str = "resnet50",
     weights: str | None = None,
     trainable: str | int = "all",
@@ -36,7 +36,8 @@ def build_weakly(
     """Backbone -> pooling -> Dense(types * embedding_dim) -> L2 normalisation (per sub-vector).
 
     Args:
-        embedding_dim: int. Inner size S of the low-rank word matrix (the report used 400).
+        embedding_dim: int or None. Inner size S of the low-rank word matrix (the report used
+            400); None: full rank, the embedding is the pooled trunk features themselves.
         backbone: str. Image trunk (ResNet50 as in the report; any `visnet.backbones` name).
         types: int. 1, or the number of fashion-type sub-vectors of the pseudo-attention head.
         pooling: str. One of `POOLINGS`.
@@ -50,10 +51,16 @@ def build_weakly(
         # Centres the pooled features: their shared component (a white background, a trunk
         # without pretrained weights) otherwise swamps what tells images apart.
         features = layers.BatchNormalization(momentum=0.9, name="feature_norm")(features)
+    if types == 1 and embedding_dim is None:  # full rank: the word vectors live in the trunk's feature space
+        if pooling not in ("avg", "max"):
+            raise ValueError(f"A full-rank embedding takes pooling avg or max. Received: pooling={pooling!r}")
+        pool = layers.GlobalAveragePooling2D if pooling == "avg" else layers.GlobalMaxPooling2D
+        pooled = pool(name="pool")(features)
+        return keras.Model(inputs, layers.UnitNormalization(name="embedding", dtype="float32")(pooled), name="weakly")
     if types == 1:
         return keras.Model(inputs, embedding_head(features, embedding_dim, 0.0, pooling), name="weakly")
-    if embedding_dim < 1:
-        raise ValueError(f"embedding_dim must be >= 1. Received: embedding_dim={embedding_dim}")
+    if embedding_dim is None or embedding_dim < 1:
+        raise ValueError(f"embedding_dim must be >= 1 with types > 1. Received: embedding_dim={embedding_dim}")
     if pooling not in POOLINGS or pooling == "flatten":
         raise ValueError(f"pooling must be avg, max or avgmax with types > 1. Received: pooling={pooling!r}")
     pooled = embedding_head(features, types * embedding_dim, 0.0, pooling, name="unnormalized")

@@ -29,8 +29,11 @@ class TrainConfig:
     `p_same` (pair and explicit-triplet batches; also the (image, word) batches of the
     weak-label model).
 
-    Text (the `weakly` architecture): `vocabulary_size`, `min_word_count`, `negatives`,
-    `close_negatives`, `lexicon` (word-type lexicon file for `types > 1`; default: visnet's).
+    Text (the `weakly` architecture): `text_columns` (source columns joined into each record's
+    text, for the benchmark, kaggle and csv layouts), `text_languages` (stop-word lists),
+    `drop_words` (more words to drop, besides shop words and sizes), `vocabulary_size`,
+    `min_word_count`, `negatives`, `close_negatives`, `lexicon` (word-type lexicon file for
+    `types > 1`; default: visnet's).
 
     Optimisation: `epochs`, `freeze_epochs` (first epochs train with the backbone frozen, then
     it is fine-tuned), `steps_per_epoch`, `optimizer`, `lr`, `weight_decay`, `schedule`,
@@ -67,6 +70,9 @@ class TrainConfig:
     k: int = 4
     batch_size: int = 64
     p_same: float = 0.4
+    text_columns: list[str] | None = None
+    text_languages: list[str] = dataclasses.field(default_factory=lambda: ["en", "fr"])
+    drop_words: list[str] = dataclasses.field(default_factory=list)
     vocabulary_size: int = 30_000
     min_word_count: int = 2
     negatives: int | None = None

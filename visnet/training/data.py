@@ -28,6 +28,10 @@ def read_training_data(config: TrainConfig, progress: bool = True) -> TrainingDa
     options = {"check": config.check_images, "progress": progress}
     if config.label:
         options["label"] = config.label
+    if config.text_columns:
+        if layout not in ("benchmark", "kaggle", "csv"):
+            raise ValueError(f"text_columns applies to the benchmark, kaggle and csv layouts. Received layout {layout!r}")
+        options["text_columns"] = list(config.text_columns)
     dataset = load_dataset(f"{layout}:{path}", **options)
     if config.split != "all":
         protocol_path = find_protocol(path)
@@ -197,7 +201,7 @@ def dataset_name(config: TrainConfig) -> str:
 def run_vocabulary(config: TrainConfig, records: Dataset, run_dir: str | None = None):
     """The vocabulary of a weak-label run: built from the training records' text, or the one
     saved in `run_dir` (a resumed run keeps its word ids)."""
-    from visnet.data.text import TextTokenizer, Vocabulary
+    from visnet.data.text import NON_VISUAL_WORDS, TextTokenizer, Vocabulary
 
     if run_dir is not None:
         return Vocabulary.load(os.path.join(run_dir, "vocabulary.json"))
@@ -205,6 +209,7 @@ def run_vocabulary(config: TrainConfig, records: Dataset, run_dir: str | None = 
     if not texts:
         raise ValueError(f"The weakly architecture learns from text, but no training record of {records.name} has "
                          "any (kaggle and benchmark layouts read productDisplayName; manifests a text column).")
-    tokenizer = TextTokenizer()
+    tokenizer = TextTokenizer(languages=tuple(config.text_languages),
+                              drop_words=tuple(NON_VISUAL_WORDS) + tuple(config.drop_words))
     return Vocabulary.build(map(tokenizer, texts), max_size=config.vocabulary_size, min_count=config.min_word_count,
                             tokenizer=tokenizer)

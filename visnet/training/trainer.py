@@ -237,6 +237,10 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
     from visnet.training.data import batch_layout, check_batch_settings
 
     check_batch_settings(config, loss_config)
+    if loss_config["name"] == "sampled-softmax":
+        from visnet.data.text import TextTokenizer
+
+        TextTokenizer(languages=tuple(config.text_languages))  # an unknown language fails before any image is read
     strategy = _setup_devices(config)
     if strategy.num_replicas_in_sync > 1 and batch_layout(loss_config) != "pk":
         raise ValueError(f"{batch_layout(loss_config)} batches cannot be split across "
