@@ -3,6 +3,7 @@ import pytest
 
 from visnet.evaluation.text import (
     frequency_scores,
+    label_triplets,
     lexicon_triplets,
     tag_precision,
     text_recall,
@@ -34,6 +35,8 @@ def test_word_triplets_by_hand():
     assert 5 not in triplets[:, :2] and 4 not in triplets  # type 2 has one word; untyped words never
     with pytest.raises(ValueError, match="two lexicon types"):
         lexicon_triplets(np.array([0, 0, -1]), 5)
+    with pytest.raises(ValueError, match="two lexicon types"):
+        lexicon_triplets(np.array([0, 1, 2]), 5)  # no type with two words
 
 
 def test_text_recall_by_hand():
@@ -42,3 +45,14 @@ def test_text_recall_by_hand():
     assert recall == {1: 0.5, 2: 1.0}  # query 0 finds its dress 2nd; query 1 its bag 1st
     own = np.array([[False, False, False], [False, False, True]])  # the bag photo is query 1's own product
     assert text_recall(scores, ["dress", "bag"], ["shirt", "dress", "bag"], ks=(1, 2), exclude=own) == {1: 0.0, 2: 0.5}
+
+
+def test_label_triplets_group_words_by_the_products_they_name():
+    # Word 0 ("dial") names watches, 1 ("strap") mostly watches, 2 ("heels") heels, 3 ("black") both.
+    bags = [np.array([0, 1, 3])] * 4 + [np.array([1, 2, 3])] + [np.array([2, 3])] * 4 + [np.array([4])]
+    labels = ["watch"] * 4 + ["heel"] * 5 + ["bag"]
+    triplets = label_triplets(bags, labels, 40, seed=0, min_count=2, purity=0.6)
+    assert {tuple(sorted(t[:2])) for t in triplets} == {(0, 1)}  # only watches has two words
+    assert set(triplets[:, 2]) == {2}  # heels: the only word of another label (black is everywhere)
+    with pytest.raises(ValueError, match="two labels"):
+        label_triplets(bags, labels, 5, min_count=5)  # no word occurs 5 times

@@ -50,24 +50,53 @@ def word_triplet_accuracy(word_vectors: np.ndarray, triplets: np.ndarray) -> flo
     return float(np.mean(closer > farther))
 
 
+def _triplets(groups: dict, count: int, seed: int, what: str) -> np.ndarray:
+    """(word, word of the same group, word of another group) triplets from groups of word ids."""
+    groups = {g: np.asarray(ids) for g, ids in groups.items() if len(ids)}
+    names = sorted(g for g in groups if len(groups[g]) >= 2)  # groups that give a word and a closer one
+    if not names or len(groups) < 2:
+        raise ValueError(f"Word triplets need two {what}, one of them with 2+ vocabulary words.")
+    rng = np.random.default_rng(seed)
+    everyone = {g: np.concatenate([ids for o, ids in groups.items() if o != g]) for g in names}
+    out = []
+    for _ in range(count):
+        g = names[rng.integers(len(names))]
+        word, closer = rng.choice(groups[g], 2, replace=False)
+        out.append((word, closer, rng.choice(everyone[g])))
+    return np.array(out, dtype=np.int64)
+
+
 def lexicon_triplets(word_types: np.ndarray, count: int, seed: int = 0) -> np.ndarray:
     """(word, a word of the same lexicon type, a word of another type) triplets, e.g. (navy, red, jeans).
 
     `word_types`: the lexicon type of each vocabulary word, -1 for untyped words (never used).
     """
     word_types = np.asarray(word_types)
-    by_type = {t: np.flatnonzero(word_types == t) for t in np.unique(word_types[word_types >= 0])}
-    by_type = {t: ids for t, ids in by_type.items() if len(ids) >= 2}
-    if len(by_type) < 2:
-        raise ValueError("Word triplets need two lexicon types with 2+ vocabulary words each.")
-    rng = np.random.default_rng(seed)
-    types = sorted(by_type)
-    out = []
-    for _ in range(count):
-        t, other = rng.choice(types, 2, replace=False)
-        word, closer = rng.choice(by_type[t], 2, replace=False)
-        out.append((word, closer, rng.choice(by_type[other])))
-    return np.array(out, dtype=np.int64)
+    groups = {int(t): np.flatnonzero(word_types == t) for t in np.unique(word_types[word_types >= 0])}
+    return _triplets(groups, count, seed, "lexicon types")
+
+
+def label_triplets(bags, labels, count: int, seed: int = 0, min_count: int = 5, purity: float = 0.6) -> np.ndarray:
+    """(word, a word naming the same kind of product, a word naming another) triplets, from labelled texts.
+
+    A word belongs to the label (e.g. articleType) of at least `purity` of the images whose
+    text holds it, if it occurs `min_count` times or more: "dial" and "chronograph" go with
+    Watches, "heels" and "stilettos" with Heels. Words spread over labels (colours, brands
+    with many products) are left out.
+    """
+    labels = np.asarray(labels)
+    counts: dict[int, dict] = {}
+    for bag, label in zip(bags, labels):
+        for word in bag:
+            per = counts.setdefault(int(word), {})
+            per[label] = per.get(label, 0) + 1
+    groups: dict = {}
+    for word, per in counts.items():
+        total = sum(per.values())
+        label, top = max(per.items(), key=lambda item: item[1])
+        if total >= min_count and top >= purity * total:
+            groups.setdefault(label, []).append(word)
+    return _triplets({g: sorted(ids) for g, ids in groups.items()}, count, seed, "labels")
 
 
 def text_recall(query_scores: np.ndarray, query_labels: Sequence, gallery_labels: Sequence,
