@@ -45,6 +45,7 @@ benchmark: $(STAMP)
 	$(BIN)/python benchmarks/metric_learning.py --data ../shared/data/fashion-products --archs siamese,siamese+hog,hybrid,visnet,capsule
 	$(BIN)/python benchmarks/per_class_ap.py --data ../shared/data/fashion-products
 	$(BIN)/python benchmarks/weak_labels.py --data ../shared/data/fashion-products
+	$(BIN)/python benchmarks/weak_labels.py --data ../shared/data/fashion-products --recipe siamese-trunk
 	$(BIN)/python benchmarks/training_throughput.py --data ../shared/data/fashion-products --archs siamese,hybrid,visnet,capsule --steps 10
 	$(BIN)/python benchmarks/update_readme.py
 

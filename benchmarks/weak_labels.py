@@ -13,7 +13,7 @@ classes:
 - words: accuracy on (word, closer word, farther word) triplets (chance 50%): words naming the
   same articleType in the training names, and words of the same type in the shipped lexicon.
 
-    python benchmarks/weak_labels.py --data ../shared/data/fashion-products
+    python benchmarks/weak_labels.py --data ../shared/data/fashion-products [--recipe siamese-trunk]
 """
 
 from __future__ import annotations
@@ -32,18 +32,47 @@ sys.path.insert(0, os.path.dirname(HERE))
 from benchmarks.metric_learning import command  # noqa: E402
 from visnet.training.config import TrainConfig  # noqa: E402
 
-# ResNet18 (width 32) at 128x96 from scratch: ResNet50, the report's trunk, trains at a few
-# images/s on 2 CPU cores and has no pretrained weights here, so there is no frozen phase either.
-RECIPE = dict(arch="weakly", split="open-set", val="classes:0.1", image_size=(128, 96), backbone="resnet18",
-              backbone_options={"width": 32}, embedding_dim=400, negatives=100, scale=16.0, batch_size=128,
-              min_word_count=2, optimizer="adam", lr=1e-3, schedule="cosine", warmup_epochs=1.0, epochs=10, seed=0,
-              augmentation={"grey": 0.2})
+# `scratch`: ResNet18 (width 32) at 128x96 from scratch. ResNet50, the report's trunk, trains at a
+# few images/s on 2 CPU cores and has no pretrained weights here, so there is no frozen phase.
+# `siamese-trunk`: the trunk of the `siamese` run of metric_learning.py (ResNet18 width 64, trained
+# on the same base classes' labels: no novel class seen), the two phases of the report: 2 epochs
+# of the head with the trunk frozen, then 4 of fine-tuning.
+RECIPES = {
+    "scratch": dict(arch="weakly", split="open-set", val="classes:0.1", image_size=(128, 96), backbone="resnet18",
+                    backbone_options={"width": 32}, embedding_dim=400, negatives=100, scale=16.0, batch_size=128,
+                    min_word_count=2, optimizer="adam", lr=1e-3, schedule="cosine", warmup_epochs=1.0, epochs=10,
+                    seed=0, augmentation={"grey": 0.2}),
+    "siamese-trunk": dict(arch="weakly", split="open-set", val="classes:0.1", image_size=(128, 96),
+                          backbone="resnet18", backbone_options={"width": 64}, embedding_dim=400, negatives=100,
+                          scale=16.0, batch_size=128, min_word_count=2, optimizer="adam", lr=1e-3, schedule="cosine",
+                          warmup_epochs=0.5, epochs=6, freeze_epochs=2, seed=0, augmentation={"grey": 0.2}),
+}
+TITLES = {"scratch": "trained from scratch", "siamese-trunk": "on the trunk of the `siamese` run"}
+RESULT_NAMES = {"scratch": "weak_labels", "siamese-trunk": "weak_labels_siamese_trunk"}
+
+
+def trunk_weights(runs_dir: str) -> str:
+    """The backbone weights of the metric-learning `siamese` run, saved once as a weights file."""
+    import keras
+
+    import visnet.layers  # noqa: F401
+    import visnet.losses  # noqa: F401
+
+    path = os.path.join(runs_dir, "siamese", "backbone.weights.h5")
+    if not os.path.exists(path):
+        checkpoint = os.path.join(runs_dir, "siamese", "best.keras")
+        if not os.path.exists(checkpoint):
+            raise FileNotFoundError(f"{checkpoint} is missing: run benchmarks/metric_learning.py --archs siamese first.")
+        keras.models.load_model(checkpoint, compile=False).get_layer("backbone").save_weights(path)
+    return path
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", required=True, help="the fashion-products folder")
     parser.add_argument("--runs-dir", default=os.path.join(HERE, "runs"), help="where the run goes")
+    parser.add_argument("--recipe", choices=sorted(RECIPES), default="scratch",
+                        help="scratch (default) or siamese-trunk (needs the siamese run of metric_learning.py)")
     parser.add_argument("--epochs", type=int, help="override the recipe's epochs (for a quick check)")
     parser.add_argument("--out-dir", default=os.path.join(HERE, "results"))
     args = parser.parse_args(argv)
@@ -66,8 +95,12 @@ def main(argv: list[str] | None = None) -> int:
     from visnet.training.runs import Run
     from visnet.training.trainer import train
 
-    settings = dict(RECIPE, epochs=args.epochs or RECIPE["epochs"])
-    out = os.path.join(args.runs_dir, "weakly")
+    recipe = RECIPES[args.recipe]
+    settings = dict(recipe, epochs=args.epochs or recipe["epochs"])
+    if args.recipe == "siamese-trunk":
+        settings["weights"] = trunk_weights(args.runs_dir)
+    name = "weakly" if args.recipe == "scratch" else f"weakly-{args.recipe}"
+    out = os.path.join(args.runs_dir, name)
     config = TrainConfig(data=args.data, out=out, **settings)
     state = load_state(out)
     if state is None or state["epochs_done"] < config.epochs:
@@ -117,8 +150,10 @@ def main(argv: list[str] | None = None) -> int:
     history = state["history"]
     report = {
         "benchmark": "weak_labels", "data": args.data, "protocol": protocol.name,
-        "command": f"python benchmarks/weak_labels.py --data {args.data}", "date": time.strftime("%Y-%m-%d"),
-        "settings": settings, "train_command": command(config) + f" --data {args.data} --out runs/weakly",
+        "recipe": args.recipe,
+        "command": f"python benchmarks/weak_labels.py --data {args.data} --recipe {args.recipe}",
+        "date": time.strftime("%Y-%m-%d"),
+        "settings": settings, "train_command": command(config) + f" --data {args.data} --out runs/{name}",
         "vocabulary_size": len(vocabulary), "parameters": run.info["parameters"],
         "train_seconds": round(sum(h.get("epoch_seconds", 0) for h in history), 1), "epochs": state["epochs_done"],
         "best_epoch": state["best_epoch"], "eval_seconds": round(time.perf_counter() - start, 1),
@@ -132,9 +167,9 @@ def main(argv: list[str] | None = None) -> int:
         "neighbours": examples, "sample_tags": sample_tags, "retrieval": retrieval,
     }
     os.makedirs(args.out_dir, exist_ok=True)
-    with open(os.path.join(args.out_dir, "weak_labels.json"), "w") as handle:
+    with open(os.path.join(args.out_dir, RESULT_NAMES[args.recipe] + ".json"), "w") as handle:
         json.dump(report, handle, indent=2, default=float)
-    with open(os.path.join(args.out_dir, "weak_labels.md"), "w") as handle:
+    with open(os.path.join(args.out_dir, RESULT_NAMES[args.recipe] + ".md"), "w") as handle:
         handle.write(markdown(report))
     print(markdown(report))
     return 0
@@ -155,7 +190,8 @@ def markdown(r: dict) -> str:
 
     t, x = r["tags"], r["text_to_image"]
     lines = [
-        "### Weak-label image-text model (trained on base-class images and names; measured on the 16 novel classes)",
+        f"### Weak-label image-text model, {TITLES[r.get('recipe', 'scratch')]} (trained on base-class images and "
+        "names; measured on the 16 novel classes)",
         "", f"Command: `{r['command']}` — training {r['train_seconds'] / 60:.0f} min ({r['epochs']} epochs), "
         f"measuring {r['eval_seconds'] / 60:.1f} min, 2 CPUs", "",
         f"| tags of novel-class images ({t['images']}) | precision@1 | precision@5 |", "|---|---|---|",
