@@ -27,7 +27,8 @@ import time
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(HERE))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, ROOT)
 
 from benchmarks.metric_learning import command  # noqa: E402
 from visnet.training.config import TrainConfig  # noqa: E402
@@ -153,7 +154,8 @@ def main(argv: list[str] | None = None) -> int:
         "recipe": args.recipe,
         "command": f"python benchmarks/weak_labels.py --data {args.data} --recipe {args.recipe}",
         "date": time.strftime("%Y-%m-%d"),
-        "settings": settings, "train_command": command(config) + f" --data {args.data} --out runs/{name}",
+        "settings": settings,
+        "train_command": (command(config) + f" --data {args.data} --out runs/{name}").replace(ROOT + os.sep, ""),
         "vocabulary_size": len(vocabulary), "parameters": run.info["parameters"],
         "train_seconds": round(sum(h.get("epoch_seconds", 0) for h in history), 1), "epochs": state["epochs_done"],
         "best_epoch": state["best_epoch"], "eval_seconds": round(time.perf_counter() - start, 1),
