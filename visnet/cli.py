@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 
 def int_list(text: str) -> tuple[int, ...]:
@@ -45,3 +46,10 @@ def size(text: str) -> tuple[int, int]:
         return parse_size(text)
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def report_error(error: BaseException) -> int:
+    """Prints `error: MESSAGE` on stderr (a KeyError's message without its quotes); returns exit code 2."""
+    message = error.args[0] if isinstance(error, KeyError) and error.args else error
+    print(f"error: {message}", file=sys.stderr)
+    return 2

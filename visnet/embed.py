@@ -12,6 +12,7 @@ import sys
 
 import numpy as np
 
+from visnet.cli import report_error
 from visnet.data.validation import CHECK_MODES
 
 
@@ -53,9 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         np.savez(args.out, embeddings=vectors, labels=np.array(kept.labels), ids=np.array(kept.ids),
                  paths=np.array(kept.paths))
     except (ValueError, TypeError, OSError, KeyError) as error:
-        message = error.args[0] if isinstance(error, KeyError) and error.args else error
-        print(f"error: {message}", file=sys.stderr)
-        return 2
+        return report_error(error)
     print(f"{len(vectors)} embeddings of dimension {vectors.shape[1]} written to {args.out}")
     return 0
 

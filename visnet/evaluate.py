@@ -15,7 +15,7 @@ import os
 import sys
 import time
 
-from visnet.cli import int_list, key_value, name_list
+from visnet.cli import int_list, key_value, name_list, report_error
 from visnet.data.image_spec import parse_size
 from visnet.data.validation import CHECK_MODES
 
@@ -177,9 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         run(args)
     except (ValueError, TypeError, OSError, KeyError) as error:
-        message = error.args[0] if isinstance(error, KeyError) and error.args else error
-        print(f"error: {message}", file=sys.stderr)
-        return 2
+        return report_error(error)
     return 0
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from visnet.cli import report_error
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m visnet.tag", description=__doc__.split("\n\n")[0])
@@ -62,9 +64,7 @@ def main(argv: list[str] | None = None) -> int:
             for path, tags in zip(paths, words.tag(vectors, args.top_k, prior=not args.no_prior)):
                 print(path + "\t" + "  ".join(f"{w} ({p:.2f})" for w, p in tags))
     except (ValueError, OSError, KeyError) as error:
-        message = error.args[0] if isinstance(error, KeyError) and error.args else error
-        print(f"error: {message}", file=sys.stderr)
-        return 2
+        return report_error(error)
     return 0
 
 

@@ -11,7 +11,7 @@ import argparse
 import os
 import sys
 
-from visnet.cli import key_value, name_list, size
+from visnet.cli import key_value, name_list, report_error, size
 from visnet.training.config import OPTIMIZERS, SCHEDULES, SPLITS, STRATEGIES, TrainConfig
 
 
@@ -166,9 +166,7 @@ def main(argv: list[str] | None = None) -> int:
 
         run = train(config, resume=args.resume, progress=not args.no_progress)
     except (ValueError, TypeError, OSError, RuntimeError, KeyError) as error:
-        message = error.args[0] if isinstance(error, KeyError) and error.args else error
-        print(f"error: {message}", file=sys.stderr)
-        return 2
+        return report_error(error)
     state = run.info
     print(f"run written to {run.path} ({state['train_images']} training images, {state['parameters']:,} parameters)")
     return 0
