@@ -78,11 +78,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out-dir", default=os.path.join(HERE, "results"))
     args = parser.parse_args(argv)
 
-    from visnet.data.pipeline import load_images, normalize_image
     from visnet.data.protocol import Protocol
     from visnet.data.readers import load_dataset
     from visnet.data.text import load_type_lexicon, word_types
     from visnet.evaluation.benchmark import BenchmarkSettings, run_benchmark
+    from visnet.evaluation.embedding import embed_dataset
     from visnet.evaluation.text import (
         frequency_scores,
         label_triplets,
@@ -111,24 +111,19 @@ def main(argv: list[str] | None = None) -> int:
     protocol = Protocol.load(os.path.join(args.data, "protocol.json"))
     dataset = load_dataset(args.data, check="none")
     start = time.perf_counter()
-    retrieval = run_benchmark(run.embedder("best"), dataset, protocol, BenchmarkSettings(), progress=False)
+    embedder = run.embedder("best")
+    retrieval = run_benchmark(embedder, dataset, protocol, BenchmarkSettings(), progress=False)
 
     words = run.word_model("best")
     vocabulary = words.vocabulary
     split = protocol.open_set(dataset, missing="skip")
-
-    def embed(records):
-        pixels, kept = load_images(records.paths, words.image_spec)
-        x = np.asarray(normalize_image(pixels.astype(np.float32), words.image_spec.normalization))
-        return [records[i] for i in kept], words.embed(x)
-
-    pool, pool_vectors = embed(split.pool)
+    pool, pool_vectors = embed_dataset(embedder, split.pool, progress=False)
     bags = vocabulary.bags(r.text for r in pool)
     tags = tag_precision(words.tag_scores(pool_vectors), bags, ks=(1, 5))
     tags_no_prior = tag_precision(words.tag_scores(pool_vectors, prior=False), bags, ks=(1, 5))
     frequency = tag_precision(frequency_scores(vocabulary.counts, len(bags)), bags, ks=(1, 5))
 
-    support, support_vectors = embed(split.support)
+    support, support_vectors = embed_dataset(embedder, split.support, progress=False)
     queries = [q for q in split.query if vocabulary.bag(q.text).size]
     scores = np.stack([words.text_scores(q.text, support_vectors) for q in queries])
     support_labels = [r.label for r in support]
@@ -146,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     label_accuracy = word_triplet_accuracy(words.word_vectors, by_label)
     examples = {w: [n for n, _ in words.neighbours(w, 5)] for w in ("navy", "striped", "sandals", "kurta", "casual")
                 if w in vocabulary}
-    sample_tags = {r.text: [w for w, _ in t] for r, t in zip(pool[::100], words.tag(pool_vectors[::100], 5))}
+    sample_tags = {r.text: [w for w, _ in t] for r, t in zip(list(pool)[::100], words.tag(pool_vectors[::100], 5))}
 
     history = state["history"]
     report = {

@@ -284,12 +284,13 @@ class WordSampler:
         self.batch_size, self.seed = batch_size, seed
         with_words = int(np.sum([len(b) > 0 for b in bags]))
         self.batches_per_epoch = batches_per_epoch or max(1, with_words // batch_size)
+        self._last: tuple = (None, None)  # (epoch, draws): epoch() and targets() share one draw
 
     def __len__(self) -> int:
         return self.batches_per_epoch
 
     def _draw(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
-        if getattr(self, "_last", (None,))[0] == epoch:
+        if self._last[0] == epoch:
             return self._last[1]
         rng = np.random.default_rng([self.seed, epoch, 11])
         n = self.batches_per_epoch * self.batch_size
