@@ -11,7 +11,7 @@ from visnet.data.image_spec import ImageSpec
 from visnet.data.protocol import Protocol, find_protocol
 from visnet.data.readers import load_dataset, parse_spec
 from visnet.data.records import Dataset
-from visnet.data.samplers import PairSampler, PKSampler, TripletSampler
+from visnet.data.samplers import PairSampler, PKSampler, TripletSampler, WordSampler
 from visnet.training.config import TrainConfig, parse_val
 
 
@@ -126,6 +126,10 @@ def check_batch_settings(config: TrainConfig, loss_config: dict) -> None:
 
     losses.get(dict(loss_config))  # the loss checks its own parameters
     name, layout = loss_config["name"], batch_layout(loss_config)
+    if name == "sampled-softmax":
+        from visnet.data.text import TextTokenizer
+
+        TextTokenizer(languages=tuple(config.text_languages))  # an unknown stop-word language
     if layout == "triplets" and config.batch_size < 3:
         raise ValueError(f"Explicit triplet batches need batch_size >= 3. Received: batch_size={config.batch_size}")
     if layout == "pk" and config.p < 2:
@@ -137,8 +141,11 @@ def check_batch_settings(config: TrainConfig, loss_config: dict) -> None:
                          f"Received: k={config.k}, shots={loss_config.get('shots')}")
 
 
-def make_sampler(config: TrainConfig, loss_config: dict, labels: np.ndarray, seed: int):
-    """The sampler a loss needs: P x K batches, pair batches or explicit triplet batches."""
+def make_sampler(config: TrainConfig, loss_config: dict, labels: np.ndarray, seed: int, bags=None):
+    """The sampler a loss needs: P x K batches, pair batches, explicit triplet batches, or
+    (image, word) batches of uniform word sampling (`bags`: each record's word ids)."""
+    if loss_config["name"] == "sampled-softmax":
+        return WordSampler(bags, config.batch_size, seed=seed)
     n_classes = len(np.unique(labels))
     layout = batch_layout(loss_config)
     if layout == "pairs":

@@ -237,10 +237,6 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
     from visnet.training.data import batch_layout, check_batch_settings
 
     check_batch_settings(config, loss_config)
-    if loss_config["name"] == "sampled-softmax":
-        from visnet.data.text import TextTokenizer
-
-        TextTokenizer(languages=tuple(config.text_languages))  # an unknown language fails before any image is read
     strategy = _setup_devices(config)
     if strategy.num_replicas_in_sync > 1 and batch_layout(loss_config) != "pk":
         raise ValueError(f"{batch_layout(loss_config)} batches cannot be split across "
@@ -286,18 +282,15 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
             raise ValueError(f"The data's training classes changed since {config.out} started "
                              f"({len(trained_classes)} then, {len(data.classes)} now): resuming would mix label ids.")
     labels = train_set.label_ids(data.classes)
-    vocabulary = None
+    vocabulary = bags = None
     if loss_config["name"] == "sampled-softmax":
-        from visnet.data.samplers import WordSampler
         from visnet.training.data import run_vocabulary
 
         vocabulary = run_vocabulary(config, train_set, None if state is None else config.out)
         bags = vocabulary.bags(r.text for r in train_set)
         log(f"vocabulary: {len(vocabulary)} words; {sum(len(b) > 0 for b in bags)} of {len(bags)} training "
             f"images have words in it")
-        sampler = WordSampler(bags, config.batch_size, seed=config.seed)
-    else:
-        sampler = make_sampler(config, loss_config, labels, config.seed)
+    sampler = make_sampler(config, loss_config, labels, config.seed, bags)
     steps = config.steps_per_epoch or len(sampler)
     augment = Augmentation(**config.augmentation) if config.augment else None
 
