@@ -88,3 +88,24 @@ def check_layer(layer, input_shape, tmp_path):
     clone = layer.__class__.from_config(layer.get_config())
     assert clone.get_config() == layer.get_config()
     check_model(model, input_shape, tuple(expected[1:]), tmp_path)
+
+
+def write_png_bomb(path, side: int = 20000) -> str:
+    """A real, valid grey PNG of side x side pixels (400 M at 20000) in well under 1 MB: all zeros compress ~1000:1."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    compressor, parts = zlib.compressobj(9), []
+    row = b"\x00" * (side + 1)  # filter byte + one byte per pixel
+    for _ in range(side):
+        parts.append(compressor.compress(row))
+    parts.append(compressor.flush())
+    header = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
+    os.makedirs(os.path.dirname(str(path)) or ".", exist_ok=True)
+    with open(path, "wb") as handle:
+        handle.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", b"".join(parts))
+                     + chunk(b"IEND", b""))
+    return str(path)

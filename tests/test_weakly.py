@@ -110,18 +110,6 @@ def test_the_shipped_lexicon_types_words():
     assert word_types(vocab, lexicon).tolist() == [1, 2, -1]
 
 
-@pytest.fixture(scope="module")
-def weak_run(catalogue, tmp_path_factory):
-    from visnet.training.config import TrainConfig
-    from visnet.training.trainer import train
-
-    config = TrainConfig(arch="weakly", data=catalogue, out=str(tmp_path_factory.mktemp("runs") / "weakly"),
-                         image_size=(64, 48), backbone="koch", backbone_options={"width": 4}, embedding_dim=16,
-                         negatives=8, batch_size=24, val="images:0.34", epochs=10, steps_per_epoch=10, lr=3e-3,
-                         freeze_epochs=1, augment=False)
-    return train(config, progress=False)
-
-
 @pytest.mark.slow
 def test_tags_of_a_tiny_run_beat_the_frequency_baseline(weak_run, catalogue):
     from visnet.data.pipeline import load_images
