@@ -1,0 +1,112 @@
+"""An exported model loaded in this process: the same `predict(signature, inputs)` as the TF Serving clients.
+
+    model = LocalModel("models/shop")              # the highest version, as TF Serving loads it
+    out = model.predict({"image_bytes": [jpeg]})   # {"embedding": (1, d), "valid": (1,)}
+
+`serving.grpc_server` serves one of these; `serving.api` embeds through one when no TF Serving
+address is configured.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import numpy as np
+
+from serving.errors import InvalidInputError, ModelNotFoundError, SignatureNotFoundError
+
+
+class LocalModel:
+    """The highest version of a model base path (`models/NAME`), loaded with `tf.saved_model.load`.
+
+    Args:
+        base_path: str. The folder holding numeric version folders.
+        name: str or None. The served name (default: the folder name).
+        version: int or None. Load this version instead of the highest.
+    """
+
+    def __init__(self, base_path: str, name: str | None = None, version: int | None = None):
+        import tensorflow as tf
+
+        from visnet.exporting import latest_version, read_metadata, versions
+
+        self.base_path = os.path.abspath(base_path)
+        if not os.path.isdir(self.base_path):
+            raise ModelNotFoundError(f"Model base path not found: {base_path}")
+        if version is not None and version not in versions(self.base_path):
+            raise ModelNotFoundError(f"{base_path} has no version {version} (found: {versions(self.base_path)}).")
+        self.path = os.path.join(self.base_path, str(version)) if version else latest_version(self.base_path)
+        self.name = name or os.path.basename(self.base_path)
+        self.version = int(os.path.basename(self.path))
+        self.metadata = read_metadata(self.path)
+        self._model = tf.saved_model.load(self.path)
+        self._signatures = dict(self._model.signatures)
+        self._lock = threading.Lock()
+        self._vocabulary = None
+
+    @property
+    def signatures(self) -> list[str]:
+        return sorted(self._signatures)
+
+    def signature_defs(self):
+        """The SavedModel's SignatureDef protos by name (what GetModelMetadata returns)."""
+        from tensorflow.core.protobuf import saved_model_pb2
+
+        proto = saved_model_pb2.SavedModel()
+        with open(os.path.join(self.path, "saved_model.pb"), "rb") as handle:
+            proto.ParseFromString(handle.read())
+        defs = proto.meta_graphs[0].signature_def
+        return {name: defs[name] for name in defs if name in self._signatures}
+
+    def input_specs(self, signature: str) -> dict:
+        function = self._signature(signature)
+        return function.structured_input_signature[1]
+
+    def _signature(self, signature: str):
+        if signature not in self._signatures:
+            raise SignatureNotFoundError(f"Serving signature key {signature!r} not found in model {self.name} "
+                                         f"(available: {', '.join(self.signatures)}).")
+        return self._signatures[signature]
+
+    def predict(self, inputs: dict, signature: str = "serving_default", output_filter=None) -> dict:
+        """Runs `signature` on `inputs` (name -> array-like); returns name -> numpy array."""
+        import tensorflow as tf
+
+        specs = self.input_specs(signature)
+        unknown = set(inputs) - set(specs)
+        if unknown:
+            raise InvalidInputError(f"input tensor alias not found in signature {signature!r}: {sorted(unknown)} "
+                                    f"(inputs: {sorted(specs)}).")
+        missing = set(specs) - set(inputs)
+        if missing:
+            raise InvalidInputError(f"signature {signature!r} needs inputs {sorted(missing)}.")
+        tensors = {}
+        for key, spec in specs.items():
+            value = inputs[key]
+            try:
+                tensor = tf.convert_to_tensor(value, dtype=spec.dtype)
+            except (TypeError, ValueError) as error:
+                raise InvalidInputError(f"input {key!r} must be {spec.dtype.name}: {error}") from None
+            if not spec.shape.is_compatible_with(tensor.shape):
+                raise InvalidInputError(f"input {key!r} must have shape {spec.shape}. Received: {tensor.shape}")
+            tensors[key] = tensor
+        try:
+            outputs = self._signature(signature)(**tensors)
+        except tf.errors.InvalidArgumentError as error:
+            raise InvalidInputError(f"the model could not run on the inputs: {error.message.splitlines()[0]}") from None
+        wanted = output_filter or list(outputs)
+        unknown = set(wanted) - set(outputs)
+        if unknown:
+            raise InvalidInputError(f"output tensor alias not found in signature {signature!r}: {sorted(unknown)}")
+        return {key: np.asarray(outputs[key].numpy()) for key in wanted}
+
+    def vocabulary(self):
+        """The exported vocabulary of a weak-label model (None for the others)."""
+        if self._vocabulary is None:
+            path = os.path.join(self.path, "assets.extra", "vocabulary.json")
+            if os.path.exists(path):
+                from visnet.data.text import Vocabulary
+
+                self._vocabulary = Vocabulary.load(path)
+        return self._vocabulary
