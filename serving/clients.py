@@ -9,7 +9,7 @@
 
 Both retry a call that finds the server UNAVAILABLE (down, restarting, overloaded) with
 exponential back-off, give up after `timeout` seconds per attempt, and raise one error class per
-failure (`serving.errors`): a missing model or version, a missing signature, bad inputs.
+failure (`visnet.exported`): a missing model or version, a missing signature, bad inputs.
 """
 
 from __future__ import annotations
@@ -22,18 +22,19 @@ import urllib.request
 
 import numpy as np
 
-from serving.errors import (
+from visnet.exported import (
     DeadlineError,
     InvalidInputError,
     ModelNotFoundError,
+    Predictor,
     ServingError,
     SignatureNotFoundError,
     UnavailableError,
 )
 
 
-class _Client:
-    """What both clients share: retries, and the calls built on `predict`."""
+class _Client(Predictor):
+    """What both clients share: settings and retries."""
 
     def __init__(self, model: str, version: int | None, timeout: float, retries: int, backoff: float):
         if timeout <= 0:
@@ -50,29 +51,6 @@ class _Client:
                 if attempt == self.retries:
                     raise
                 time.sleep(self.backoff * 2**attempt)
-
-    def predict(self, inputs: dict, signature: str = "serving_default") -> dict:
-        raise NotImplementedError
-
-    def embed(self, images: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
-        """(embeddings (n, d), valid (n,)) of encoded images: `valid` is False where a string is not a usable image."""
-        out = self.predict({"image_bytes": list(images)})
-        return np.asarray(out["embedding"], np.float32), np.asarray(out["valid"], bool)
-
-    def tags(self, images: list[bytes]) -> list[list[tuple[str, float]]]:
-        """The top words of each image (weak-label models), best first; [] for an invalid image."""
-        out = self.predict({"image_bytes": list(images)}, "tags")
-        words, scores, valid = np.asarray(out["words"]), np.asarray(out["scores"]), np.asarray(out["valid"], bool)
-        return [[(w.decode() if isinstance(w, bytes) else str(w), float(s)) for w, s in zip(ws, ss)] if ok else []
-                for ws, ss, ok in zip(words, scores, valid)]
-
-    def text_query(self, word_ids: list[list[int]]) -> np.ndarray:
-        """Query vectors of texts given as vocabulary ids (weak-label models); see `visnet.exporting`."""
-        width = max((len(ids) for ids in word_ids), default=0) or 1
-        padded = np.full((len(word_ids), width), -1, np.int32)
-        for row, ids in enumerate(word_ids):
-            padded[row, : len(ids)] = ids
-        return np.asarray(self.predict({"word_ids": padded}, "text_query")["query"], np.float32)
 
 
 class GrpcClient(_Client):

@@ -29,8 +29,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 
-from serving.errors import InvalidInputError, ModelNotFoundError, SignatureNotFoundError
-from serving.model import LocalModel
+from visnet.exported import (
+    ExportedModel,
+    InvalidInputError,
+    ModelNotFoundError,
+    SignatureNotFoundError,
+)
 
 
 # gRPC -----------------------------------------------------------------------------------------
@@ -38,9 +42,9 @@ def _servicer_class():
     from tensorflow_serving.apis import prediction_service_pb2_grpc
 
     class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
-        """Predict and GetModelMetadata of one LocalModel."""
+        """Predict and GetModelMetadata of one ExportedModel."""
 
-        def __init__(self, model: LocalModel):
+        def __init__(self, model: ExportedModel):
             self.model = model
 
         def _check_spec(self, spec, context):
@@ -96,7 +100,7 @@ def _servicer_class():
     return PredictionServicer
 
 
-def grpc_server(model: LocalModel, port: int, host: str = "127.0.0.1", workers: int = 8):
+def grpc_server(model: ExportedModel, port: int, host: str = "127.0.0.1", workers: int = 8):
     """A started grpc.Server serving `model` on host:port (port 0 picks a free one: `server.port`)."""
     import grpc
     from tensorflow_serving.apis import prediction_service_pb2_grpc
@@ -148,7 +152,7 @@ _PREDICT = re.compile(r"^/v1/models/([^/:]+)(?:/versions/(\d+))?:predict$")
 _STATUS = re.compile(r"^/v1/models/([^/:]+)(?:/versions/(\d+))?(/metadata)?$")
 
 
-def rest_predict(model: LocalModel, body: dict) -> dict:
+def rest_predict(model: ExportedModel, body: dict) -> dict:
     """One REST `:predict` request body -> response body (TF Serving's row and columnar formats)."""
     if not isinstance(body, dict):
         raise InvalidInputError("The request body must be a JSON object.")
@@ -187,7 +191,7 @@ def rest_predict(model: LocalModel, body: dict) -> dict:
     return {"predictions": [{k: columns[k][i] for k in columns} for i in range(len(rows))]}
 
 
-def rest_server(model: LocalModel, port: int, host: str = "127.0.0.1", max_body: int = 64 * 1024 * 1024):
+def rest_server(model: ExportedModel, port: int, host: str = "127.0.0.1", max_body: int = 64 * 1024 * 1024):
     """A ThreadingHTTPServer with TF Serving's REST API, serving in a daemon thread (`server.server_port`)."""
 
     class Handler(BaseHTTPRequestHandler):
@@ -276,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     from visnet.cli import report_error
 
     try:
-        model = LocalModel(args.model_base_path, args.model_name)
+        model = ExportedModel(args.model_base_path, args.model_name)
         server = grpc_server(model, args.port, args.host, args.workers)
         rest = rest_server(model, args.rest_port, args.host) if args.rest_port else None
     except (ModelNotFoundError, OSError, ValueError, RuntimeError) as error:

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from helpers import write_image
 
-from serving.errors import (
+from visnet.exported import (
     DeadlineError,
     InvalidInputError,
     ModelNotFoundError,
@@ -34,9 +34,9 @@ def base_path(weak_run, tmp_path_factory):
 @pytest.fixture(scope="module")
 def servers(base_path):
     from serving.grpc_server import grpc_server, rest_server
-    from serving.model import LocalModel
+    from visnet.exported import ExportedModel
 
-    model = LocalModel(base_path)
+    model = ExportedModel(base_path)
     grpc, rest = grpc_server(model, 0), rest_server(model, 0)
     yield model, f"127.0.0.1:{grpc.port}", f"http://127.0.0.1:{rest.server_port}"
     grpc.stop(None)

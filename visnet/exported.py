@@ -1,23 +1,77 @@
-"""An exported model loaded in this process: the same `predict(signature, inputs)` as the TF Serving clients.
+"""An exported model (`visnet.export`) loaded in this process, and what every way of running one shares.
 
-    model = LocalModel("models/shop")              # the highest version, as TF Serving loads it
-    out = model.predict({"image_bytes": [jpeg]})   # {"embedding": (1, d), "valid": (1,)}
+    model = ExportedModel("models/shop")           # the highest version, as TF Serving loads it
+    embeddings, valid = model.embed([jpeg_bytes])  # (1, d), (1,)
+    model.predict({"image_bytes": [jpeg]})         # the raw signature call
 
-`serving.grpc_server` serves one of these; `serving.api` embeds through one when no TF Serving
-address is configured.
+`Predictor` is the common interface: `ExportedModel` here, and the TF Serving clients of
+`serving.clients` (gRPC, REST); `visnet.index build`, `serving.grpc_server` and the search API
+take any of them. The errors below are what a caller of any `Predictor` handles.
 """
 
 from __future__ import annotations
 
 import os
-import threading
 
 import numpy as np
 
-from serving.errors import InvalidInputError, ModelNotFoundError, SignatureNotFoundError
+
+# Errors ----------------------------------------------------------------------------------------
+class ServingError(RuntimeError):
+    """Base class: something went wrong talking to a model server."""
 
 
-class LocalModel:
+class ModelNotFoundError(ServingError):
+    """No such model (or version) is loaded."""
+
+
+class SignatureNotFoundError(ServingError):
+    """The model has no signature of that name."""
+
+
+class InvalidInputError(ServingError, ValueError):
+    """The request's inputs do not fit the signature, or the model failed on them."""
+
+
+class UnavailableError(ServingError):
+    """The server did not answer (down, restarting or overloaded) after every retry."""
+
+
+class DeadlineError(ServingError):
+    """The server did not answer within the timeout."""
+
+
+# The interface ---------------------------------------------------------------------------------
+class Predictor:
+    """A model behind `predict`; subclasses implement `predict`."""
+
+    def predict(self, inputs: dict, signature: str = "serving_default") -> dict:
+        """Runs `signature` on `inputs` (name -> array-like); returns name -> numpy array."""
+        raise NotImplementedError
+
+    def embed(self, images: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
+        """(embeddings (n, d), valid (n,)) of encoded images: `valid` is False where a string is not a usable image."""
+        out = self.predict({"image_bytes": list(images)})
+        return np.asarray(out["embedding"], np.float32), np.asarray(out["valid"], bool)
+
+    def tags(self, images: list[bytes]) -> list[list[tuple[str, float]]]:
+        """The top words of each image (weak-label models), best first; [] for an invalid image."""
+        out = self.predict({"image_bytes": list(images)}, "tags")
+        words, scores, valid = np.asarray(out["words"]), np.asarray(out["scores"]), np.asarray(out["valid"], bool)
+        return [[(w.decode() if isinstance(w, bytes) else str(w), float(s)) for w, s in zip(ws, ss)] if ok else []
+                for ws, ss, ok in zip(words, scores, valid)]
+
+    def text_query(self, word_ids: list[list[int]]) -> np.ndarray:
+        """Query vectors of texts given as vocabulary ids (weak-label models); see `visnet.exporting.word_query`."""
+        width = max((len(ids) for ids in word_ids), default=0) or 1
+        padded = np.full((len(word_ids), width), -1, np.int32)
+        for row, ids in enumerate(word_ids):
+            padded[row, : len(ids)] = ids
+        return np.asarray(self.predict({"word_ids": padded}, "text_query")["query"], np.float32)
+
+
+# In this process -------------------------------------------------------------------------------
+class ExportedModel(Predictor):
     """The highest version of a model base path (`models/NAME`), loaded with `tf.saved_model.load`.
 
     Args:
@@ -42,7 +96,6 @@ class LocalModel:
         self.metadata = read_metadata(self.path)
         self._model = tf.saved_model.load(self.path)
         self._signatures = dict(self._model.signatures)
-        self._lock = threading.Lock()
         self._vocabulary = None
 
     @property
