@@ -107,7 +107,7 @@ def test_versions_count_up_and_an_existing_version_is_kept(siamese_run, tmp_path
 @pytest.mark.slow
 def test_a_weak_label_export_tags_and_scores_text_like_the_run(weak_run, catalogue, tmp_path):
     from visnet.data.pipeline import preprocess_bytes
-    from visnet.exporting import export_run, read_metadata, subnormalize
+    from visnet.exporting import export_run, read_metadata
 
     target = export_run(weak_run, str(tmp_path / "words"), which="last", tags_k=3)
     model = tf.saved_model.load(target)
@@ -123,8 +123,24 @@ def test_a_weak_label_export_tags_and_scores_text_like_the_run(weak_run, catalog
     assert [[w.decode() for w in row] for row in tags["words"].numpy()[:4]] == [[w for w, _ in row] for row in expected]
     np.testing.assert_allclose(tags["scores"].numpy()[:4], [[s for _, s in row] for row in expected], atol=1e-5)
     assert tags["valid"].numpy().tolist() == [True] * 4 + [False]
-    # text_query: q . subnormalize(z) is the summed word score that WordModel.text_scores ranks by.
+    # text_query: q . z is the summed word score that WordModel.text_scores ranks by.
     ids = words.query_ids("striped dress")
     query = model.signatures["text_query"](word_ids=tf.constant([list(ids) + [-1]], tf.int32))["query"].numpy()
-    np.testing.assert_allclose(subnormalize(vectors, words.head.types) @ query[0],
+    np.testing.assert_allclose(vectors @ query[0],
                                words.text_scores("striped dress", vectors), atol=1e-5)
+
+
+def test_the_text_query_of_a_pseudo_attention_head_scores_like_the_head():
+    from visnet.exporting import word_query
+    from visnet.layers import WordScores
+
+    types, dim = 4, 6
+    head = WordScores(12, negatives=3, types=types)
+    head.build([(None, types * dim), (None,)])
+    rng = np.random.default_rng(0)
+    sub = rng.normal(size=(5, types, dim))
+    z = (sub / np.linalg.norm(sub, axis=-1, keepdims=True)).reshape(5, -1) * types**-0.5  # as build_weakly makes it
+    ids = np.array([[3, 7, -1]], np.int32)
+    query = word_query(head, tf.constant(ids)).numpy()
+    expected = np.asarray(head.score_ids(z.astype("float32"), np.tile([[3, 7]], (5, 1)))).sum(axis=1)
+    np.testing.assert_allclose(z @ query[0], expected, atol=1e-5)

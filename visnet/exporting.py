@@ -20,8 +20,9 @@ Signatures:
 - `tags` (weak-label runs): `image_bytes` -> `words` (batch, k) strings and `scores` (batch, k)
   probabilities, the top-k tags with the catalogue's word frequencies as prior (`WordModel.tag`).
 - `text_query` (weak-label runs): `word_ids` (batch, m) int32, -1 padded -> `query` (batch, d):
-  the vector whose dot product with an image's sub-normalised embedding is the summed score of
-  the words (`visnet.layers.WordScores`); the vocabulary in `assets.extra` maps text to ids.
+  the vector whose dot product with an image embedding is the summed score of the words
+  (`visnet.layers.WordScores`), so text search is a vector search; the vocabulary in
+  `assets.extra` maps text to ids.
 
 A bad string inside a batch does not poison it: each string is checked in the graph before it is
 decoded, by its header (a JPEG, PNG, GIF or BMP signature), by its end (a JPEG's end-of-image
@@ -185,26 +186,20 @@ class ServingModule(tf.Module):
 
 
 def word_query(head, word_ids):
-    """(batch, m) word ids, -1 padded -> (batch, types * d) query q with qᵀẑ = sum of the words' scores.
+    """(batch, m) word ids, -1 padded -> (batch, d) query q whose dot product with an image embedding z is
+    the sum of the words' scores, so text search is a nearest-neighbour search with q.
 
-    ẑ is the image embedding with each of its `types` sub-vectors L2-normalised (`subnormalize`).
+    Scores are linear in z: with `types = T > 1`, `build_weakly` makes z = T^-1/2 [ẑ_1, ..., ẑ_T]
+    (unit sub-vectors), so q = T^1/2 [sum_k p_k,t ŵ_k]_t.
     """
-    vectors = tf.cast(tf.gather(head.words, tf.maximum(word_ids, 0)), tf.float32)
-    vectors = vectors / tf.sqrt(tf.reduce_sum(tf.square(vectors), axis=-1, keepdims=True) + 1e-12)
+    raw = tf.cast(tf.gather(head.words, tf.maximum(word_ids, 0)), tf.float32)
+    vectors = raw / tf.sqrt(tf.reduce_sum(tf.square(raw), axis=-1, keepdims=True) + 1e-12)
     mask = tf.cast(word_ids >= 0, tf.float32)[..., None]
     if head.types == 1:
         return tf.reduce_sum(vectors * mask, axis=1)
-    weights = tf.cast(head.type_distribution(vectors), tf.float32)  # (batch, m, types)
-    query = tf.einsum("bmt,bmd->btd", weights * mask, vectors)
+    weights = tf.cast(head.type_distribution(raw), tf.float32)  # (batch, m, types), from the raw vectors
+    query = tf.einsum("bmt,bmd->btd", weights * mask, vectors) * float(head.types) ** 0.5
     return tf.reshape(query, (tf.shape(word_ids)[0], head.types * head.dim))
-
-
-def subnormalize(embeddings: np.ndarray, types: int) -> np.ndarray:
-    """Each of the `types` sub-vectors of every embedding L2-normalised (the space `word_query` scores in)."""
-    n, width = embeddings.shape
-    sub = embeddings.reshape(n, types, width // types)
-    sub = sub / np.sqrt(np.sum(np.square(sub), axis=-1, keepdims=True) + 1e-12)
-    return sub.reshape(n, width).astype(np.float32)
 
 
 # Files beside the model ---------------------------------------------------------------------
