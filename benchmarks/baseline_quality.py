@@ -24,8 +24,9 @@ from importlib import metadata
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def versions() -> dict:
-    names = ["visnet", "tensorflow", "keras", "numpy", "scikit-learn", "opencv-python-headless"]
+def versions(extra: tuple[str, ...] = ()) -> dict:
+    """Python and package versions (None when not installed); `extra` adds package names."""
+    names = ["visnet", "tensorflow", "keras", "numpy", "scikit-learn", "opencv-python-headless", *extra]
     out = {"python": platform.python_version()}
     for name in names:
         try:

@@ -1,0 +1,161 @@
+"""`Gallery`: a vector index and a product catalogue kept in step, saved as one snapshot.
+
+The search API holds one gallery and calls it from several threads: every method takes the
+gallery's lock, so a search never sees an item in the index but not yet in the catalogue,
+and a save never copies a half-applied change.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from visnet.index import storage
+from visnet.index.base import VectorIndex
+from visnet.index.catalogue import Catalogue, check_fields
+
+CATALOGUE_FILE = "catalogue.sqlite"
+
+
+class Gallery:
+    """Searchable products: vectors in a `VectorIndex`, records in a `Catalogue`.
+
+    Args:
+        index: a `VectorIndex`, or a name / config dict for `visnet.index.get` (default "brute").
+        catalogue: Catalogue or None. A new in-memory catalogue when None. Must hold exactly
+            the index's ids.
+
+    Example:
+
+    >>> gallery = Gallery("brute")
+    >>> gallery.add({"id": "p1", "label": "dress", "text": "red dress"}, [1.0, 0.0])
+    >>> gallery.add({"id": "p2", "label": "bag"}, [0.0, 1.0])
+    >>> [(hit["id"], hit["label"]) for hit in gallery.search([0.9, 0.1], k=1)]
+    [('p1', 'dress')]
+    """
+
+    def __init__(self, index: VectorIndex | str | Mapping[str, Any] = "brute", catalogue: Catalogue | None = None):
+        from visnet.index import get
+
+        self.index = get(index)
+        self.catalogue = Catalogue() if catalogue is None else catalogue
+        self._lock = threading.RLock()
+        in_index, in_catalogue = set(self.index.ids()), set(self.catalogue.ids())
+        if in_index != in_catalogue:
+            only_index, only_catalogue = sorted(in_index - in_catalogue), sorted(in_catalogue - in_index)
+            raise ValueError(
+                f"The index and the catalogue hold different ids: {len(only_index)} only in the index "
+                f"{only_index[:3]}, {len(only_catalogue)} only in the catalogue {only_catalogue[:3]}."
+            )
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self.index)
+
+    def __contains__(self, id: object) -> bool:
+        with self._lock:
+            return id in self.index
+
+    def ids(self) -> list[str]:
+        """Every id, in insertion order."""
+        with self._lock:
+            return self.index.ids()
+
+    def get(self, id: str) -> dict[str, Any] | None:
+        """The catalogue record of `id`, or None when absent."""
+        with self._lock:
+            return self.catalogue.get(id)
+
+    def add(self, item: Mapping[str, Any], vector: Any) -> None:
+        """Adds a product: its record (a dict with "id", see `Catalogue.add`) and its vector."""
+        self._add([item], lambda: self.index.add(item["id"], vector))
+
+    def add_many(self, items: Sequence[Mapping[str, Any]], vectors: Any) -> None:
+        """Adds products and their (n, dim) vectors, all or none."""
+        items = list(items)
+        self._add(items, lambda: self.index.add_batch([item["id"] for item in items], vectors))
+
+    def _add(self, items: list[Mapping[str, Any]], add_vectors: Callable[[], None]) -> None:
+        with self._lock:
+            self.catalogue.add_many(items)  # validates the records and rejects known ids
+            try:
+                add_vectors()
+            except BaseException:
+                for item in items:
+                    self.catalogue.remove(item["id"])
+                raise
+
+    def update(self, id: str, vector: Any = None, **fields: Any) -> dict[str, Any]:
+        """Replaces the vector (when given) and some record fields of a known product.
+
+        Returns:
+            dict. The record as it is now.
+        """
+        check_fields(fields)
+        with self._lock:
+            if id not in self.index:
+                raise KeyError(f"Unknown id: {id!r} is not in the gallery.")
+            if vector is not None:
+                self.index.update(id, vector)
+            return self.catalogue.update(id, **fields)
+
+    def remove(self, id: str) -> None:
+        """Removes a known product (KeyError when unknown)."""
+        with self._lock:
+            self.index.remove(id)
+            self.catalogue.remove(id)
+
+    def search(self, vector: Any, k: int = 10) -> list[dict[str, Any]]:
+        """The `k` nearest products, best first: dicts of id, score and the catalogue fields."""
+        return self.search_batch(np.asarray(vector, dtype=np.float32)[None], k)[0]
+
+    def search_batch(self, vectors: Any, k: int = 10) -> list[list[dict[str, Any]]]:
+        """`search` for each row of (n, dim) `vectors`."""
+        with self._lock:
+            ids, scores = self.index.search_batch(vectors, k)
+            records = self.catalogue.get_many(ids.ravel().tolist())
+        return [[{"id": id, "score": score, **{name: value for name, value in records[id].items() if name != "id"}}
+                 for id, score in zip(row_ids, row_scores)]
+                for row_ids, row_scores in zip(ids.tolist(), scores.tolist())]
+
+    def _write_files(self, data_dir: str) -> dict[str, Any]:
+        fields = self.index.write_files(data_dir)
+        self.catalogue.backup(os.path.join(data_dir, CATALOGUE_FILE))
+        return {"kind": "gallery", **fields, "catalogue": {"file": CATALOGUE_FILE, "count": len(self.catalogue)}}
+
+    def save(self, directory: str, model: Mapping[str, Any] | None = None) -> dict:
+        """Saves the index and a backup of the catalogue as one atomic snapshot; returns the manifest.
+
+        Args:
+            directory: str. Created if needed; a previous gallery there is replaced on success only.
+            model: dict or None. What embedded the vectors, e.g. `{"name": "visnet", "version": "3"}`.
+        """
+        with self._lock:
+            return storage.write_snapshot(directory, self._write_files, model)
+
+    @classmethod
+    def load(cls, directory: str, expected_model: str | Mapping[str, Any] | None = None,
+             catalogue_path: str = ":memory:") -> Gallery:
+        """Loads a saved gallery, verifying every checksum.
+
+        Args:
+            directory: str. A directory written by `Gallery.save`.
+            expected_model: a model version string or dict of model fields that must match.
+            catalogue_path: str. Where the restored catalogue lives (":memory:" by default; a
+                file there is overwritten); the snapshot's own file is only read.
+        """
+        manifest, data_dir = storage.read_snapshot(directory, expected_model)
+        if "catalogue" not in manifest:
+            raise storage.IndexFileError(
+                f"{directory!r} holds an index without a catalogue; load it with VectorIndex.load."
+            )
+        index = VectorIndex.from_files(manifest, data_dir)
+        catalogue = Catalogue.restore(os.path.join(data_dir, manifest["catalogue"]["file"]), catalogue_path)
+        return cls(index, catalogue)
+
+    def __repr__(self) -> str:
+        return f"Gallery(index={self.index!r}, items={len(self)})"
