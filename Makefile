@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 DEMO ?= demo
 
-.PHONY: install demo test lint benchmark clean
+.PHONY: install demo test lint benchmark clean chromium
 
 # (Re)install when the venv is missing or the dependencies changed.
 $(STAMP): setup.cfg pyproject.toml
@@ -31,7 +31,13 @@ demo: $(STAMP)
 	$(BIN)/python -m visnet.evaluate --run $(DEMO)/runs/siamese --hog-weight 0.5 --data $(DEMO)/catalogue \
 		--out $(DEMO)/siamese-hog-results.json
 
-test: $(STAMP)
+# The web page's browser test runs Debian's Chromium; install it when it is missing (needs root or sudo).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+		SUDO=$$(test "$$(id -u)" = 0 || echo sudo); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
+
+test: $(STAMP) chromium
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)

@@ -1,0 +1,299 @@
+"""The search service over real HTTP (uvicorn on loopback): search, text search, writes, limits, bad input, the page."""
+
+import base64
+import json
+import os
+import shutil
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+
+import numpy as np
+import pytest
+from helpers import write_image, write_png_bomb, write_text, write_truncated_jpeg
+
+KEY = "test-key"
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def gallery_files(weak_run, catalogue, tmp_path_factory):
+    """An export of the tiny weak-label run and a saved gallery of the catalogue's first 30 photos."""
+    from visnet.data.readers import load_dataset
+    from visnet.exported import ExportedModel
+    from visnet.exporting import export_run
+    from visnet.index import Gallery
+
+    root = tmp_path_factory.mktemp("service")
+    model_path = str(root / "models" / "words")
+    export_run(weak_run, model_path, which="last")
+    model = ExportedModel(model_path)
+    dataset = load_dataset(catalogue)
+    records = [dataset[i] for i in range(30)]
+    vectors, valid = model.embed([open(r.path, "rb").read() for r in records])
+    assert valid.all()
+    gallery = Gallery("brute")
+    gallery.add_many([{"id": r.id, "image": r.path, "label": r.label, "text": r.text} for r in records], vectors)
+    gallery.save(str(root / "index"), model={"name": "words", "version": "1"})
+    return model_path, str(root / "index"), records, model
+
+
+@pytest.fixture(scope="module")
+def service(gallery_files, tmp_path_factory):
+    """The API served by uvicorn in a thread: (base URL, model, records, index path)."""
+    import uvicorn
+
+    from serving.api import ApiSettings, create_app
+
+    model_path, index, records, model = gallery_files
+    index_copy = str(tmp_path_factory.mktemp("live") / "index")
+    shutil.copytree(index, index_copy)
+    app = create_app(ApiSettings(model=model_path, index=index_copy, api_key=KEY, max_pixels=4_000_000),
+                     predictor=model)
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    for _ in range(200):
+        if server.started:
+            break
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}", model, records, index_copy
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+def call(url, method="GET", body=None, headers=None, content_type=None):
+    """(status, parsed JSON or text) of one request; never raises on HTTP errors."""
+    if isinstance(body, dict):
+        body, content_type = json.dumps(body).encode(), "application/json"
+    request = urllib.request.Request(url, data=body, method=method, headers=dict(headers or {}))
+    if content_type:
+        request.add_header("Content-Type", content_type)
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            raw, status, kind = response.read(), response.status, response.headers.get("content-type", "")
+    except urllib.error.HTTPError as error:
+        raw, status, kind = error.read(), error.code, error.headers.get("content-type", "")
+    return status, (json.loads(raw) if "json" in kind else raw.decode("utf-8", "replace"))
+
+
+def multipart(fields: dict, image: bytes | None = None, filename="photo.jpg"):
+    boundary = uuid.uuid4().hex
+    parts = []
+    for key, value in fields.items():
+        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{key}"\r\n\r\n{value}\r\n'.encode())
+    if image is not None:
+        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="{filename}"\r\n'
+                     f"Content-Type: application/octet-stream\r\n\r\n".encode() + image + b"\r\n")
+    parts.append(f"--{boundary}--\r\n".encode())
+    return b"".join(parts), f"multipart/form-data; boundary={boundary}"
+
+
+def test_search_by_photo_finds_the_photo_itself_first(service):
+    url, model, records, _ = service
+    photo = open(records[4].path, "rb").read()
+    body, kind = multipart({}, photo)
+    status, result = call(url + "/search?k=5", "POST", body, content_type=kind)
+    assert status == 200 and len(result["results"]) == 5
+    assert result["results"][0]["id"] == records[4].id and result["results"][0]["score"] == pytest.approx(1, abs=1e-5)
+    scores = [r["score"] for r in result["results"]]
+    assert scores == sorted(scores, reverse=True)
+    # The same through JSON/base64, and the results carry the catalogue fields.
+    status, same = call(url + "/search", "POST", {"image_b64": base64.b64encode(photo).decode(), "k": 5})
+    assert status == 200 and [r["id"] for r in same["results"]] == [r["id"] for r in result["results"]]
+    first = same["results"][0]
+    assert first["label"] == records[4].label and first["text"] == records[4].text
+    status, image = call(url + first["image_url"])
+    assert status == 200 and len(image) > 0
+
+
+def test_text_search_ranks_by_the_summed_word_scores(service):
+    url, model, records, _ = service
+    status, result = call(url + "/search/text", "POST", {"text": "Striped DRESS!", "k": 30})
+    assert status == 200 and result["words"] == ["dress", "striped"]
+    vocabulary = model.vocabulary()
+    query = model.text_query([list(vocabulary.bag("striped dress"))])[0]
+    vectors, _ = model.embed([open(r.path, "rb").read() for r in records])
+    expected = vectors @ query
+    by_id = {r.id: e for r, e in zip(records, expected)}
+    got = [(r["id"], r["score"]) for r in result["results"]]
+    np.testing.assert_allclose([s for _, s in got], [by_id[i] for i, _ in got], atol=1e-4)
+    np.testing.assert_allclose([s for _, s in got], np.sort(expected)[::-1][: len(got)], atol=1e-4)
+    status, error = call(url + "/search/text", "POST", {"text": "qwertyuiop"})
+    assert status == 422 and "qwertyuiop" in error["error"]
+
+
+@pytest.mark.parametrize("name, make, status, message", [
+    ("empty", lambda d: b"", 400, "empty"),
+    ("text", lambda d: open(write_text(d / "a.jpg"), "rb").read(), 415, "not an image"),
+    ("truncated", lambda d: open(write_truncated_jpeg(d / "t.jpg"), "rb").read(), 422, "damaged JPEG"),
+    ("bomb", lambda d: open(write_png_bomb(d / "b.png"), "rb").read(), 413, "pixels"),
+])
+def test_bad_uploads_are_4xx_with_a_message_and_the_server_keeps_serving(service, tmp_path, name, make, status,
+                                                                         message):
+    url, _, records, _ = service
+    body, kind = multipart({}, make(tmp_path))
+    got, error = call(url + "/search", "POST", body, content_type=kind)
+    assert got == status and message in error["error"], error
+    assert call(url + "/healthz")[0] == 200
+    body, kind = multipart({}, open(records[0].path, "rb").read())
+    assert call(url + "/search?k=1", "POST", body, content_type=kind)[0] == 200
+
+
+def test_a_50_mb_upload_is_refused_before_it_is_read(service):
+    """The 413 comes from the Content-Length, while the client is still sending (as curl would see it)."""
+    import http.client
+    from urllib.parse import urlparse
+
+    url, _, _, _ = service
+    body, kind = multipart({}, b"\xff\xd8\xff" + os.urandom(50 * 1024 * 1024))
+    address = urlparse(url)
+    connection = http.client.HTTPConnection(address.hostname, address.port, timeout=60)
+    begin = time.monotonic()
+    connection.putrequest("POST", "/search")
+    connection.putheader("Content-Type", kind)
+    connection.putheader("Content-Length", str(len(body)))
+    connection.endheaders()
+    try:
+        for start in range(0, len(body), 1 << 20):
+            connection.send(body[start : start + (1 << 20)])
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # the server answered and closed: the rest is never read
+    response = connection.getresponse()
+    error = json.loads(response.read())
+    connection.close()
+    assert response.status == 413 and "10,485,760 bytes" in error["error"]
+    assert time.monotonic() - begin < 30
+    assert call(url + "/healthz")[0] == 200
+
+
+def test_bad_requests_name_what_is_wrong(service):
+    url, _, records, _ = service
+    photo = base64.b64encode(open(records[0].path, "rb").read()).decode()
+    for body, status, message in [
+        ({"image_b64": photo, "k": 0}, 422, "k must be between 1 and 100"),
+        ({"image_b64": photo, "k": 101}, 422, "k must be between 1 and 100"),
+        ({"image_b64": photo, "k": "many"}, 422, "k must be an integer"),
+        ({"image_b64": "%%%"}, 400, "not valid base64"),
+        ({"k": 3}, 422, "Send the photo"),
+    ]:
+        got, error = call(url + "/search", "POST", body)
+        assert got == status and message in error["error"], (body, error)
+    assert call(url + "/search", "POST", b"{", content_type="application/json")[0] == 400
+    assert call(url + "/search", "POST", b"x", content_type="text/plain")[0] == 415
+    assert call(url + "/search?k=abc", "POST", {"image_b64": photo})[0] == 422
+    assert call(url + "/items/nope")[0] == 404
+    assert call(url + "/nowhere")[0] == 404
+
+
+def test_writes_need_the_key_and_change_what_search_finds(service, tmp_path):
+    from visnet.index import Gallery
+
+    url, model, records, index = service
+    photo = open(write_image(tmp_path / "new.png", size=(80, 60), seed=42, fmt="PNG"), "rb").read()
+    body, kind = multipart({"id": "new-1", "label": "scarf", "text": "red wool scarf", "labels": '{"colour": "red"}'},
+                           photo, "new.png")
+    assert call(url + "/items", "POST", body, content_type=kind)[0] == 401
+    assert call(url + "/items", "POST", body, {"X-API-Key": "wrong"}, kind)[0] == 403
+    status, item = call(url + "/items", "POST", body, {"X-API-Key": KEY}, kind)
+    assert status == 201 and item["label"] == "scarf" and item["labels"] == {"colour": "red"}
+    assert call(url + "/items", "POST", body, {"X-API-Key": KEY}, kind)[0] == 409
+    search, search_kind = multipart({}, photo)
+    status, found = call(url + "/search?k=1", "POST", search, content_type=search_kind)
+    assert found["results"][0]["id"] == "new-1"
+    assert Gallery.load(index).get("new-1")["label"] == "scarf"  # saved before it was acknowledged
+    status, changed = call(url + "/items/new-1", "PUT", {"label": "shawl"}, {"X-API-Key": KEY})
+    assert status == 200 and changed["label"] == "shawl" and changed["text"] == "red wool scarf"
+    assert call(url + "/items/new-1", "PUT", {"colour": "x"}, {"X-API-Key": KEY})[0] == 422
+    assert call(url + "/items/missing", "PUT", {"label": "x"}, {"X-API-Key": KEY})[0] == 404
+    assert call(url + "/items/new-1", "DELETE")[0] == 401
+    assert call(url + "/items/new-1", "DELETE", headers={"X-API-Key": KEY}) == (200, {"deleted": "new-1"})
+    assert call(url + "/items/new-1")[0] == 404
+    assert "new-1" not in Gallery.load(index)
+    status, found = call(url + "/search?k=1", "POST", search, content_type=search_kind)
+    assert found["results"][0]["id"] != "new-1"
+
+
+def test_health_metrics_and_openapi(service):
+    url, _, records, _ = service
+    status, health = call(url + "/healthz")
+    assert status == 200 and health["text_search"] is True and health["model"] == {"name": "words", "version": "1"}
+    status, text = call(url + "/metrics")
+    assert status == 200
+    assert 'visnet_requests_total{method="GET",route="/healthz",status="200"}' in text
+    assert "visnet_request_duration_seconds_bucket" in text and "visnet_index_items " in text
+    status, spec = call(url + "/openapi.json")
+    assert status == 200 and {"/search", "/search/text", "/items", "/items/{id}", "/healthz"} <= set(spec["paths"])
+
+
+def test_an_index_of_another_model_version_is_refused(gallery_files, tmp_path):
+    from serving.api import ApiSettings, create_app
+    from visnet.index import Gallery, ModelMismatchError
+
+    model_path, index, _, model = gallery_files
+    other = str(tmp_path / "index")
+    Gallery.load(index).save(other, model={"name": "words", "version": "7"})
+    with pytest.raises(ModelMismatchError, match="7"):
+        create_app(ApiSettings(model=model_path, index=other), predictor=model)
+
+
+def test_writes_are_refused_without_a_configured_key(gallery_files, tmp_path, monkeypatch):
+    from fastapi.testclient import TestClient
+
+    from serving.api import ApiSettings, create_app
+
+    monkeypatch.delenv("VISNET_API_KEY", raising=False)
+    model_path, index, _, model = gallery_files
+    client = TestClient(create_app(ApiSettings(model=model_path, index=str(tmp_path / "empty")), predictor=model))
+    response = client.delete("/items/x", headers={"X-API-Key": "anything"})
+    assert response.status_code == 403 and "Writes are disabled" in response.json()["error"]
+    assert client.get("/healthz").json()["items"] == 0  # a missing index starts empty
+
+
+@pytest.mark.slow
+def test_the_page_searches_by_photo_and_by_words_in_chromium(service, tmp_path):
+    """End to end in headless Chromium (Debian's /usr/bin/chromium, driven by Playwright)."""
+    from playwright.sync_api import sync_playwright
+
+    url, _, records, _ = service
+    photo = tmp_path / "query.jpg"
+    shutil.copy(records[7].path, photo)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=os.environ.get("VISNET_CHROMIUM", "/usr/bin/chromium"),
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        try:
+            page = browser.new_page()
+            page.goto(url + "/")
+            page.wait_for_function("document.getElementById('about').textContent.includes('30 products')")
+            page.select_option("#k", "6")
+            page.set_input_files("#file", str(photo))
+            page.wait_for_selector("#results .card")
+            cards = page.locator("#results .card")
+            assert cards.count() == 6
+            assert cards.first.get_attribute("data-id") == records[7].id
+            assert cards.first.locator(".label").text_content() == records[7].label
+            assert page.locator("#results .card img").first.evaluate("img => img.complete && img.naturalWidth > 0")
+            assert "6 products" in page.text_content("#status")
+            # The words box is shown for a weak-label model.
+            assert page.is_visible("#words")
+            page.fill("#text", "striped dress")
+            page.click("#words button")
+            page.wait_for_function("document.getElementById('status').textContent.includes('words: dress, striped')")
+            assert page.locator("#results .card").count() == 6
+            # A bad file is an error line, and the page keeps working.
+            bad = write_text(tmp_path / "notes.jpg")
+            page.set_input_files("#file", bad)
+            page.wait_for_function("document.getElementById('status').className === 'error'")
+            assert "not an image" in page.text_content("#status")
+        finally:
+            browser.close()
