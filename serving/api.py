@@ -13,7 +13,8 @@ Endpoints (OpenAPI at `/openapi.json`):
 Embeddings come from TF Serving over gRPC when `--tf-serving` is given, else from the exported
 SavedModel in this process. Writes need the API key (`--api-key` or the VISNET_API_KEY
 environment variable) in an `X-API-Key` header; reads are open. Every write is saved to the
-index directory (atomically) before it is acknowledged. Bad input gets a JSON 4xx
+index directory (atomically) before it is acknowledged, or with `--save-interval S` every S
+seconds and at shutdown. Bad input gets a JSON 4xx
 `{"error": ...}`: bodies over the size limit (413), files that are not images (415), images over
 the pixel limit (413, read from the header before decoding), damaged images (422).
 """
@@ -60,6 +61,9 @@ class ApiSettings:
         max_upload_bytes: int. Largest request body.
         max_pixels: int. Largest image (width x height).
         default_k: int. Results when the request gives no k.
+        save_interval: float. 0: every write is saved before it is acknowledged. Above 0: writes
+            are saved together at most this many seconds apart, and at shutdown (for large
+            galleries, where a save rewrites every vector; a crash loses the unsaved writes).
     """
 
     model: str
@@ -70,6 +74,7 @@ class ApiSettings:
     max_upload_bytes: int = 10 * 1024 * 1024
     max_pixels: int = 40_000_000
     default_k: int = 12
+    save_interval: float = 0.0
 
     def __post_init__(self):
         if self.api_key is None:
@@ -80,6 +85,8 @@ class ApiSettings:
             raise ValueError(f"max_pixels must be >= 1. Received: {self.max_pixels}")
         if not 1 <= self.default_k <= MAX_K:
             raise ValueError(f"default_k must be between 1 and {MAX_K}. Received: {self.default_k}")
+        if self.save_interval < 0:
+            raise ValueError(f"save_interval must be >= 0 seconds. Received: {self.save_interval}")
 
 
 class ApiError(Exception):
@@ -172,6 +179,12 @@ class SearchService:
             self.vocabulary = Vocabulary.load(os.path.join(version_dir, "assets.extra", "vocabulary.json"))
         self.uploads = os.path.join(settings.index, "uploads")
         self._write_lock = threading.Lock()
+        self._dirty = threading.Event()
+        self._closed = threading.Event()
+        self._saver = None
+        if settings.save_interval > 0:
+            self._saver = threading.Thread(target=self._save_loop, daemon=True, name="gallery-saver")
+            self._saver.start()
 
     # Reading -----------------------------------------------------------------------------------
     def check_k(self, k) -> int:
@@ -294,7 +307,26 @@ class SearchService:
         return out
 
     def _save(self) -> None:
-        self.gallery.save(self.settings.index, model=self.model_info)
+        """Called after each write: saves now, or marks the gallery for the next periodic save."""
+        if self._saver is None:
+            self.gallery.save(self.settings.index, model=self.model_info)
+        else:
+            self._dirty.set()
+
+    def _save_loop(self) -> None:
+        while not self._closed.wait(self.settings.save_interval):
+            self.flush()
+
+    def flush(self) -> None:
+        """Saves pending writes (a no-op when nothing changed since the last save)."""
+        if self._dirty.is_set():
+            self._dirty.clear()
+            self.gallery.save(self.settings.index, model=self.model_info)
+
+    def close(self) -> None:
+        """Stops the periodic saver and saves what is pending."""
+        self._closed.set()
+        self.flush()
 
     def add(self, fields: dict, data: bytes | None) -> dict:
         id = fields.get("id")
@@ -348,7 +380,8 @@ class SearchService:
     def health(self) -> dict:
         return {"status": "ok", "model": self.model_info, "arch": self.metadata["arch"], "items": len(self.gallery),
                 "text_search": self.vocabulary is not None, "max_k": MAX_K, "default_k": self.settings.default_k,
-                "embeddings": "tf-serving " + self.settings.tf_serving if self.settings.tf_serving else "in-process"}
+                "embeddings": "tf-serving " + self.settings.tf_serving if self.settings.tf_serving else "in-process",
+                "unsaved_writes": self._dirty.is_set()}
 
 
 # HTTP -------------------------------------------------------------------------------------------
@@ -394,9 +427,17 @@ async def read_request(request) -> tuple[dict, bytes | None]:
 
 def create_app(settings: ApiSettings, predictor=None, gallery=None):
     """The FastAPI application (`predictor` and `gallery` default to what `settings` names)."""
+    import contextlib
+
     service = SearchService(settings, predictor, gallery)
     metrics = Metrics()
-    app = FastAPI(title="visnet search", version=service.model_info["version"],
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        yield
+        service.close()  # pending writes are saved at shutdown
+
+    app = FastAPI(title="visnet search", version=service.model_info["version"], lifespan=lifespan,
                   description="Search a product catalogue by photo and by words.")
     app.state.service = service
 
@@ -507,6 +548,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="largest image, width x height (default 40,000,000)")
     parser.add_argument("--default-k", type=int, default=12, help=f"results when a request gives no k (default 12, "
                                                                   f"at most {MAX_K})")
+    parser.add_argument("--save-interval", type=float, default=0.0, metavar="SECONDS",
+                        help="0 (default): save every write before answering; above 0: save pending writes "
+                             "this often and at shutdown (large galleries)")
     return parser
 
 
@@ -517,7 +561,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = ApiSettings(model=args.model, index=args.index, tf_serving=args.tf_serving, backend=args.backend,
                                api_key=args.api_key, max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
-                               max_pixels=args.max_pixels, default_k=args.default_k)
+                               max_pixels=args.max_pixels, default_k=args.default_k,
+                               save_interval=args.save_interval)
         app = create_app(settings)
     except (ValueError, TypeError, OSError, KeyError, RuntimeError) as error:
         return report_error(error)

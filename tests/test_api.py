@@ -297,3 +297,21 @@ def test_the_page_searches_by_photo_and_by_words_in_chromium(service, tmp_path):
             assert "not an image" in page.text_content("#status")
         finally:
             browser.close()
+
+
+def test_with_a_save_interval_writes_are_saved_together_and_at_shutdown(gallery_files, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from serving.api import ApiSettings, create_app
+    from visnet.index import Gallery
+
+    model_path, index, records, model = gallery_files
+    live = str(tmp_path / "index")
+    shutil.copytree(index, live)
+    app = create_app(ApiSettings(model=model_path, index=live, api_key=KEY, save_interval=60), predictor=model)
+    photo = base64.b64encode(open(records[0].path, "rb").read()).decode()
+    with TestClient(app) as client:
+        response = client.post("/items", json={"id": "later", "image_b64": photo}, headers={"X-API-Key": KEY})
+        assert response.status_code == 201 and client.get("/healthz").json()["unsaved_writes"] is True
+        assert "later" not in Gallery.load(live)  # not saved yet
+    assert "later" in Gallery.load(live)  # saved at shutdown
