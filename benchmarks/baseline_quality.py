@@ -12,33 +12,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shlex
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from importlib import metadata
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
 
-
-def versions(extra: tuple[str, ...] = ()) -> dict:
-    """Python and package versions (None when not installed); `extra` adds package names."""
-    names = ["visnet", "tensorflow", "keras", "numpy", "scikit-learn", "opencv-python-headless", *extra]
-    out = {"python": platform.python_version()}
-    for name in names:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = None
-    return out
-
-
-def machine() -> dict:
-    return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-            "cpus": os.cpu_count()}
+from benchmarks.common import machine, versions  # noqa: E402
 
 
 def markdown(report: dict) -> str:

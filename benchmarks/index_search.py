@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import os
-import shlex
 import sys
 import time
 
@@ -31,7 +29,7 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
-from benchmarks.baseline_quality import machine, versions  # noqa: E402
+from benchmarks.common import header, write_report  # noqa: E402
 from visnet.cli import int_list, key_value, name_list  # noqa: E402
 
 K = 10
@@ -185,13 +183,9 @@ def main(argv: list[str] | None = None) -> int:
         del data, ids
         gc.collect()
 
-    command = ["python", "benchmarks/index_search.py", *(argv if argv is not None else sys.argv[1:])]
     report = {
-        "benchmark": "index_search",
-        "command": " ".join(shlex.quote(c) for c in command),
-        "date": time.strftime("%Y-%m-%d"),
-        "machine": machine(),
-        "versions": versions(("faiss-cpu", "threadpoolctl")),
+        **header("index_search", "benchmarks/index_search.py", argv if argv is not None else sys.argv[1:],
+                 ("faiss-cpu", "threadpoolctl")),
         "settings": {"sizes": list(args.sizes), "dim": args.dim, "queries": args.queries, "k": K,
                      "backends": list(args.backends), "options": options, "centres": args.centres,
                      "spread": args.spread, "seed": args.seed, "budget_seconds": args.budget,
@@ -200,12 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         "wall_seconds": round(time.perf_counter() - began, 1),
         "rows": rows,
     }
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out + ".json", "w") as handle:
-        json.dump(report, handle, indent=2)
-    with open(args.out + ".md", "w") as handle:
-        handle.write(markdown(report))
-    print(markdown(report))
+    write_report(report, args.out, markdown)
     return 0
 
 
