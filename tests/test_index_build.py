@@ -33,7 +33,7 @@ def test_build_indexes_every_readable_image_and_skips_the_rest(export, tmp_path,
                      "balltree", "--backend-option", "leaf_size=4", "--batch-size", "4", "--no-progress"])
     captured = capsys.readouterr()
     assert code == 0, captured.err
-    assert "indexed 6 images (1 skipped)" in captured.out and "cut.jpg: not a usable image" in captured.err
+    assert "indexed 6 images (1 skipped)" in captured.out and "into a balltree index" in captured.out and "cut.jpg: not a usable image" in captured.err
     gallery = Gallery.load(out, expected_model={"name": "shop", "version": "1"})
     assert len(gallery) == 6 and gallery.index.get_config()["leaf_size"] == 4
     model = ExportedModel(export)
@@ -66,3 +66,10 @@ def test_build_gallery_refuses_an_empty_dataset_or_all_bad_images(tmp_path):
     records = [Record(path=str(tmp_path / "missing.jpg"), label="x")]
     with pytest.raises(ValueError, match="None of the 1 images"):
         build_gallery(lambda data: (np.zeros((len(data), 2)), np.zeros(len(data), bool)), records, progress=False)
+
+
+def test_auto_chooses_exact_search_for_small_galleries_and_hnsw_for_large():
+    from visnet.index import AUTO_THRESHOLD, choose_backend
+
+    assert choose_backend(10) == "brute" and choose_backend(AUTO_THRESHOLD - 1) == "brute"
+    assert choose_backend(AUTO_THRESHOLD) == "faiss-hnsw"

@@ -25,8 +25,9 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--model", required=True, help="the export's base path, models/NAME (visnet.export)")
     build.add_argument("--data", required=True, help="dataset as LAYOUT:PATH or a path (layout detected)")
     build.add_argument("--out", required=True, help="gallery directory to write (replaced atomically if present)")
-    build.add_argument("--backend", default="brute",
-                       help="index: brute, balltree, faiss-hnsw or faiss-ivf (default brute)")
+    build.add_argument("--backend", default="auto",
+                       help="index: brute, balltree, faiss-hnsw, faiss-ivf, or auto (default): brute below "
+                            "100,000 images, faiss-hnsw from there (see the README's measurements)")
     build.add_argument("--backend-option", action="append", default=[], metavar="KEY=VALUE",
                        help="index option, e.g. leaf_size=20 or ef_search=64 (repeatable)")
     build.add_argument("--label", help="label column (default: the reader's)")
@@ -55,16 +56,19 @@ def main(argv: list[str] | None = None) -> int:
         options = dict(key_value(text) for text in args.backend_option)
         from visnet.data.readers import load_dataset
         from visnet.exported import ExportedModel
-        from visnet.index import get
+        from visnet.index import choose_backend, get
         from visnet.index.build import build_gallery
 
-        index = get(args.backend, **options)  # a bad backend or option fails before any image is read
+        if args.backend != "auto":
+            get(args.backend, **options)  # a bad backend or option fails before any image is read
         model = ExportedModel(args.model)
         read_options = {"check": args.check_images, "progress": not args.no_progress}
         if args.label:
             read_options["label"] = args.label
         dataset = load_dataset(args.data, **read_options)
         print(dataset.summary(), file=sys.stderr)
+        backend = choose_backend(len(dataset)) if args.backend == "auto" else args.backend
+        index = get(backend, **options)
         begin = time.perf_counter()
         gallery, skipped = build_gallery(model.embed, dataset.records, index, args.batch_size, not args.no_progress)
         seconds = time.perf_counter() - begin
@@ -76,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     if len(skipped) > 10:
         print(f"... and {len(skipped) - 10} more skipped", file=sys.stderr)
     print(f"indexed {len(gallery)} images ({len(skipped)} skipped) with {model.name} version {model.version} "
-          f"in {seconds:.1f} s ({len(gallery) / max(seconds, 1e-9):.1f} img/s); saved to {args.out}")
+          f"into a {backend} index in {seconds:.1f} s ({len(gallery) / max(seconds, 1e-9):.1f} img/s); saved to {args.out}")
     return 0
 
 
