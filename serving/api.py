@@ -548,6 +548,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="largest image, width x height (default 40,000,000)")
     parser.add_argument("--default-k", type=int, default=12, help=f"results when a request gives no k (default 12, "
                                                                   f"at most {MAX_K})")
+    parser.add_argument("--check", action="store_true",
+                        help="start, answer the page, /healthz and one photo search (a gallery item's own photo) over "
+                             "HTTP, print the result, stop: a smoke test of a deployment")
     parser.add_argument("--save-interval", type=float, default=0.0, metavar="SECONDS",
                         help="0 (default): save every write before answering; above 0: save pending writes "
                              "this often and at shutdown (large galleries)")
@@ -571,8 +574,54 @@ def main(argv: list[str] | None = None) -> int:
     service = app.app.state.service
     print(f"visnet search: {len(service.gallery)} items, model {service.model_info['name']} "
           f"version {service.model_info['version']}; open http://{args.host}:{args.port}/", flush=True)
+    if args.check:
+        return check(app, args.host, args.port)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
+
+
+def check(app, host: str, port: int) -> int:
+    """Serves `app` in a thread, asks for the page, /healthz and one photo search over HTTP, stops."""
+    import urllib.request
+
+    import uvicorn
+
+    service = app.app.state.service
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    base = f"http://{host}:{port}"
+    try:
+        for _ in range(600):
+            if server.started or not thread.is_alive():
+                break
+            time.sleep(0.05)
+        if not server.started:
+            print(f"error: the service did not start on {host}:{port}", file=sys.stderr)
+            return 1
+        with urllib.request.urlopen(base + "/", timeout=30) as response:
+            page = response.read()
+        with urllib.request.urlopen(base + "/healthz", timeout=30) as response:
+            health = json.loads(response.read())
+        photo = next((record["image"] for record in map(service.gallery.get, service.gallery.ids()[:50])
+                      if record.get("image") and os.path.isfile(record["image"])), None)
+        if photo is None:
+            print(f"page {len(page)} bytes, healthz {health}; no gallery photo to search with")
+            return 0
+        with open(photo, "rb") as handle:
+            body = json.dumps({"image_b64": base64.b64encode(handle.read()).decode(), "k": 5}).encode()
+        request = urllib.request.Request(base + "/search", data=body, headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=60) as response:
+            found = json.loads(response.read())
+        print(f"check passed: page {len(page)} bytes, {health['items']} items, search by {photo} -> "
+              + ", ".join(f"{r['id']} ({r['score']:.3f})" for r in found["results"]) + f" in {found['took_ms']} ms")
+        return 0
+    except (OSError, ValueError, KeyError) as error:
+        print(f"error: the check failed: {error}", file=sys.stderr)
+        return 1
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
 
 
 if __name__ == "__main__":

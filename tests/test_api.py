@@ -315,3 +315,37 @@ def test_with_a_save_interval_writes_are_saved_together_and_at_shutdown(gallery_
         assert response.status_code == 201 and client.get("/healthz").json()["unsaved_writes"] is True
         assert "later" not in Gallery.load(live)  # not saved yet
     assert "later" in Gallery.load(live)  # saved at shutdown
+
+
+def test_embeddings_through_tf_serving_over_grpc(gallery_files):
+    """--tf-serving HOST:PORT: the service embeds through PredictionService (here serving.grpc_server)."""
+    from fastapi.testclient import TestClient
+
+    from serving.api import ApiSettings, create_app
+    from serving.clients import GrpcClient
+    from serving.grpc_server import grpc_server
+
+    model_path, index, records, model = gallery_files
+    server = grpc_server(model, 0)
+    try:
+        app = create_app(ApiSettings(model=model_path, index=index, tf_serving=f"127.0.0.1:{server.port}"))
+        assert isinstance(app.app.state.service.predictor, GrpcClient)
+        client = TestClient(app)
+        assert client.get("/healthz").json()["embeddings"] == f"tf-serving 127.0.0.1:{server.port}"
+        photo = base64.b64encode(open(records[3].path, "rb").read()).decode()
+        found = client.post("/search", json={"image_b64": photo, "k": 1}).json()["results"]
+        assert found[0]["id"] == records[3].id
+        assert client.post("/search/text", json={"text": "dress", "k": 2}).status_code == 200
+    finally:
+        server.stop(None)
+
+
+def test_the_check_option_serves_one_search_and_stops(gallery_files, capsys):
+    from serving import api
+
+    model_path, index, records, _ = gallery_files
+    assert api.main(["--model", model_path, "--index", index, "--port", str(_free_port()), "--check"]) == 0
+    out = capsys.readouterr().out
+    assert "check passed" in out and "30 items" in out
+    assert api.main(["--model", model_path + "-missing", "--index", index]) == 2
+    assert "No model version" in capsys.readouterr().err
