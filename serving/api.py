@@ -61,6 +61,9 @@ class ApiSettings:
         max_upload_bytes: int. Largest request body.
         max_pixels: int. Largest image (width x height).
         default_k: int. Results when the request gives no k.
+        batch_size: int. Concurrent photo searches embedded together, up to this many images per model
+            call (`serving.batching`); 1 turns batching off.
+        batch_timeout_ms: float. Longest wait for more searches to batch with a waiting one.
         save_interval: float. 0: every write is saved before it is acknowledged. Above 0: writes
             are saved together at most this many seconds apart, and at shutdown (for large
             galleries, where a save rewrites every vector; a crash loses the unsaved writes).
@@ -75,6 +78,8 @@ class ApiSettings:
     max_pixels: int = 40_000_000
     default_k: int = 12
     save_interval: float = 0.0
+    batch_size: int = 16
+    batch_timeout_ms: float = 2.0
 
     def __post_init__(self):
         if self.api_key is None:
@@ -85,6 +90,10 @@ class ApiSettings:
             raise ValueError(f"max_pixels must be >= 1. Received: {self.max_pixels}")
         if not 1 <= self.default_k <= MAX_K:
             raise ValueError(f"default_k must be between 1 and {MAX_K}. Received: {self.default_k}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1. Received: {self.batch_size}")
+        if self.batch_timeout_ms < 0:
+            raise ValueError(f"batch_timeout_ms must be >= 0. Received: {self.batch_timeout_ms}")
         if self.save_interval < 0:
             raise ValueError(f"save_interval must be >= 0 seconds. Received: {self.save_interval}")
 
@@ -164,6 +173,10 @@ class SearchService:
                 from visnet.exported import ExportedModel
 
                 predictor = ExportedModel(settings.model)
+        if settings.batch_size > 1:
+            from serving.batching import BatchingPredictor
+
+            predictor = BatchingPredictor(predictor, settings.batch_size, settings.batch_timeout_ms)
         self.predictor = predictor
         if gallery is None:
             if os.path.exists(os.path.join(settings.index, MANIFEST)):
@@ -324,9 +337,11 @@ class SearchService:
             self.gallery.save(self.settings.index, model=self.model_info)
 
     def close(self) -> None:
-        """Stops the periodic saver and saves what is pending."""
+        """Stops the periodic saver and the batcher, and saves what is pending."""
         self._closed.set()
         self.flush()
+        if hasattr(self.predictor, "close"):
+            self.predictor.close()
 
     def add(self, fields: dict, data: bytes | None) -> dict:
         id = fields.get("id")
@@ -548,6 +563,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="largest image, width x height (default 40,000,000)")
     parser.add_argument("--default-k", type=int, default=12, help=f"results when a request gives no k (default 12, "
                                                                   f"at most {MAX_K})")
+    parser.add_argument("--batch-size", type=int, default=16,
+                        help="concurrent photo searches embedded in one model call, up to this many images "
+                             "(default 16; 1: no batching)")
+    parser.add_argument("--batch-timeout-ms", type=float, default=2.0,
+                        help="longest wait for more searches to batch with a waiting one (default 2)")
     parser.add_argument("--check", action="store_true",
                         help="start, answer the page, /healthz and one photo search (a gallery item's own photo) over "
                              "HTTP, print the result, stop: a smoke test of a deployment")
@@ -565,7 +585,8 @@ def main(argv: list[str] | None = None) -> int:
         settings = ApiSettings(model=args.model, index=args.index, tf_serving=args.tf_serving, backend=args.backend,
                                api_key=args.api_key, max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
                                max_pixels=args.max_pixels, default_k=args.default_k,
-                               save_interval=args.save_interval)
+                               save_interval=args.save_interval, batch_size=args.batch_size,
+                               batch_timeout_ms=args.batch_timeout_ms)
         app = create_app(settings)
     except (ValueError, TypeError, OSError, KeyError, RuntimeError) as error:
         return report_error(error)

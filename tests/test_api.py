@@ -329,7 +329,7 @@ def test_embeddings_through_tf_serving_over_grpc(gallery_files):
     server = grpc_server(model, 0)
     try:
         app = create_app(ApiSettings(model=model_path, index=index, tf_serving=f"127.0.0.1:{server.port}"))
-        assert isinstance(app.app.state.service.predictor, GrpcClient)
+        assert isinstance(app.app.state.service.predictor.predictor, GrpcClient)  # behind the batcher
         client = TestClient(app)
         assert client.get("/healthz").json()["embeddings"] == f"tf-serving 127.0.0.1:{server.port}"
         photo = base64.b64encode(open(records[3].path, "rb").read()).decode()
