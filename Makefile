@@ -16,20 +16,27 @@ $(STAMP): setup.cfg pyproject.toml
 install: $(STAMP)
 
 # The main job, on a generated catalogue: the HOG baseline end to end (features -> closed-set
-# k-NN -> open-set retrieval -> few-shot table), then a short training run of a Siamese
-# network on the catalogue's base classes, measured the same way, alone and with a HOG pathway.
+# k-NN -> open-set retrieval -> few-shot table); a short training run of the weak-label
+# image-text model on the catalogue's base classes and names, measured the same way; its export
+# for TF Serving; a gallery of the catalogue; then the search service and its web page at
+# http://127.0.0.1:$(PORT)/ (Ctrl-C stops it). SERVE=check starts the service, answers one
+# search over HTTP and stops (CI).
+PORT ?= 8000
+SERVE ?= yes
 demo: $(STAMP)
-	rm -rf $(DEMO)/runs/siamese
+	rm -rf $(DEMO)/runs/weakly $(DEMO)/models/shop $(DEMO)/index
 	$(BIN)/python -m visnet.data.catalogue --out $(DEMO)/catalogue
 	$(BIN)/python -m visnet.evaluate --embedder hog --data $(DEMO)/catalogue \
 		--classifiers prototype,1nn,mlp --out $(DEMO)/hog-results.json
-	$(BIN)/python -m visnet.train --arch siamese --data $(DEMO)/catalogue --split open-set \
-		--backbone resnet18 --backbone-option width=16 --image-size 64x48 --loss normsoftmax \
-		--p 16 --k 4 --epochs 8 --out $(DEMO)/runs/siamese
-	$(BIN)/python -m visnet.evaluate --run $(DEMO)/runs/siamese --data $(DEMO)/catalogue \
-		--classifiers prototype,1nn,mlp --out $(DEMO)/siamese-results.json
-	$(BIN)/python -m visnet.evaluate --run $(DEMO)/runs/siamese --hog-weight 0.5 --data $(DEMO)/catalogue \
-		--out $(DEMO)/siamese-hog-results.json
+	$(BIN)/python -m visnet.train --arch weakly --data $(DEMO)/catalogue --split open-set \
+		--backbone resnet18 --backbone-option width=16 --image-size 64x48 --embedding-dim 64 \
+		--negatives 20 --epochs 20 --steps-per-epoch 20 --out $(DEMO)/runs/weakly
+	$(BIN)/python -m visnet.evaluate --run $(DEMO)/runs/weakly --data $(DEMO)/catalogue \
+		--classifiers prototype,1nn,mlp --out $(DEMO)/weakly-results.json
+	$(BIN)/python -m visnet.export --run $(DEMO)/runs/weakly --out $(DEMO)/models/shop
+	$(BIN)/python -m visnet.index build --model $(DEMO)/models/shop --data $(DEMO)/catalogue --out $(DEMO)/index
+	$(BIN)/python -m serving.api --model $(DEMO)/models/shop --index $(DEMO)/index --port $(PORT) \
+		$(if $(filter check,$(SERVE)),--check,)
 
 # The web page's browser test runs Debian's Chromium; install it when it is missing (needs root or sudo).
 chromium:
