@@ -60,6 +60,14 @@ benchmark: $(STAMP)
 	$(BIN)/python benchmarks/weak_labels.py --data ../shared/data/fashion-products
 	$(BIN)/python benchmarks/weak_labels.py --data ../shared/data/fashion-products --recipe siamese-trunk
 	$(BIN)/python benchmarks/training_throughput.py --data ../shared/data/fashion-products --archs siamese,hybrid,visnet,capsule --steps 10
+	$(BIN)/python benchmarks/export_throughput.py --run benchmarks/runs/weakly-siamese-trunk --data ../shared/data/fashion-products
+	$(BIN)/python -m visnet.export --run benchmarks/runs/weakly-siamese-trunk --out benchmarks/models/weakly-siamese-trunk \
+		--version 1 --overwrite
+	$(BIN)/python -m visnet.index build --model benchmarks/models/weakly-siamese-trunk \
+		--data ../shared/data/fashion-products --out benchmarks/index/fashion
+	$(BIN)/python benchmarks/api_load.py --model benchmarks/models/weakly-siamese-trunk --index benchmarks/index/fashion
+	$(BIN)/python benchmarks/index_search.py --sizes 10000,100000,1000000 --dim 128 --queries 1000 \
+		--backends balltree,brute,faiss-hnsw
 	$(BIN)/python benchmarks/update_readme.py
 
 clean:

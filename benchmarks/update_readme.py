@@ -12,13 +12,21 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
+#: The order of the tables, following the data flow (baselines, training, serving); others follow by name.
+ORDER = ("hog", "hog_grey_source", "pixels", "metric_learning", "per_class_ap", "training_throughput",
+         "weak_labels", "weak_labels_siamese_trunk", "export_throughput", "index_search", "api_load")
+
+
+def _rank(path: str) -> tuple:
+    name = os.path.splitext(os.path.basename(path))[0]
+    return (ORDER.index(name) if name in ORDER else len(ORDER), name)
 
 
 def update(readme: str, results_dir: str) -> str:
     text = open(readme, encoding="utf-8").read()
     if BEGIN not in text or END not in text:
         raise ValueError(f"{readme} has no {BEGIN} ... {END} section")
-    tables = [open(p, encoding="utf-8").read().strip() for p in sorted(glob.glob(os.path.join(results_dir, "*.md")))]
+    tables = [open(p, encoding="utf-8").read().strip() for p in sorted(glob.glob(os.path.join(results_dir, "*.md")), key=_rank)]
     body = "\n\n".join(tables) if tables else "_No benchmark has been run yet._"
     head, rest = text.split(BEGIN, 1)
     _, tail = rest.split(END, 1)
