@@ -349,3 +349,34 @@ def test_the_check_option_serves_one_search_and_stops(gallery_files, capsys):
     assert "check passed" in out and "30 items" in out
     assert api.main(["--model", model_path + "-missing", "--index", index]) == 2
     assert "No model version" in capsys.readouterr().err
+
+
+def test_malformed_requests_are_never_a_500(service):
+    url, _, records, _ = service
+    key = {"X-API-Key": KEY}
+    photo = base64.b64encode(open(records[0].path, "rb").read()).decode()
+    cases = [
+        ("/search", "POST", b"", "application/json", None),
+        ("/search", "POST", b"[1, 2]", "application/json", None),
+        ("/search", "POST", b'{"image_b64": 5}', "application/json", None),
+        ("/search", "POST", b"--x\r\nnot a form", "multipart/form-data; boundary=x", None),
+        ("/search", "POST", b"\xff\xfe", "application/json", None),
+        ("/search/text", "POST", b'{"text": 12}', "application/json", None),
+        ("/search/text", "POST", b'{"text": "' + b"a" * 5000 + b'"}', "application/json", None),
+        ("/search/text", "POST", b'{"text": "dress", "k": -3}', "application/json", None),
+        ("/items", "POST", json.dumps({"id": "", "image_b64": photo}).encode(), "application/json", key),
+        ("/items", "POST", json.dumps({"id": "x", "image_b64": photo, "label": 5}).encode(), "application/json", key),
+        ("/items", "POST", json.dumps({"id": "x", "image_b64": photo, "labels": [1]}).encode(), "application/json",
+         key),
+        ("/items", "POST", json.dumps({"id": "x"}).encode(), "application/json", key),
+        ("/items/" + records[0].id, "PUT", json.dumps({"id": "other"}).encode(), "application/json", key),
+        ("/items/" + records[0].id, "PUT", json.dumps({}).encode(), "application/json", key),
+        ("/items/" + records[0].id, "PUT", json.dumps({"labels": "{not json"}).encode(), "application/json", key),
+        ("/items/%00", "GET", None, None, None),
+        ("/items/x/image", "GET", None, None, None),
+    ]
+    for path, method, body, kind, headers in cases:
+        status, answer = call(url + path, method, body, headers, kind)
+        assert 400 <= status < 500, (path, body[:60] if body else None, status, answer)
+        assert isinstance(answer, dict) and answer.get("error"), (path, answer)
+    assert call(url + "/healthz")[0] == 200

@@ -40,7 +40,8 @@ def test_build_indexes_every_readable_image_and_skips_the_rest(export, tmp_path,
     query = open(photos / "red" / "1.jpg", "rb").read()
     vectors, _ = model.embed([query])
     best = gallery.search(vectors[0], k=1)[0]
-    assert best["image"].endswith(os.path.join("red", "1.jpg")) and best["label"] == "red"
+    assert os.path.isabs(best["image"]) and best["image"].endswith(os.path.join("red", "1.jpg"))
+    assert best["label"] == "red"
     assert best["score"] == pytest.approx(1.0, abs=1e-5)
     assert cli.main(["info", "--index", out]) == 0
     assert "6 items" in capsys.readouterr().out

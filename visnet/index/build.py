@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -23,7 +24,9 @@ def record_item(record: Any) -> dict[str, Any]:
     labels = {key: value for key, value in (record.meta or {}).items() if _plain(value)}
     if record.item_id:
         labels.setdefault("item_id", record.item_id)
-    return {"id": record.id, "image": record.path, "label": record.label, "text": record.text, "labels": labels}
+    # The absolute path: the search service may run from another directory.
+    return {"id": record.id, "image": os.path.abspath(record.path), "label": record.label, "text": record.text,
+            "labels": labels}
 
 
 def build_gallery(embed: Callable[[list[bytes]], tuple[np.ndarray, np.ndarray]], records: Sequence[Any],
