@@ -13,7 +13,7 @@ CLIENT_BLOCKS = [code for code in BLOCKS if "GrpcClient(" in code]  # need a mod
 PYTHON_BLOCKS = [code for code in BLOCKS if code not in CLIENT_BLOCKS]
 COMMANDS = [command.split("#")[0].strip() for block in re.findall(r"```bash\n(.*?)```", TEXT, re.S)
             for command in block.replace("\\\n", " ").splitlines()
-            if command.startswith(("python -m visnet.", "python -m serving."))]
+            if command.startswith(("python -m visnet.", "python -m serving.", "python -m tuning."))]
 
 
 def test_readme_opens_with_the_two_commands():
@@ -33,6 +33,7 @@ def test_python_blocks_run(code, tmp_path, monkeypatch, capsys):
 @pytest.mark.parametrize("command", COMMANDS)
 def test_commands_parse(command):
     from serving import api, grpc_server
+    from tuning import search
     from visnet import embed, evaluate, export, tag, train
     from visnet.data import catalogue
     from visnet.index import __main__ as index
@@ -40,7 +41,8 @@ def test_commands_parse(command):
     parsers = {"visnet.evaluate": evaluate.build_parser, "visnet.data.catalogue": catalogue.build_parser,
                "visnet.train": train.build_parser, "visnet.embed": embed.build_parser, "visnet.tag": tag.build_parser,
                "visnet.export": export.build_parser, "visnet.index": index.build_parser,
-               "serving.api": api.build_parser, "serving.grpc_server": grpc_server.build_parser}
+               "serving.api": api.build_parser, "serving.grpc_server": grpc_server.build_parser,
+               "tuning.search": search.build_parser}
     words = shlex.split(command)
     assert words[2] in parsers, f"README shows {words[2]}, which no test covers"
     parsers[words[2]]().parse_args(words[3:])

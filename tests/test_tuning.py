@@ -40,6 +40,8 @@ def test_a_two_trial_search_picks_the_best_val_map_resumes_and_its_run_evaluates
     assert [r["trial"] for r in rows] == ["0", "1"] and all(r["status"] == "COMPLETED" for r in rows)
     assert {"val_mAP", "epochs", "seconds", "lr"} <= set(rows[0])
     assert "(best)" in open(os.path.join(out, "results.md")).read()
+    for row in rows:  # a trial lists only the hyperparameters it used
+        assert (row.get("top_k") or None) is None or row["mining"] == "top-k"
     assert os.path.getsize(os.path.join(out, "objective.png")) > 1000
     capsys.readouterr()
 
@@ -62,12 +64,14 @@ def test_fixed_and_narrowed_hyperparameters_and_the_defaults_run(catalogue, tmp_
     space.write_text("lr: {min: 0.001, max: 0.002, sampling: log}\nembedding_dim: [32]\n")
     out = str(tmp_path / "search")
     code = search.main(["--arch", "siamese", "--data", catalogue, "--out", out, "--max-trials", "2",
-                        "--fixed", "margin=0.3", "--fixed", "loss=triplet", "--space", str(space),
+                        "--fixed", "margin=0.3", "--fixed", "loss=triplet", "--fixed", "mining=top-k",
+                        "--fixed", "top_k=0.1", "--space", str(space),
                         "--compare-defaults", *TINY])
     assert code == 0, capsys.readouterr().err
     for trial in sorted(os.listdir(os.path.join(out, "search", "runs"))):
         config = json.load(open(os.path.join(out, "search", "runs", trial, "config.json")))
         assert config["margin"] == 0.3 and config["loss"] == "triplet" and config["embedding_dim"] == 32
+        assert config["mining"] == "top-k" and config["top_k"] == 0.1  # conditional ones, fixed under their condition
         assert 0.001 <= config["lr"] <= 0.002
     summary = json.load(open(os.path.join(out, "search.json")))
     assert summary["defaults"]["epochs"] == 1 and 0 <= summary["defaults"]["objective"] <= 1
@@ -112,6 +116,8 @@ def test_errors_name_the_bad_setting(catalogue, tmp_path, capsys):
     assert "needs min and max" in capsys.readouterr().err
     assert search.main(["--arch", "siamese", *base, "--train-option", "colour=red"]) == 2
     assert "not a visnet.train setting" in capsys.readouterr().err
+    assert search.main(["--arch", "siamese", *base, "--fixed", "routings=3"]) == 2
+    assert "search space has no routings" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -15,10 +15,15 @@ def trial_rows(tuner) -> list[dict]:
     for trial_id, trial in sorted(tuner.oracle.trials.items(), key=lambda item: int(item[0])):
         summary_path = os.path.join(tuner.run_dir(trial_id), "trial.json")
         summary = json.load(open(summary_path, encoding="utf-8")) if os.path.exists(summary_path) else {}
-        values = {k: v for k, v in trial.hyperparameters.values.items() if not k.startswith("tuner/")}
+        values = active_values(trial.hyperparameters)
         rows.append({"trial": trial_id, "status": trial.status, objective: trial.score,
                      "epochs": summary.get("epochs"), "seconds": summary.get("seconds"), **values})
     return rows
+
+
+def active_values(hp) -> dict:
+    """The hyperparameters a trial used (those of an inactive condition, e.g. top_k without top-k mining, left out)."""
+    return {name: value for name, value in hp.values.items() if not name.startswith("tuner/") and hp.is_active(name)}
 
 
 def _format(value) -> str:

@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"--epochs must be >= 1. Received: {args.epochs}")
         fixed = read_space(args.space) if args.space else {}
         fixed.update(dict(args.fixed))
-        from tuning.report import plot_objective, trial_rows, write_tables
+        from tuning.report import active_values, plot_objective, trial_rows, write_tables
         from tuning.tuner import VisnetHyperModel, make_tuner
 
         base = base_config(args)
@@ -140,8 +140,7 @@ def main(argv: list[str] | None = None) -> int:
                        None if defaults is None else defaults["objective"])
         summary = {"arch": args.arch, "tuner": args.tuner, "objective": args.objective, "data": args.data,
                    "trials": len(rows), "best_trial": best.trial_id, "best_score": best.score,
-                   "best_hyperparameters": {k: v for k, v in best.hyperparameters.values.items()
-                                            if not k.startswith("tuner/")},
+                   "best_hyperparameters": active_values(best.hyperparameters),
                    "defaults": defaults, "fixed": fixed, "wall_seconds": round(time.perf_counter() - began, 1),
                    "command": "python -m tuning.search " + " ".join(argv if argv is not None else sys.argv[1:])}
         with open(os.path.join(args.out, "search.json"), "w", encoding="utf-8") as handle:

@@ -40,8 +40,10 @@ def _trunk(hp, config) -> dict:
 def _mining(hp, config) -> dict:
     mining = hp.Choice("mining", ["semi-hard", "batch-hard", "top-k"])
     overrides = {"mining": mining}
+    with hp.conditional_scope("mining", ["top-k"]):  # only drawn (and reported) when it is used
+        top_k = hp.Float("top_k", 0.05, 0.5)
     if mining == "top-k":
-        overrides["top_k"] = hp.Float("top_k", 0.05, 0.5)
+        overrides["top_k"] = top_k
     return overrides
 
 
@@ -51,10 +53,14 @@ def siamese(hp, config) -> dict:
     loss = hp.Choice("loss", ["triplet", "contrastive"])
     overrides["loss"] = loss
     overrides["margin"] = hp.Float("margin", 0.05, 1.0, sampling="log")
+    with hp.conditional_scope("loss", ["triplet"]):
+        mining = _mining(hp, config)
+    with hp.conditional_scope("loss", ["contrastive"]):
+        p_same = hp.Float("p_same", 0.2, 0.6, step=0.1)
     if loss == "triplet":
-        overrides.update(_mining(hp, config))
+        overrides.update(mining)
     else:
-        overrides["p_same"] = hp.Float("p_same", 0.2, 0.6, step=0.1)
+        overrides["p_same"] = p_same
     return overrides
 
 
@@ -96,27 +102,51 @@ def space(arch: str) -> Callable:
     return spaces.lookup(arch)
 
 
-def narrowed(hp, entries: Mapping[str, Any]):
+def conditions(arch: str, config) -> dict[str, list[tuple[str, list]]]:
+    """Each hyperparameter of an architecture's space and the conditions it is drawn under
+    (e.g. top_k: [("mining", ["top-k"])]), found by declaring the space on a scratch object."""
+    import keras_tuner
+
+    probe = keras_tuner.HyperParameters()
+    space(arch)(probe, config)
+    return {hp.name: [(c.name, list(c.values)) for c in hp.conditions] for hp in probe.space}
+
+
+def narrowed(hp, entries: Mapping[str, Any], scopes: Mapping[str, list] | None = None):
     """Registers `entries` on `hp` before the space declares them: a value fixes a hyperparameter,
-    a list makes it a choice, a dict `{"min", "max"[, "step"][, "sampling"]}` a narrower range."""
+    a list makes it a choice, a dict `{"min", "max"[, "step"][, "sampling"]}` a narrower range.
+
+    `scopes` (from `conditions`) registers a conditional hyperparameter under its conditions, as
+    the space declares it (a fixed top_k applies when mining is top-k).
+    """
+    import contextlib
+
     for name, entry in entries.items():
-        if isinstance(entry, Mapping):
-            unknown = set(entry) - {"min", "max", "step", "sampling"}
-            if unknown or not {"min", "max"} <= set(entry):
-                raise ValueError(f"A range needs min and max (and optionally step, sampling). Received: "
-                                 f"{name}={dict(entry)!r}")
-            low, high = entry["min"], entry["max"]
-            if not isinstance(low, (int, float)) or not isinstance(high, (int, float)) or low > high:
-                raise ValueError(f"{name}: min and max must be numbers with min <= max. Received: {dict(entry)!r}")
-            if isinstance(low, int) and isinstance(high, int) and "sampling" not in entry:
-                hp.Int(name, low, high, step=entry.get("step", 1))
-            else:
-                hp.Float(name, float(low), float(high), step=entry.get("step"),
-                         sampling=entry.get("sampling", "linear"))
-        elif isinstance(entry, (list, tuple)):
-            if not entry:
-                raise ValueError(f"{name}: a choice needs at least one value.")
-            hp.Choice(name, list(entry))
-        else:
-            hp.Fixed(name, entry)
+        with contextlib.ExitStack() as stack:
+            for parent, values in (scopes or {}).get(name, []):
+                stack.enter_context(hp.conditional_scope(parent, values))
+            _register(hp, name, entry)
     return hp
+
+
+def _register(hp, name: str, entry: Any) -> None:
+    """Declares one fixed or narrowed entry."""
+    if isinstance(entry, Mapping):
+        unknown = set(entry) - {"min", "max", "step", "sampling"}
+        if unknown or not {"min", "max"} <= set(entry):
+            raise ValueError(f"A range needs min and max (and optionally step, sampling). Received: "
+                             f"{name}={dict(entry)!r}")
+        low, high = entry["min"], entry["max"]
+        if not isinstance(low, (int, float)) or not isinstance(high, (int, float)) or low > high:
+            raise ValueError(f"{name}: min and max must be numbers with min <= max. Received: {dict(entry)!r}")
+        if isinstance(low, int) and isinstance(high, int) and "sampling" not in entry:
+            hp.Int(name, low, high, step=entry.get("step", 1))
+        else:
+            hp.Float(name, float(low), float(high), step=entry.get("step"),
+                     sampling=entry.get("sampling", "linear"))
+    elif isinstance(entry, (list, tuple)):
+        if not entry:
+            raise ValueError(f"{name}: a choice needs at least one value.")
+        hp.Choice(name, list(entry))
+    else:
+        hp.Fixed(name, entry)

@@ -22,7 +22,7 @@ import time
 
 import keras_tuner
 
-from tuning.spaces import narrowed, space
+from tuning.spaces import conditions, narrowed, space
 from visnet.training.config import TrainConfig
 
 TUNERS = ("random", "hyperband", "bayesian")
@@ -43,10 +43,15 @@ class VisnetHyperModel(keras_tuner.HyperModel):
         super().__init__(name=f"visnet-{base.arch}", **kwargs)
         self.base, self.fixed = base, dict(fixed or {})
         self.space = space(base.arch)
+        self.scopes = conditions(base.arch, base)
+        unknown = sorted(set(self.fixed) - set(self.scopes))
+        if unknown:
+            raise ValueError(f"The {base.arch} search space has no {', '.join(unknown)}. "
+                             f"Its hyperparameters: {', '.join(self.scopes)}.")
 
     def config(self, hp) -> TrainConfig:
         """The trial's TrainConfig: the base settings with the space's hyperparameters applied."""
-        narrowed(hp, {k: v for k, v in self.fixed.items() if k not in hp.values})
+        narrowed(hp, {k: v for k, v in self.fixed.items() if k not in hp.values}, self.scopes)
         config = copy.deepcopy(self.base)
         for key, value in self.space(hp, config).items():
             if not hasattr(config, key):
@@ -127,7 +132,7 @@ def make_tuner(kind: str, hypermodel: VisnetHyperModel, objective: str = "val_mA
         raise ValueError(f"max_trials must be >= 1. Received: max_trials={max_trials}")
     goal = keras_tuner.Objective(objective, direction="max")
     # Fixed and narrowed entries are registered with the oracle, which then samples within them.
-    known = narrowed(keras_tuner.HyperParameters(), hypermodel.fixed)
+    known = narrowed(keras_tuner.HyperParameters(), hypermodel.fixed, hypermodel.scopes)
     common = {"seed": seed, "hyperparameters": known}
     if kind == "random":
         oracle = keras_tuner.oracles.RandomSearchOracle(goal, max_trials=max_trials, **common)
