@@ -52,8 +52,11 @@ def test_a_two_trial_search_picks_the_best_val_map_resumes_and_its_run_evaluates
     assert sorted(os.listdir(runs)) == trials
     assert stamps == {t: os.path.getmtime(os.path.join(runs, t, "state.json")) for t in trials}
 
-    # The best run is a run like any other.
+    # The best run is a run like any other: it evaluates and exports.
+    from visnet import export
+
     assert evaluate.main(["--run", os.path.join(out, "best-run"), "--data", catalogue, "--no-progress"]) == 0
+    assert export.main(["--run", os.path.join(out, "best-run"), "--out", str(tmp_path / "models" / "best")]) == 0
 
 
 @pytest.mark.slow
