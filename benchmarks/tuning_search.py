@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     began = time.perf_counter()
     command = [sys.executable, "-m", "tuning.search", "--arch", args.arch, "--data", args.data, "--out",
                args.search_dir, "--tuner", args.tuner, "--max-trials", str(args.max_trials), "--compare-defaults",
-               *TRIAL]
+               "--overwrite", *TRIAL]
     subprocess.run(command, check=True)
     search_seconds = time.perf_counter() - began
     summary = json.load(open(os.path.join(args.search_dir, "search.json")))

@@ -119,6 +119,9 @@ def main(argv: list[str] | None = None) -> int:
         base = base_config(args)
         hypermodel = VisnetHyperModel(base, fixed)
         os.makedirs(args.out, exist_ok=True)
+        if args.overwrite:  # KerasTuner clears its own folder; the defaults and best runs go too
+            for name in ("defaults", "best-run"):
+                shutil.rmtree(os.path.join(args.out, name), ignore_errors=True)
         tuner = make_tuner(args.tuner, hypermodel, args.objective, args.max_trials, args.out, args.seed,
                            args.overwrite, args.progress)
         done = sum(t.status == "COMPLETED" for t in tuner.oracle.trials.values())
