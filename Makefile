@@ -60,6 +60,7 @@ benchmark: $(STAMP)
 	$(BIN)/python benchmarks/weak_labels.py --data ../shared/data/fashion-products
 	$(BIN)/python benchmarks/weak_labels.py --data ../shared/data/fashion-products --recipe siamese-trunk
 	$(BIN)/python benchmarks/training_throughput.py --data ../shared/data/fashion-products --archs siamese,hybrid,visnet,capsule --steps 10
+	$(BIN)/python benchmarks/tuning_search.py --data ../shared/data/fashion-products --arch siamese --max-trials 8
 	$(BIN)/python benchmarks/export_throughput.py --run benchmarks/runs/weakly-siamese-trunk --data ../shared/data/fashion-products
 	$(BIN)/python -m visnet.export --run benchmarks/runs/weakly-siamese-trunk --out benchmarks/models/weakly-siamese-trunk \
 		--version 1 --overwrite
