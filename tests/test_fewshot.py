@@ -11,7 +11,10 @@ from visnet.evaluation.fewshot import (
 )
 
 
-@pytest.mark.parametrize("classifier", ["1nn", "knn", "prototype", "mlp", {"name": "mlp", "pca": 4}])
+@pytest.mark.parametrize("classifier", ["1nn", "knn", "prototype", "mlp", {"name": "mlp", "pca": 4}, "ensemble",
+                                        {"name": "ensemble", "voting": "hard", "members": ["1nn", "knn", "prototype"]},
+                                        {"name": "ensemble", "members": [{"name": "prototype", "columns": [0, 8]},
+                                                                         {"name": "1nn", "columns": [8, 16]}]}])
 def test_every_classifier_is_perfect_on_separable_clusters(classifier):
     x, y = clustered_embeddings(classes=8, per_class=12, dim=16)
     result = evaluate_episodes(x, y, ways=5, shots=3, queries=4, episodes=10, seed=0, classifier=classifier)
@@ -39,10 +42,67 @@ def test_prototypes_are_class_means():
 
 
 def test_registry_and_errors():
-    assert classifiers.names() == ["1nn", "knn", "mlp", "prototype"]
+    assert classifiers.names() == ["1nn", "ensemble", "knn", "mlp", "prototype"]
     assert isinstance(classifiers.get({"name": "mlp", "hidden": 8}), MLP)
     x, y = clustered_embeddings(classes=3, per_class=5)
     with pytest.raises(ValueError, match="need 5 classes"):
         evaluate_episodes(x, y, ways=5, shots=1, queries=2, episodes=2)
     with pytest.raises(ValueError, match="Unknown few-shot classifier: 'svm'"):
         evaluate_episodes(x, y, ways=2, shots=1, queries=2, episodes=2, classifier="svm")
+
+
+def test_scores_are_distributions_over_the_classes_in_order():
+    x, y = clustered_embeddings(classes=4, per_class=5, dim=6)
+    labels = np.array(list("dcba"))[y]
+    for name in ("1nn", "knn", "prototype", "mlp", "ensemble"):
+        model = classifiers.get(name).fit(x, labels)
+        scores = model.scores(x)
+        assert scores.shape == (20, 4) and list(model.classes_) == ["a", "b", "c", "d"]
+        np.testing.assert_allclose(scores.sum(axis=1), 1.0, atol=1e-6)
+        assert (model.classes_[scores.argmax(axis=1)] == labels).all(), name
+
+
+class Fixed:
+    """A stub member that predicts one label and is sure of it."""
+
+    def __init__(self, label, metric=None, seed=None):
+        self.label = label
+
+    def fit(self, x, y):
+        self.classes_ = np.unique(y)
+        return self
+
+    def predict(self, x):
+        return np.full(len(x), self.label)
+
+    def scores(self, x):
+        return np.tile((self.classes_ == self.label).astype(float), (len(x), 1))
+
+
+def test_voting_breaks_ties_deterministically(monkeypatch):
+    from visnet.evaluation import fewshot
+
+    monkeypatch.setattr(fewshot, "_build", lambda config, metric, seed: Fixed(config["label"]))
+    x, y = np.zeros((4, 2)), np.array([0, 1, 2, 2])
+    # Hard: 1 vote for "2", 1 for "0": the member listed first wins; a majority beats it.
+    hard = fewshot.Ensemble([{"label": 2}, {"label": 0}], voting="hard").fit(x, y)
+    assert hard.predict(x[:1]).tolist() == [2]
+    hard = fewshot.Ensemble([{"label": 0}, {"label": 2}], voting="hard").fit(x, y)
+    assert hard.predict(x[:1]).tolist() == [0]
+    assert fewshot.Ensemble([{"label": 0}, {"label": 2}, {"label": 2}], voting="hard").fit(x, y).predict(
+        x[:1]).tolist() == [2]
+    # Soft: equal summed scores go to the first class in sorted order, whatever the member order.
+    soft = fewshot.Ensemble([{"label": 2}, {"label": 1}], voting="soft").fit(x, y)
+    assert soft.predict(x[:1]).tolist() == [1]
+    np.testing.assert_allclose(soft.scores(x[:1]), [[0, 0.5, 0.5]])
+
+
+def test_ensemble_errors_name_the_value():
+    from visnet.evaluation.fewshot import Ensemble
+
+    with pytest.raises(ValueError, match="voting must be one of"):
+        Ensemble(voting="loud")
+    with pytest.raises(ValueError, match="at least one member"):
+        Ensemble(members=[])
+    with pytest.raises(ValueError, match="cannot hold another ensemble"):
+        Ensemble(members=["ensemble"])

@@ -16,19 +16,34 @@ from visnet.registry import Registry
 classifiers = Registry("few-shot classifier")
 
 
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    logits = logits - logits.max(axis=1, keepdims=True)
+    out = np.exp(logits)
+    return out / out.sum(axis=1, keepdims=True)
+
+
 @classifiers.register("1nn")
 class NearestNeighbour:
-    """Predicts the label of the nearest support embedding (ties: first in support order)."""
+    """Predicts the label of the nearest support embedding (ties: first in support order).
+
+    `scores(x)`: (n, classes) softmax of minus each class's nearest distance, columns in `classes_` order.
+    """
 
     def __init__(self, metric: str = "euclidean"):
         self.metric = metric
 
     def fit(self, x: np.ndarray, y: np.ndarray) -> NearestNeighbour:
         self.x_, self.y_ = np.asarray(x), np.asarray(y)
+        self.classes_ = np.unique(self.y_)
         return self
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         return self.y_[np.argmin(pairwise_distances(x, self.x_, self.metric), axis=1)]
+
+    def scores(self, x: np.ndarray) -> np.ndarray:
+        distances = pairwise_distances(x, self.x_, self.metric)
+        nearest = np.stack([distances[:, self.y_ == c].min(axis=1) for c in self.classes_], axis=1)
+        return _softmax(-nearest)
 
 
 @classifiers.register("knn")
@@ -42,9 +57,16 @@ class KNearestNeighbours(NearestNeighbour):
         self.k = k
 
     def predict(self, x: np.ndarray) -> np.ndarray:
+        return vote(self.y_[self._nearest(x)])
+
+    def _nearest(self, x: np.ndarray) -> np.ndarray:
         distances = pairwise_distances(x, self.x_, self.metric)
-        nearest = np.argsort(distances, axis=1, kind="stable")[:, : self.k]
-        return vote(self.y_[nearest])
+        return np.argsort(distances, axis=1, kind="stable")[:, : self.k]
+
+    def scores(self, x: np.ndarray) -> np.ndarray:
+        """The share of the k nearest neighbours in each class."""
+        labels = self.y_[self._nearest(x)]
+        return np.stack([(labels == c).mean(axis=1) for c in self.classes_], axis=1)
 
 
 @classifiers.register("prototype")
@@ -62,6 +84,10 @@ class NearestPrototype:
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         return self.classes_[np.argmin(pairwise_distances(x, self.prototypes_, self.metric), axis=1)]
+
+    def scores(self, x: np.ndarray) -> np.ndarray:
+        """Softmax of minus the distances to the prototypes (the prototypical network's posterior)."""
+        return _softmax(-pairwise_distances(x, self.prototypes_, self.metric))
 
 
 @classifiers.register("mlp")
@@ -105,6 +131,79 @@ class MLP:
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         return self.model_.predict(np.asarray(x))
+
+    @property
+    def classes_(self) -> np.ndarray:
+        return self.model_.classes_
+
+    def scores(self, x: np.ndarray) -> np.ndarray:
+        return self.model_.predict_proba(np.asarray(x))
+
+
+VOTINGS = ("soft", "hard")
+
+
+@classifiers.register("ensemble")
+class Ensemble:
+    """Soft or hard voting over several classifiers fitted on the same support set (Navee report,
+    sec. 4.4.2 and 7.3), each optionally on its own columns of the embedding (one block per run
+    when the embeddings of several runs are concatenated).
+
+    Args:
+        members: sequence of classifier names or config dicts (`{"name": "knn", "k": 3}`); a dict
+            may hold `columns: [start, stop]`, the embedding columns that member sees.
+        voting: str. `soft`: the class with the highest summed `scores`; `hard`: the class most
+            members predict.
+        metric: str. Distance of the distance-based members.
+        seed: int. Seeds the MLP members.
+
+    Ties are settled deterministically: hard voting gives a tied class to the member listed
+    first among those that voted for a tied class; soft voting to the first class in sorted
+    order.
+    """
+
+    def __init__(self, members=("prototype", "1nn", "mlp"), voting: str = "soft", metric: str = "euclidean",
+                 seed: int = 0):
+        if voting not in VOTINGS:
+            raise ValueError(f"voting must be one of {VOTINGS}. Received: voting={voting!r}")
+        members = list(members)
+        if not members:
+            raise ValueError("An ensemble needs at least one member.")
+        if any((m if isinstance(m, str) else m.get("name")) == "ensemble" for m in members):
+            raise ValueError("An ensemble cannot hold another ensemble.")
+        self.members, self.voting, self.metric, self.seed = members, voting, metric, seed
+
+    def fit(self, x: np.ndarray, y: np.ndarray) -> Ensemble:
+        x, y = np.asarray(x), np.asarray(y)
+        self.classes_ = np.unique(y)
+        self.fitted_ = []
+        for i, member in enumerate(self.members):
+            config = {"name": member} if isinstance(member, str) else dict(member)
+            columns = config.pop("columns", None)
+            part = slice(*columns) if columns else slice(None)
+            model = _build(config, self.metric, self.seed + i)
+            self.fitted_.append((part, model.fit(x[:, part], y)))
+        return self
+
+    def scores(self, x: np.ndarray) -> np.ndarray:
+        """(n, classes): the mean of the members' scores (soft) or their vote shares (hard)."""
+        x = np.asarray(x)
+        total = np.zeros((len(x), len(self.classes_)))
+        for part, model in self.fitted_:
+            if self.voting == "soft":
+                scores = model.scores(x[:, part])
+                index = np.searchsorted(self.classes_, model.classes_)
+                total[:, index] += scores
+            else:
+                total[np.arange(len(x)), np.searchsorted(self.classes_, model.predict(x[:, part]))] += 1
+        return total / len(self.fitted_)
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        if self.voting == "soft":
+            return self.classes_[np.argmax(self.scores(x), axis=1)]
+        x = np.asarray(x)
+        votes = np.stack([model.predict(x[:, part]) for part, model in self.fitted_], axis=1)  # (n, members)
+        return vote(votes)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -157,7 +256,7 @@ def evaluate_episodes(
         ways, shots, queries: N, K and query images per class.
         episodes: int. Number of episodes; episode e is drawn from (seed, e), so every
             classifier sees the same episodes.
-        classifier: a name in `classifiers` (`1nn`, `knn`, `prototype`, `mlp`), a config dict,
+        classifier: a name in `classifiers` (`1nn`, `knn`, `prototype`, `mlp`, `ensemble`), a config dict,
             or an object with `fit(x, y)` and `predict(x)`.
         metric: str. Distance of the distance-based classifiers.
         progress: bool. Show a progress bar over the episodes.
@@ -192,6 +291,7 @@ def _build(classifier, metric: str, seed: int):
         classifier = {"name": classifier}
     if isinstance(classifier, dict):
         cls = classifiers.lookup(classifier.get("name"))
-        defaults = {"seed": seed} if cls is MLP else {"metric": metric}
+        defaults = {"seed": seed} if cls is MLP else {"metric": metric, "seed": seed} if cls is Ensemble \
+            else {"metric": metric}
         return classifiers.get({**defaults, **classifier})
     return classifier
