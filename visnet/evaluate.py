@@ -104,33 +104,43 @@ def training_overlap(run, data_path: str) -> list[str]:
             "test images were training images: these figures are not held-out measures"]
 
 
-def run(args: argparse.Namespace) -> dict:
+def make_embedder(args: argparse.Namespace, run_path: str | None, protocol=None):
+    """The embedder of `run_path` (a trained run) or of `--embedder`; returns (embedder, notes)."""
     from visnet.baselines import embedders
-    from visnet.data.protocol import EpisodeSettings, Protocol, find_protocol, make_protocol
-    from visnet.data.readers import load_dataset, parse_spec
-    from visnet.evaluation.benchmark import BenchmarkSettings, format_results, run_benchmark
 
-    _validate(args)
-    notes: list[str] = []
-    layout, path = parse_spec(args.data)
-    protocol_path = args.protocol or find_protocol(path)
-    protocol = Protocol.load(protocol_path) if protocol_path else None
-    # Build the embedder before reading (and checking) every image, so a bad option fails fast.
-    if args.run:
+    if run_path:
         from visnet.training.runs import Run
 
         if args.embedder_option or args.image_size:
             raise ValueError("--embedder-option and --image-size do not apply to --run (the run fixes them).")
-        run = Run(args.run)
-        embedder = run.embedder(args.checkpoint, args.hog_weight)
-        notes = training_overlap(run, path)
-    else:
-        options = dict(args.embedder_option)
-        if args.image_size:
-            options["image_size"] = args.image_size
-        elif protocol and protocol.image_size_hw and getattr(embedders.lookup(args.embedder), "follows_data_size", False):
-            options.setdefault("image_size", protocol.image_size_hw)
-        embedder = embedders.get(args.embedder, **options)
+        run = Run(run_path)
+        from visnet.data.readers import parse_spec
+
+        return run.embedder(args.checkpoint, getattr(args, "hog_weight", None)), training_overlap(
+            run, parse_spec(args.data)[1])
+    options = dict(args.embedder_option)
+    if args.image_size:
+        options["image_size"] = args.image_size
+    elif protocol and protocol.image_size_hw and getattr(embedders.lookup(args.embedder), "follows_data_size", False):
+        options.setdefault("image_size", protocol.image_size_hw)
+    return embedders.get(args.embedder, **options), []
+
+
+def load_protocol(args: argparse.Namespace):
+    """The protocol of `--protocol` or the data folder's protocol.json (None when there is none)."""
+    from visnet.data.protocol import Protocol, find_protocol
+    from visnet.data.readers import parse_spec
+
+    protocol_path = args.protocol or find_protocol(parse_spec(args.data)[1])
+    return Protocol.load(protocol_path) if protocol_path else None
+
+
+def load_data(args: argparse.Namespace, protocol):
+    """The dataset, and the protocol (one made for the data, seed 0, when there is none)."""
+    from visnet.data.protocol import EpisodeSettings, make_protocol
+    from visnet.data.readers import load_dataset, parse_spec
+
+    layout, path = parse_spec(args.data)
     reader_options = {"check": args.check_images, "progress": not args.no_progress}
     if args.label:
         reader_options["label"] = args.label
@@ -144,6 +154,17 @@ def run(args: argparse.Namespace) -> dict:
                                  episodes=episodes)
         print(f"no protocol.json: made one with seed 0 ({len(protocol.novel_classes)} novel classes "
               "held out; --ways/--shots/--queries size it)", file=sys.stderr)
+    return dataset, protocol
+
+
+def run(args: argparse.Namespace) -> dict:
+    from visnet.evaluation.benchmark import BenchmarkSettings, format_results, run_benchmark
+
+    _validate(args)
+    protocol = load_protocol(args)
+    # Build the embedder before reading (and checking) every image, so a bad option fails fast.
+    embedder, notes = make_embedder(args, args.run, protocol)
+    dataset, protocol = load_data(args, protocol)
     settings = BenchmarkSettings(
         recall_ks=args.recall_ks, knn_ks=args.knn, ways=args.ways, shots=args.shots, queries=args.queries,
         episodes=args.episodes, seed=args.seed, classifiers=args.classifiers, metric=args.metric,

@@ -138,6 +138,16 @@ def run_benchmark(
     return results
 
 
+def embed_pool(embedder: Embedder, dataset: Dataset, protocol: Protocol, batch_size: int = 64,
+               progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """(embeddings, labels) of the protocol's novel-class pool, the images few-shot episodes come from."""
+    ids = [i for pool in protocol.novel_pool.values() for i in pool]
+    known = set(dataset.ids)
+    subset = dataset.select([i for i in ids if i in known], "novel pool")
+    embedded, vectors = embed_dataset(embedder, subset, None, batch_size, progress)
+    return vectors, np.array([record.label for record in embedded])
+
+
 def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.1f}%"
 
