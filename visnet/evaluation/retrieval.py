@@ -145,3 +145,26 @@ def retrieval_metrics(
         queries=len(query),
         queries_without_positive=len(query) - n_valid,
     )
+
+
+def pair_distances(query: np.ndarray, query_labels: Sequence, gallery: np.ndarray, gallery_labels: Sequence,
+                   metric: str = "euclidean") -> tuple[np.ndarray, np.ndarray]:
+    """Distances of every (query, gallery) pair, split into same-class and different-class pairs."""
+    from visnet.evaluation.distances import pairwise_distances
+
+    query_labels = _as_labels(query_labels, len(query), "query_labels")
+    gallery_labels = _as_labels(gallery_labels, len(gallery), "gallery_labels")
+    distances = pairwise_distances(query, gallery, metric)
+    same = query_labels[:, None] == gallery_labels[None, :]
+    return distances[same], distances[~same]
+
+
+def precision_recall_points(positive: np.ndarray, negative: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """(precision, recall, average precision) of ranking every pair by distance: a pair is a hit when
+    both images share a class (the retrieval precision-recall curve, pooled over queries)."""
+    from sklearn.metrics import average_precision_score, precision_recall_curve
+
+    truth = np.concatenate([np.ones(len(positive)), np.zeros(len(negative))])
+    score = -np.concatenate([positive, negative])
+    precision, recall, _ = precision_recall_curve(truth, score)
+    return precision, recall, float(average_precision_score(truth, score))
