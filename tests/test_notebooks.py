@@ -9,6 +9,14 @@ from nbclient import NotebookClient
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 NOTEBOOKS = sorted(glob.glob(os.path.join(ROOT, "notebooks", "*.ipynb")))
+#: What each notebook's outputs must show (its last steps ran and printed their results).
+EXPECTED = {
+    "00-data-and-baselines.ipynb": "Open-set retrieval",
+    "01-quickstart.ipynb": "nearest products:",
+    "02-few-shot.ipynb": "ensemble   5-way 1-shot",
+    "03-weak-labels.ipynb": "text search \"striped dress\"",
+    "04-serving.ipynb": "API search:",
+}
 
 
 @pytest.fixture
@@ -26,7 +34,7 @@ def kernel(tmp_path, monkeypatch):
 
 
 def test_there_are_notebooks():
-    assert NOTEBOOKS
+    assert [os.path.basename(p) for p in NOTEBOOKS] == sorted(EXPECTED)
 
 
 @pytest.mark.slow
@@ -38,4 +46,6 @@ def test_notebook_executes(path, tmp_path, kernel):
     outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
     text = "".join(o.get("text", "") for o in outputs)
-    assert "Open-set retrieval" in text  # the last cell printed the benchmark tables
+    assert EXPECTED[os.path.basename(path)] in text
+    if os.path.basename(path) == "02-few-shot.ipynb":  # the heatmap is shown
+        assert any("image/png" in o.get("data", {}) for o in outputs)
