@@ -36,11 +36,13 @@ def accuracy_heatmap(rows: Sequence[dict], path: str, title: str = "") -> str:
             grid[i, j] = 100 * r["accuracy"]
             labels[i][j] = f"{100 * r['accuracy']:.1f}\n± {100 * r['ci95']:.1f}"
     figure, axes = plt.subplots(figsize=(1.2 + 1.3 * len(shots), 1.0 + 0.9 * len(ways)), dpi=100)
-    image = axes.imshow(grid, cmap="viridis", vmin=0, vmax=100, aspect="auto")
+    colours = plt.get_cmap("viridis").copy()
+    colours.set_bad("lightgrey")  # cells the pool could not fill
+    image = axes.imshow(np.ma.masked_invalid(grid), cmap=colours, vmin=0, vmax=100, aspect="auto")
     for i in range(len(ways)):
         for j in range(len(shots)):
-            dark = not np.isnan(grid[i, j]) and grid[i, j] > 60
-            axes.text(j, i, labels[i][j], ha="center", va="center", fontsize=8, color="black" if dark else "white")
+            light = np.isnan(grid[i, j]) or grid[i, j] > 60
+            axes.text(j, i, labels[i][j], ha="center", va="center", fontsize=8, color="black" if light else "white")
     axes.set_xticks(range(len(shots)), [f"{s}-shot" for s in shots])
     axes.set_yticks(range(len(ways)), [f"{w}-way" for w in ways])
     axes.set_title(title, fontsize=9)
