@@ -1,0 +1,106 @@
+"""Model-Agnostic Meta-Learning (Finn, Abbeel & Levine, 2017) for N-way K-shot classification.
+
+MAML learns initial weights θ from which a few gradient steps on an episode's support set give a
+good classifier of that episode's queries:
+
+    inner (per episode):  θ'_i = θ - α ∇θ L_support(θ)          (`inner_steps` times)
+    outer (per meta-batch): θ ← θ - β ∇θ Σ_episodes L_query(θ')
+
+The second-order variant differentiates through the inner updates (a Hessian-vector product
+per step); `first_order=True` treats the inner gradients as constants (FOMAML), which costs
+one backward pass less. The model is any Keras model mapping images to `ways` logits; weights
+are swapped in with `model.stateless_call`, so the same functional model serves every episode,
+and TensorFlow's `GradientTape` takes the (nested) gradients.
+
+    maml = MAML(classifier, ways=5, inner_steps=1, inner_lr=0.4, outer_lr=1e-3)
+    loss, accuracy = maml.meta_step([(support_x, support_y, query_x, query_y), ...])
+    accuracy = maml.evaluate_episode(support_x, support_y, query_x, query_y)
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+
+def _cross_entropy(labels, logits):
+    return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(tf.cast(labels, tf.int32), logits))
+
+
+class MAML:
+    """Meta-learning of a classifier's initial weights.
+
+    Args:
+        model: keras.Model. Images (or features) -> `ways` logits.
+        ways: int. Classes per episode (labels are 0 .. ways - 1 within an episode).
+        inner_steps: int. Gradient steps on the support set.
+        inner_lr: float. α, the inner learning rate.
+        outer_lr: float. β, the meta learning rate (Adam).
+        first_order: bool. First-order MAML (no gradient through the inner updates).
+        optimizer: keras optimizer or None (default: Adam(outer_lr)).
+    """
+
+    def __init__(self, model: keras.Model, ways: int, inner_steps: int = 1, inner_lr: float = 0.4,
+                 outer_lr: float = 1e-3, first_order: bool = False, optimizer=None):
+        if ways < 2:
+            raise ValueError(f"ways must be >= 2. Received: ways={ways}")
+        if inner_steps < 1:
+            raise ValueError(f"inner_steps must be >= 1. Received: inner_steps={inner_steps}")
+        if inner_lr <= 0 or outer_lr <= 0:
+            raise ValueError(f"inner_lr and outer_lr must be > 0. Received: inner_lr={inner_lr}, outer_lr={outer_lr}")
+        if model.outputs[0].shape[-1] != ways:
+            raise ValueError(f"The model has {model.outputs[0].shape[-1]} outputs but ways={ways}.")
+        self.model, self.ways, self.inner_steps = model, ways, inner_steps
+        self.inner_lr, self.outer_lr, self.first_order = inner_lr, outer_lr, first_order
+        self.optimizer = optimizer or keras.optimizers.Adam(outer_lr)
+        self.optimizer.build(model.trainable_variables)
+
+    def _logits(self, weights, x, training: bool = True):
+        logits, _ = self.model.stateless_call(weights, [v.value for v in self.model.non_trainable_variables], x,
+                                              training=training)
+        return logits
+
+    def adapt(self, weights, support_x, support_y):
+        """The weights after `inner_steps` gradient steps on the support set (differentiable unless first-order)."""
+        for _ in range(self.inner_steps):
+            with tf.GradientTape() as tape:
+                tape.watch(weights)
+                loss = _cross_entropy(support_y, self._logits(weights, support_x))
+            gradients = tape.gradient(loss, weights)
+            if self.first_order:
+                gradients = [tf.stop_gradient(g) for g in gradients]
+            weights = [w - self.inner_lr * g for w, g in zip(weights, gradients)]
+        return weights
+
+    def meta_gradients(self, episodes):
+        """(mean query loss, mean query accuracy, gradients w.r.t. the model's trainable variables)."""
+        variables = self.model.trainable_variables
+        with tf.GradientTape() as outer:
+            weights = [tf.identity(v.value) for v in variables]
+            outer.watch(weights)
+            losses, accuracies = [], []
+            for support_x, support_y, query_x, query_y in episodes:
+                adapted = self.adapt(weights, support_x, support_y)
+                logits = self._logits(adapted, query_x)
+                losses.append(_cross_entropy(query_y, logits))
+                accuracies.append(tf.reduce_mean(tf.cast(tf.equal(tf.argmax(logits, axis=-1, output_type=tf.int32),
+                                                                  tf.cast(query_y, tf.int32)), tf.float32)))
+            loss = tf.add_n(losses) / len(losses)
+        gradients = outer.gradient(loss, weights)
+        return float(loss), float(tf.add_n(accuracies) / len(accuracies)), gradients
+
+    def meta_step(self, episodes) -> tuple[float, float]:
+        """One outer update from a meta-batch of episodes (support_x, support_y, query_x, query_y)."""
+        if not episodes:
+            raise ValueError("meta_step needs at least one episode.")
+        loss, accuracy, gradients = self.meta_gradients(episodes)
+        self.optimizer.apply(gradients, self.model.trainable_variables)
+        return loss, accuracy
+
+    def evaluate_episode(self, support_x, support_y, query_x, query_y) -> float:
+        """Query accuracy after adapting to the support set (the model's own weights are unchanged)."""
+        weights = [tf.identity(v.value) for v in self.model.trainable_variables]
+        adapted = self.adapt(weights, support_x, support_y)
+        predictions = np.argmax(np.asarray(self._logits(adapted, query_x, training=False)), axis=-1)
+        return float(np.mean(predictions == np.asarray(query_y)))
