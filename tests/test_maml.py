@@ -102,3 +102,34 @@ def test_settings_are_checked():
     with pytest.raises(ValueError, match="meta_step needs at least one episode"):
         MAML(model, ways=2).meta_step([])
     assert tf.executing_eagerly()
+
+
+@pytest.mark.slow
+def test_arch_maml_trains_a_run_that_evaluates(catalogue, tmp_path, capsys):
+    import json
+    import os
+
+    from visnet import evaluate, train
+    from visnet.training.runs import Run
+
+    out = str(tmp_path / "maml")
+    args = ["--arch", "maml", "--data", catalogue, "--out", out, "--image-size", "32x24", "--backbone", "koch",
+            "--backbone-option", "width=4", "--p", "3", "--k", "4", "--epochs", "2", "--steps-per-epoch", "2",
+            "--arch-option", "meta_batch=2", "--arch-option", "first_order=true", "--val", "images:0.34",
+            "--no-progress"]
+    assert train.main(args) == 0, capsys.readouterr().err
+    state = json.load(open(os.path.join(out, "state.json")))
+    assert state["epochs_done"] == 2 and {"loss", "query_accuracy", "val_mAP"} <= set(state["history"][-1])
+    info = json.load(open(os.path.join(out, "run.json")))
+    assert info["loss"] == {"name": "maml", "ways": 3, "shots": 2, "queries": 2, "inner_steps": 1, "inner_lr": 0.4,
+                            "first_order": True, "meta_batch": 2}
+    model = Run(out).model()
+    assert model.output.shape[-1] != 3  # the embedding, not the 3-way head
+    assert evaluate.main(["--run", out, "--data", catalogue, "--episodes", "4", "--no-progress"]) == 0
+    capsys.readouterr()
+    assert train.main([*args, "--resume"]) == 2
+    assert "not supported yet" in capsys.readouterr().err
+    bad = [*args, "--shots", "4"]
+    bad[bad.index("--out") + 1] = str(tmp_path / "bad")
+    assert train.main(bad) == 2
+    assert "must exceed shots" in capsys.readouterr().err

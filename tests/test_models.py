@@ -93,3 +93,16 @@ def test_hybrid_errors_name_the_values():
         models.with_hog(models.build("siamese", input_shape=(32, 32, 3), **TINY["siamese"]), 0.5, "caffe")
     with pytest.raises(ValueError, match="height 30 does not fit HOG blocks"):
         models.build("hybrid", input_shape=(30, 32, 3), **TINY["hybrid"])
+
+
+def test_maml_network_standard_checks_and_its_embedding(tmp_path):
+    import keras
+
+    from visnet.models.common import embedding_model
+
+    model = models.build("maml", input_shape=(32, 32, 3), ways=3, backbone="conv4", backbone_options={"width": 4})
+    check_model(model, (32, 32, 3), (3,), tmp_path, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                labels=[0, 1, 2, 1])
+    assert embedding_model(model).output.shape[-1] == 4 * 2 * 2  # the head dropped
+    with pytest.raises(ValueError, match="ways must be >= 2"):
+        models.build("maml", input_shape=(32, 32, 3), ways=1)

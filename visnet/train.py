@@ -61,7 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     loss.add_argument("--margin", type=float, help="loss margin (hinge: the gap g)")
     loss.add_argument("--top-k", type=float, help="fraction of largest triplet losses kept by top-k mining")
     loss.add_argument("--distance", choices=("euclidean", "squared"), help="loss distance")
-    loss.add_argument("--shots", type=int, help="prototypical: support images per class in a batch (default k // 2)")
+    loss.add_argument("--shots", type=int,
+                      help="prototypical and maml: support images per class of an episode (default k // 2)")
     loss.add_argument("--scale", type=float, help="normsoftmax, sampled-softmax: inverse temperature of the softmax "
                       "(default 16)")
     loss.add_argument("--p", type=int, default=d.p, help=f"classes per batch (default {d.p})")

@@ -16,6 +16,7 @@ import keras
 
 from visnet.models.capsule import build_capsule
 from visnet.models.hybrid import build_hybrid, with_hog
+from visnet.models.maml import build_maml
 from visnet.models.protonet import build_protonet
 from visnet.models.siamese import build_siamese
 from visnet.models.visnet import build_visnet
@@ -44,6 +45,7 @@ architectures.register("hybrid")(ArchInfo(build_hybrid, {"name": "normsoftmax", 
 architectures.register("weakly")(ArchInfo(build_weakly, {"name": "sampled-softmax", "negatives": 100,
                                                            "close_negatives": 0, "scale": 16.0}, "resnet50", 400))
 architectures.register("protonet")(ArchInfo(build_protonet, {"name": "prototypical"}, "conv4", 0))
+architectures.register("maml")(ArchInfo(build_maml, {"name": "maml"}, "conv4", 0))
 
 
 def build(name: str, **options: Any) -> keras.Model:
@@ -56,5 +58,6 @@ def build(name: str, **options: Any) -> keras.Model:
     return info.build(**options)
 
 
-__all__ = ["ArchInfo", "architectures", "build", "build_capsule", "build_hybrid", "build_protonet", "build_siamese",
+__all__ = ["ArchInfo", "architectures", "build", "build_capsule", "build_hybrid", "build_maml", "build_protonet",
+           "build_siamese",
            "build_visnet", "build_weakly", "with_hog", "words_head"]

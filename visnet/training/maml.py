@@ -104,3 +104,104 @@ class MAML:
         adapted = self.adapt(weights, support_x, support_y)
         predictions = np.argmax(np.asarray(self._logits(adapted, query_x, training=False)), axis=-1)
         return float(np.mean(predictions == np.asarray(query_y)))
+
+
+#: arch_options of `--arch maml` that set the meta-learning loop (the others build the network).
+LOOP_OPTIONS = {"inner_steps": 1, "inner_lr": 0.4, "first_order": False, "meta_batch": 4}
+
+
+def train_maml(config, resume: bool = False, progress: bool = True, log=print):
+    """Meta-trains `--arch maml` on N-way K-shot episodes of the training classes and writes a run.
+
+    Episodes are `config.p` ways with `config.shots` (default k // 2) support and the rest of
+    `config.k` as queries per class; each step averages `meta_batch` episodes; an epoch is
+    `steps_per_epoch` steps (default 100). Validation, checkpoints and the run directory are those
+    of every run (`val_mAP` of the embedding, `best.keras`, `state.json`), so evaluation, export,
+    reports and tuning take MAML runs as they are. Images are not augmented.
+    """
+    import copy
+    import json
+    import os
+
+    from visnet.data.pipeline import load_images
+    from visnet.data.samplers import EpisodeSampler
+    from visnet.models.common import embedding_model
+    from visnet.training.callbacks import RetrievalValidation, RunCheckpoint
+    from visnet.training.data import image_spec, read_training_data
+    from visnet.training.runs import Run
+    from visnet.training.trainer import (
+        _normalized,
+        _versions,
+        build_model,
+        input_normalization,
+        resolve_loss,
+    )
+
+    if resume:
+        raise ValueError("Resuming a MAML run is not supported yet: start it again with another --out.")
+    if os.path.exists(os.path.join(config.out, "state.json")):
+        raise FileExistsError(f"{config.out} already holds a run: choose another --out.")
+    loop = {**LOOP_OPTIONS, **{k: v for k, v in config.arch_options.items() if k in LOOP_OPTIONS}}
+    ways, shots = config.p, config.shots or max(1, config.k // 2)
+    queries = config.k - shots
+    if queries < 1:
+        raise ValueError(f"MAML episodes need queries: k ({config.k}) must exceed shots ({shots}).")
+    if int(loop["meta_batch"]) < 1:
+        raise ValueError(f"meta_batch must be >= 1. Received: meta_batch={loop['meta_batch']}")
+    build_config = copy.deepcopy(config)
+    build_config.arch_options = {**{k: v for k, v in config.arch_options.items() if k not in LOOP_OPTIONS},
+                                 "ways": ways}
+    keras.utils.set_random_seed(config.seed)
+    model = build_model(build_config, resolve_loss(config))  # settings fail fast, before any image is read
+    data = read_training_data(config, progress=progress)
+    log(data.train.summary())
+    spec = image_spec(config, input_normalization(config))
+    images, kept = load_images(data.train.paths, image_spec(config, "none"), progress=progress)
+    images = _normalized(images, spec.normalization)
+    labels = data.train.label_ids(data.classes)[kept]
+    steps = config.steps_per_epoch or 100
+    meta_batch = int(loop["meta_batch"])
+    sampler = EpisodeSampler(labels, ways, shots, queries, episodes=steps * meta_batch * config.epochs,
+                             seed=config.seed)
+    maml = MAML(model, ways, int(loop["inner_steps"]), float(loop["inner_lr"]), config.lr,
+                bool(loop["first_order"]))
+    embedder = embedding_model(model)
+    validation = None
+    if data.val is not None:
+        val_images, val_kept = load_images(data.val.paths, image_spec(config, "none"))
+        validation = RetrievalValidation(_normalized(val_images, spec.normalization),
+                                         np.array(data.val.labels)[val_kept])
+    os.makedirs(config.out, exist_ok=True)
+    config.save(os.path.join(config.out, "config.json"))
+    info = {"arch": "maml", "loss": {"name": "maml", "ways": ways, "shots": shots, "queries": queries, **loop},
+            "image_spec": spec.to_dict(), "classes": data.classes, "train_images": len(labels),
+            "val_images": 0 if validation is None else len(validation.labels), "steps_per_epoch": steps,
+            "parameters": model.count_params(), "versions": _versions()}
+    if validation is not None:
+        info["untrained"] = validation.measure(embedder)
+        log(f"untrained: val_mAP {info['untrained']['val_mAP']:.3f}")
+    with open(os.path.join(config.out, "run.json"), "w", encoding="utf-8") as handle:
+        json.dump(info, handle, indent=2)
+    checkpoint = RunCheckpoint(config.out, "val_mAP" if validation else None, config.patience)
+    checkpoint.set_model(model)
+    index = 0
+    for epoch in range(config.epochs):
+        losses, accuracies = [], []
+        for _ in range(steps):
+            episodes = []
+            for _ in range(meta_batch):
+                episode = sampler.episode(index)
+                index += 1
+                episodes.append((images[episode.support], episode.support_labels,
+                                 images[episode.query], episode.query_labels))
+            loss, accuracy = maml.meta_step(episodes)
+            losses.append(loss)
+            accuracies.append(accuracy)
+        logs = {"loss": float(np.mean(losses)), "query_accuracy": float(np.mean(accuracies))}
+        if validation is not None:
+            logs.update(validation.measure(embedder))
+        log(f"epoch {epoch + 1}/{config.epochs}: " + ", ".join(f"{k} {v:.4f}" for k, v in logs.items()))
+        checkpoint.on_epoch_end(epoch, logs)
+        if checkpoint.state.get("stopped_early"):
+            break
+    return Run(config.out)

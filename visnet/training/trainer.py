@@ -18,6 +18,7 @@ _LOSS_KEYS = {
     "hinge": ("margin", "mining", "top_k"),
     "contrastive": ("margin", "distance"),
     "prototypical": ("shots",),
+    "maml": ("shots",),  # the meta-learning loop of visnet.training.maml, not a Keras loss
     "normsoftmax": ("scale",),
     "sampled-softmax": ("negatives", "close_negatives", "scale"),
 }
@@ -220,6 +221,10 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
     config.validate()
     if not config.out:
         raise ValueError("out (the run directory) is required.")
+    if config.arch == "maml":  # episodic meta-learning: its own loop, the same run directory
+        from visnet.training.maml import train_maml
+
+        return train_maml(config, resume, progress, log)
     from visnet.training.callbacks import load_state
 
     state = load_state(config.out) if resume else None
