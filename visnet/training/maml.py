@@ -99,10 +99,14 @@ class MAML:
         return loss, accuracy
 
     def evaluate_episode(self, support_x, support_y, query_x, query_y) -> float:
-        """Query accuracy after adapting to the support set (the model's own weights are unchanged)."""
+        """Query accuracy after adapting to the support set (the model's own weights are unchanged).
+
+        Batch normalisation uses the query batch's statistics, as in meta-training (and as Finn et
+        al. do): meta-training never updates the moving averages inference mode would use.
+        """
         weights = [tf.identity(v.value) for v in self.model.trainable_variables]
         adapted = self.adapt(weights, support_x, support_y)
-        predictions = np.argmax(np.asarray(self._logits(adapted, query_x, training=False)), axis=-1)
+        predictions = np.argmax(np.asarray(self._logits(adapted, query_x, training=True)), axis=-1)
         return float(np.mean(predictions == np.asarray(query_y)))
 
 
