@@ -77,10 +77,13 @@ def _task(rng, shots=5, queries=10, dims=20):
     return (*draw(shots), *draw(queries))
 
 
-@pytest.mark.parametrize("first_order", [False, True])
-def test_a_toy_task_beats_chance_after_a_few_meta_steps(first_order):
+@pytest.mark.parametrize("first_order, batch_norm", [(False, False), (True, False), (True, True)])
+def test_a_toy_task_beats_chance_after_a_few_meta_steps(first_order, batch_norm):
     keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((20,)), keras.layers.Dense(32, activation="relu"), keras.layers.Dense(2)])
+    hidden = [keras.layers.Dense(32), keras.layers.BatchNormalization(), keras.layers.ReLU()] if batch_norm else \
+        [keras.layers.Dense(32, activation="relu")]
+    # With batch norm, evaluation must use batch statistics: meta-training never updates the moving ones.
+    model = keras.Sequential([keras.Input((20,)), *hidden, keras.layers.Dense(2)])
     maml = MAML(model, ways=2, inner_steps=2, inner_lr=0.3, outer_lr=1e-2, first_order=first_order)
     rng = np.random.default_rng(0)
     test_tasks = [_task(np.random.default_rng(1000 + i)) for i in range(30)]
