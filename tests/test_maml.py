@@ -117,14 +117,17 @@ def test_arch_maml_trains_a_run_that_evaluates(catalogue, tmp_path, capsys):
 
     out = str(tmp_path / "maml")
     args = ["--arch", "maml", "--data", catalogue, "--out", out, "--image-size", "32x24", "--backbone", "koch",
-            "--backbone-option", "width=4", "--p", "3", "--k", "4", "--epochs", "2", "--steps-per-epoch", "2",
+            "--backbone-option", "width=4", "--p", "3", "--k", "3", "--epochs", "2", "--steps-per-epoch", "2",
             "--arch-option", "meta_batch=2", "--arch-option", "first_order=true", "--val", "images:0.34",
             "--no-progress"]
     assert train.main(args) == 0, capsys.readouterr().err
     state = json.load(open(os.path.join(out, "state.json")))
-    assert state["epochs_done"] == 2 and {"loss", "query_accuracy", "val_mAP"} <= set(state["history"][-1])
+    assert state["epochs_done"] == 2
+    assert {"loss", "query_accuracy", "val_mAP", "val_episode_accuracy"} <= set(state["history"][-1])
+    best = max(state["history"], key=lambda epoch: epoch["val_episode_accuracy"])  # MAML's own rule selects
+    assert state["best_epoch"] == best["epoch"]
     info = json.load(open(os.path.join(out, "run.json")))
-    assert info["loss"] == {"name": "maml", "ways": 3, "shots": 2, "queries": 2, "inner_steps": 1, "inner_lr": 0.4,
+    assert info["loss"] == {"name": "maml", "ways": 3, "shots": 1, "queries": 2, "inner_steps": 1, "inner_lr": 0.4,
                             "first_order": True, "meta_batch": 2}
     model = Run(out).model()
     assert model.output.shape[-1] != 3  # the embedding, not the 3-way head
