@@ -269,14 +269,7 @@ class SearchService:
 
     @staticmethod
     def present(record: dict) -> dict:
-        out = dict(record)
-        if isinstance(out.get("labels"), str):
-            try:
-                out["labels"] = json.loads(out["labels"])
-            except ValueError:
-                pass
-        out["image_url"] = f"/items/{out['id']}/image"
-        return out
+        return {**record, "image_url": f"/items/{record['id']}/image"}  # the catalogue decodes labels
 
     # Writing -----------------------------------------------------------------------------------
     def check_key(self, key: str | None) -> None:

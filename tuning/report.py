@@ -58,11 +58,9 @@ def write_tables(rows: list[dict], objective: str, out_dir: str) -> tuple[str, s
 
 def plot_objective(rows: list[dict], objective: str, path: str, baseline: float | None = None) -> str:
     """The objective of each trial (and the best so far) as a PNG."""
-    import matplotlib
+    from visnet.evaluation.plots import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     scored = [(int(row["trial"]), row[objective]) for row in rows if row.get(objective) is not None]
     figure, axes = plt.subplots(figsize=(6, 3.5), dpi=100)
     if scored:
@@ -76,7 +74,4 @@ def plot_objective(rows: list[dict], objective: str, path: str, baseline: float 
     axes.set_ylabel(objective)
     axes.legend(loc="lower right")
     axes.grid(alpha=0.3)
-    figure.tight_layout()
-    figure.savefig(path)
-    plt.close(figure)
-    return path
+    return save_figure(figure, path)

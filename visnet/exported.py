@@ -43,11 +43,12 @@ class DeadlineError(ServingError):
 
 # The interface ---------------------------------------------------------------------------------
 class Predictor:
-    """A model behind `predict`; subclasses implement `predict`."""
+    """A model behind `predict`; subclasses implement `predict` (a subclass that only embeds, such as a
+    test stub, may override `embed` alone)."""
 
     def predict(self, inputs: dict, signature: str = "serving_default") -> dict:
         """Runs `signature` on `inputs` (name -> array-like); returns name -> numpy array."""
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} does not implement predict().")
 
     def embed(self, images: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
         """(embeddings (n, d), valid (n,)) of encoded images: `valid` is False where a string is not a usable image."""

@@ -5,13 +5,22 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib.pyplot on the Agg backend (no display needed)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def save_figure(figure, path: str) -> str:
+    """Lays out, writes and closes `figure`; returns `path`."""
+    figure.tight_layout()
+    figure.savefig(path)
+    pyplot().close(figure)
+    return path
 
 
 def accuracy_heatmap(rows: Sequence[dict], path: str, title: str = "") -> str:
@@ -25,7 +34,7 @@ def accuracy_heatmap(rows: Sequence[dict], path: str, title: str = "") -> str:
     """
     import numpy as np
 
-    plt = _pyplot()
+    plt = pyplot()
     ways = sorted({r["ways"] for r in rows})
     shots = sorted({r["shots"] for r in rows})
     grid = np.full((len(ways), len(shots)), np.nan)
@@ -47,15 +56,12 @@ def accuracy_heatmap(rows: Sequence[dict], path: str, title: str = "") -> str:
     axes.set_yticks(range(len(ways)), [f"{w}-way" for w in ways])
     axes.set_title(title, fontsize=9)
     figure.colorbar(image, ax=axes, label="accuracy (%)")
-    figure.tight_layout()
-    figure.savefig(path)
-    plt.close(figure)
-    return path
+    return save_figure(figure, path)
 
 
 def precision_recall(curves: dict, path: str, title: str = "") -> str:
     """Precision-recall curves of retrieval (name -> (precision, recall, average precision)) as a PNG."""
-    plt = _pyplot()
+    plt = pyplot()
     figure, axes = plt.subplots(figsize=(5, 4), dpi=100)
     for name, (precision, recall, ap) in curves.items():
         axes.plot(recall, precision, label=f"{name} (AP {ap:.3f})")
@@ -66,10 +72,7 @@ def precision_recall(curves: dict, path: str, title: str = "") -> str:
     axes.set_title(title, fontsize=9)
     axes.legend(loc="upper right", fontsize=8)
     axes.grid(alpha=0.3)
-    figure.tight_layout()
-    figure.savefig(path)
-    plt.close(figure)
-    return path
+    return save_figure(figure, path)
 
 
 def distance_histograms(panels: dict, path: str, title: str = "") -> str:
@@ -77,7 +80,7 @@ def distance_histograms(panels: dict, path: str, title: str = "") -> str:
     (name -> (positive distances, negative distances)), as in the Navee report's figure 20."""
     import numpy as np
 
-    plt = _pyplot()
+    plt = pyplot()
     figure, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.4), dpi=100, squeeze=False)
     for axis, (name, (positive, negative)) in zip(axes[0], panels.items()):
         high = float(np.percentile(np.concatenate([positive, negative]), 99.5)) if len(positive) + len(negative) else 1
@@ -88,17 +91,14 @@ def distance_histograms(panels: dict, path: str, title: str = "") -> str:
         axis.set_xlabel("distance")
         axis.legend(fontsize=7)
     figure.suptitle(title, fontsize=9)
-    figure.tight_layout()
-    figure.savefig(path)
-    plt.close(figure)
-    return path
+    return save_figure(figure, path)
 
 
 def embedding_map(points, labels, path: str, title: str = "") -> str:
     """A 2-D map of embeddings (PCA or t-SNE coordinates) coloured by class, as a PNG."""
     import numpy as np
 
-    plt = _pyplot()
+    plt = pyplot()
     labels = np.asarray(labels)
     classes = sorted(set(labels.tolist()))
     colours = plt.get_cmap("tab20", max(len(classes), 1))
@@ -111,15 +111,12 @@ def embedding_map(points, labels, path: str, title: str = "") -> str:
     axes.set_xticks([])
     axes.set_yticks([])
     axes.set_title(title, fontsize=9)
-    figure.tight_layout()
-    figure.savefig(path)
-    plt.close(figure)
-    return path
+    return save_figure(figure, path)
 
 
 def training_curves(history: list[dict], path: str, title: str = "") -> str:
     """Loss and validation metrics per epoch (a run's `history`) as a PNG."""
-    plt = _pyplot()
+    plt = pyplot()
     epochs = [i + 1 for i in range(len(history))]
     metrics = [k for k in ("val_mAP", "val_recall@1", "val_recall@5") if any(k in h for h in history)]
     figure, (loss_axis, metric_axis) = plt.subplots(1, 2, figsize=(9, 3.4), dpi=100)
@@ -135,7 +132,4 @@ def training_curves(history: list[dict], path: str, title: str = "") -> str:
     for axis in (loss_axis, metric_axis):
         axis.grid(alpha=0.3)
     figure.suptitle(title, fontsize=9)
-    figure.tight_layout()
-    figure.savefig(path)
-    plt.close(figure)
-    return path
+    return save_figure(figure, path)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from visnet.models.common import image_input, trunk
+from visnet.models.protonet import build_protonet
 
 
 def build_maml(
@@ -32,10 +32,7 @@ def build_maml(
     """
     if ways < 2:
         raise ValueError(f"ways must be >= 2. Received: ways={ways}")
-    inputs = image_input(input_shape)
-    x = layers.Flatten(name="flatten")(trunk(inputs, backbone, weights, trainable, remove_top, backbone_options))
-    if embedding_dim:
-        x = layers.Dense(embedding_dim, name="projection")(x)
-    embedding = layers.Activation("linear", name="embedding", dtype="float32")(x)
-    logits = layers.Dense(ways, name="classifier", dtype="float32")(embedding)
-    return keras.Model(inputs, logits, name="maml")
+    # The prototypical network's embedding (trunk -> flatten -> optional projection), plus the head.
+    base = build_protonet(input_shape, embedding_dim, backbone, weights, trainable, remove_top, backbone_options)
+    logits = layers.Dense(ways, name="classifier", dtype="float32")(base.output)
+    return keras.Model(base.input, logits, name="maml")
