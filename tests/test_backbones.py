@@ -36,7 +36,7 @@ def test_remove_top_layers_cuts_the_trunk():
     full = build_backbone("vgg16", (64, 64, 3))
     cut = build_backbone("vgg16", (64, 64, 3), remove_top=1)  # drops block5_pool
     assert full.output.shape[1:] == (2, 2, 512) and cut.output.shape[1:] == (4, 4, 512)
-    with pytest.raises(ValueError, match="remove_top_layers must be in"):
+    with pytest.raises(ValueError, match="layers to remove must be in"):
         build_backbone("tiny", (16, 16, 3), remove_top=5)
 
 

@@ -12,7 +12,6 @@ embedding (voting over runs).
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import sys
@@ -88,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"--out is a prefix for files, not a directory. Received: {args.out}")
         from visnet.evaluate import load_data, load_protocol, make_embedder
         from visnet.evaluation.benchmark import embed_pool
-        from visnet.evaluation.fewshot import evaluate_episodes
+        from visnet.evaluation.fewshot import accuracy_grid, format_cell, write_grid_csv
         from visnet.evaluation.plots import accuracy_heatmap
 
         classifier_config(args, [(0, 1)])  # names checked before any image is read
@@ -107,25 +106,10 @@ def main(argv: list[str] | None = None) -> int:
         widths = np.cumsum([0] + [p.shape[1] for p in parts])
         x = np.concatenate(parts, axis=1)
         classifier = classifier_config(args, list(zip(widths[:-1].tolist(), widths[1:].tolist())))
-        rows = []
-        for ways in args.ways:
-            for shots in args.shots:
-                try:
-                    result = evaluate_episodes(x, labels, ways, shots, args.queries, args.episodes, args.seed,
-                                               classifier, args.metric, progress=not args.no_progress)
-                    rows.append(result.to_dict())
-                except ValueError as error:  # too few classes or images for the cell
-                    rows.append({"ways": ways, "shots": shots, "queries_per_class": args.queries,
-                                 "classifier": args.classifier, "episodes": 0, "accuracy": None, "ci95": None,
-                                 "error": str(error)})
-                    print(f"n/a {ways}-way {shots}-shot: {error}", file=sys.stderr)
+        rows = accuracy_grid(x, labels, args.ways, args.shots, args.queries, args.episodes, args.seed, classifier,
+                             args.metric, progress=not args.no_progress, log=lambda m: print(m, file=sys.stderr))
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        with open(args.out + ".csv", "w", newline="", encoding="utf-8") as handle:
-            writer = csv.DictWriter(handle, ["ways", "shots", "classifier", "accuracy", "ci95", "episodes",
-                                             "queries_per_class", "error"])
-            writer.writeheader()
-            for row in rows:
-                writer.writerow({key: row.get(key) for key in writer.fieldnames})
+        write_grid_csv(rows, args.out + ".csv")
         label = args.classifier if args.classifier != "ensemble" else f"{args.voting} ensemble of {'+'.join(args.members)}"
         title = f"{' + '.join(names)}: {label}, {args.episodes} episodes, {len(set(labels))} novel classes"
         accuracy_heatmap(rows, args.out + ".png", title)
@@ -134,11 +118,10 @@ def main(argv: list[str] | None = None) -> int:
                   "rows": rows, "seconds": round(time.perf_counter() - began, 1)}
         with open(args.out + ".json", "w", encoding="utf-8") as handle:
             json.dump(report, handle, indent=2, default=str)
-    except (ValueError, TypeError, OSError, KeyError) as error:
+    except (ValueError, TypeError, OSError, RuntimeError, KeyError) as error:
         return report_error(error)
     for row in rows:
-        value = "n/a" if row["accuracy"] is None else f"{100 * row['accuracy']:.1f} ± {100 * row['ci95']:.1f}%"
-        print(f"{row['ways']:>3}-way {row['shots']:>2}-shot  {value}")
+        print(f"{row['ways']:>3}-way {row['shots']:>2}-shot  {format_cell(row)}")
     print(f"wrote {args.out}.csv, {args.out}.png, {args.out}.json in {report['seconds']:.0f} s")
     return 0
 

@@ -81,14 +81,21 @@ def set_trainable(model: keras.Model, info: BackboneInfo, trainable: str | int) 
         layer.trainable = layer.name.startswith(open_blocks)
 
 
+def cut_layer(model: keras.Model, n: int):
+    """The layer `n` layers below `model`'s output (0: the output layer), checked to give a feature map."""
+    layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
+    if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n < len(layers):
+        raise ValueError(f"The number of layers to remove must be in [0, {len(layers) - 1}] for {model.name}. "
+                         f"Received: {n!r}")
+    layer = layers[-1 - n]
+    if len(layer.output.shape) != 4:
+        raise ValueError(f"Removing {n} layers from {model.name} leaves {layer.name}, whose output is "
+                         f"{len(layer.output.shape)}-D; need a feature map.")
+    return layer
+
+
 def remove_top_layers(model: keras.Model, n: int) -> keras.Model:
     """The backbone cut `n` layers below its output (the Navee report's layer removal)."""
     if n == 0:
         return model
-    layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
-    if not 0 < n < len(layers):
-        raise ValueError(f"remove_top_layers must be in [0, {len(layers) - 1}]. Received: {n}")
-    output = layers[-1 - n].output
-    if len(output.shape) != 4:
-        raise ValueError(f"Removing {n} layers leaves a {len(output.shape)}-D output; need a feature map.")
-    return keras.Model(model.inputs, output, name=f"{model.name}_minus{n}")
+    return keras.Model(model.inputs, cut_layer(model, n).output, name=f"{model.name}_minus{n}")

@@ -12,10 +12,9 @@ import numpy as np
 from visnet.data.image_spec import ImageSpec
 from visnet.data.protocol import Protocol
 from visnet.data.records import Dataset
-from visnet.data.samplers import NotEnoughClassesError
 from visnet.evaluation.classification import knn_accuracy
 from visnet.evaluation.embedding import Embedder, embed_dataset
-from visnet.evaluation.fewshot import evaluate_episodes
+from visnet.evaluation.fewshot import accuracy_grid
 from visnet.evaluation.retrieval import RECALL_KS, retrieval_metrics
 
 
@@ -119,16 +118,9 @@ def run_benchmark(
     pool_x, pool_y = part([i for ids in protocol.novel_pool.values() for i in ids])
     table = []
     for classifier in settings.classifiers:
-        for w in ways:
-            for s in shots:
-                try:
-                    result = evaluate_episodes(pool_x, pool_y, w, s, queries, count, seed, classifier,
-                                               settings.metric, progress=progress)
-                    table.append(result.to_dict())
-                except NotEnoughClassesError as error:  # e.g. 16-way on 10 novel classes
-                    table.append({"ways": w, "shots": s, "queries_per_class": queries, "classifier": classifier,
-                                  "episodes": 0, "accuracy": None, "ci95": None, "error": str(error)})
-                log(f"few-shot {classifier} {w}-way {s}-shot done")
+        table.extend(accuracy_grid(pool_x, pool_y, ways, shots, queries, count, seed, classifier, settings.metric,
+                                   progress=progress, log=log))
+        log(f"few-shot {classifier} done")
     results["few_shot"] = table
     timings["few_shot"] = time.perf_counter() - start
 

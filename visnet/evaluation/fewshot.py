@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from visnet.data.samplers import EpisodeSampler
+from visnet.data.samplers import EpisodeSampler, NotEnoughClassesError
 from visnet.evaluation.classification import vote
 from visnet.evaluation.distances import pairwise_distances
 from visnet.registry import Registry
@@ -295,3 +295,46 @@ def _build(classifier, metric: str, seed: int):
             else {"metric": metric}
         return classifiers.get({**defaults, **classifier})
     return classifier
+
+
+GRID_FIELDS = ["ways", "shots", "classifier", "accuracy", "ci95", "episodes", "queries_per_class", "error"]
+
+
+def accuracy_grid(embeddings: np.ndarray, labels: Sequence, ways: Sequence[int], shots: Sequence[int],
+                  queries: int = 15, episodes: int = 600, seed: int = 0, classifier="prototype",
+                  metric: str = "euclidean", progress: bool = False, log=None) -> list[dict]:
+    """`evaluate_episodes` for every ways x shots cell, as `FewShotResult.to_dict()` rows.
+
+    A cell the pool cannot fill (too few classes, or a class with fewer than shots + queries
+    images) gets `accuracy=None` and its reason under `error`, and the others still run.
+    """
+    name = classifier if isinstance(classifier, str) else str(dict(classifier).get("name"))
+    rows = []
+    for n in ways:
+        for k in shots:
+            try:
+                rows.append(evaluate_episodes(embeddings, labels, n, k, queries, episodes, seed, classifier,
+                                              metric, progress=progress).to_dict())
+            except NotEnoughClassesError as error:
+                rows.append({"ways": n, "shots": k, "queries_per_class": queries, "classifier": name,
+                             "episodes": 0, "accuracy": None, "ci95": None, "error": str(error)})
+                if log:
+                    log(f"n/a {n}-way {k}-shot: {error}")
+    return rows
+
+
+def write_grid_csv(rows: Sequence[dict], path: str, fields: Sequence[str] = GRID_FIELDS) -> str:
+    """The grid's rows as CSV, one column per name in `fields` (missing values left empty)."""
+    import csv
+
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, list(fields))
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({key: row.get(key) for key in fields})
+    return path
+
+
+def format_cell(row: dict) -> str:
+    """`81.8 ± 0.8%`, or `n/a` for a cell that could not be drawn."""
+    return "n/a" if row.get("accuracy") is None else f"{100 * row['accuracy']:.1f} ± {100 * row['ci95']:.1f}%"

@@ -23,7 +23,8 @@ def save_figure(figure, path: str) -> str:
     return path
 
 
-def accuracy_heatmap(rows: Sequence[dict], path: str, title: str = "") -> str:
+def accuracy_heatmap(rows: Sequence[dict], path: str, title: str = "", row_key: str = "ways",
+                     row_names: dict | None = None) -> str:
     """An N-way (rows) x K-shot (columns) grid of mean accuracies with their 95% intervals, as a PNG.
 
     Args:
@@ -31,20 +32,24 @@ def accuracy_heatmap(rows: Sequence[dict], path: str, title: str = "") -> str:
             and `ci95`, as `FewShotResult.to_dict()` gives them.
         path: str. The PNG to write.
         title: str. Figure title.
+        row_key: str. The key the grid's rows follow (`ways`; `removed` for the layer-removal grid).
+        row_names: dict or None. Row tick labels by row value (default "N-way").
     """
     import numpy as np
 
     plt = pyplot()
-    ways = sorted({r["ways"] for r in rows})
+    ways = sorted({r[row_key] for r in rows})
     shots = sorted({r["shots"] for r in rows})
     grid = np.full((len(ways), len(shots)), np.nan)
     labels = [["n/a"] * len(shots) for _ in ways]
     for r in rows:
-        i, j = ways.index(r["ways"]), shots.index(r["shots"])
+        i, j = ways.index(r[row_key]), shots.index(r["shots"])
         if r.get("accuracy") is not None:
             grid[i, j] = 100 * r["accuracy"]
             labels[i][j] = f"{100 * r['accuracy']:.1f}\n± {100 * r['ci95']:.1f}"
-    figure, axes = plt.subplots(figsize=(1.2 + 1.3 * len(shots), 1.0 + 0.9 * len(ways)), dpi=100)
+    names = [(row_names or {}).get(w, f"{w}-way") for w in ways]
+    longest = max(len(name) for name in names)
+    figure, axes = plt.subplots(figsize=(1.2 + 1.3 * len(shots) + 0.07 * longest, 1.0 + 0.9 * len(ways)), dpi=100)
     colours = plt.get_cmap("viridis").copy()
     colours.set_bad("lightgrey")  # cells the pool could not fill
     image = axes.imshow(np.ma.masked_invalid(grid), cmap=colours, vmin=0, vmax=100, aspect="auto")
@@ -53,7 +58,7 @@ def accuracy_heatmap(rows: Sequence[dict], path: str, title: str = "") -> str:
             light = np.isnan(grid[i, j]) or grid[i, j] > 60
             axes.text(j, i, labels[i][j], ha="center", va="center", fontsize=8, color="black" if light else "white")
     axes.set_xticks(range(len(shots)), [f"{s}-shot" for s in shots])
-    axes.set_yticks(range(len(ways)), [f"{w}-way" for w in ways])
+    axes.set_yticks(range(len(ways)), names)
     axes.set_title(title, fontsize=9)
     figure.colorbar(image, ax=axes, label="accuracy (%)")
     return save_figure(figure, path)
