@@ -109,6 +109,7 @@ def test_settings_are_checked():
 
 @pytest.mark.slow
 def test_arch_maml_trains_a_run_that_evaluates(catalogue, tmp_path, capsys):
+    import csv
     import json
     import os
 
@@ -119,7 +120,7 @@ def test_arch_maml_trains_a_run_that_evaluates(catalogue, tmp_path, capsys):
     args = ["--arch", "maml", "--data", catalogue, "--out", out, "--image-size", "32x24", "--backbone", "koch",
             "--backbone-option", "width=4", "--p", "3", "--k", "3", "--epochs", "2", "--steps-per-epoch", "2",
             "--arch-option", "meta_batch=2", "--arch-option", "first_order=true", "--val", "images:0.34",
-            "--no-progress"]
+            "--schedule", "constant", "--no-progress"]  # a constant rate lets the resumed run grow
     assert train.main(args) == 0, capsys.readouterr().err
     state = json.load(open(os.path.join(out, "state.json")))
     assert state["epochs_done"] == 2
@@ -133,8 +134,20 @@ def test_arch_maml_trains_a_run_that_evaluates(catalogue, tmp_path, capsys):
     assert model.output.shape[-1] != 3  # the embedding, not the 3-way head
     assert evaluate.main(["--run", out, "--data", catalogue, "--episodes", "4", "--no-progress"]) == 0
     capsys.readouterr()
-    assert train.main([*args, "--resume"]) == 2
-    assert "not supported yet" in capsys.readouterr().err
+    # Stopped after epoch 1 and resumed: the same weights as the run that went straight through.
+    split = str(tmp_path / "split")
+    first = [*args]
+    first[first.index("--out") + 1], first[first.index("--epochs") + 1] = split, "1"
+    assert train.main(first) == 0, capsys.readouterr().err
+    assert train.main(["--resume", "--out", split, "--epochs", "2", "--no-progress"]) == 0, capsys.readouterr().err
+    assert "resuming after epoch 1" in "".join(capsys.readouterr())
+    straight, resumed = (Run(path).model("last").get_weights() for path in (out, split))
+    for a, b in zip(straight, resumed):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+    with open(os.path.join(split, "history.csv")) as handle:
+        assert [row["epoch"] for row in csv.DictReader(handle)] == ["0", "1"]
+    assert train.main([*args, "--resume"]) == 0
+    assert "finished after epoch 2: nothing to resume" in "".join(capsys.readouterr())
     bad = [*args, "--shots", "4"]
     bad[bad.index("--out") + 1] = str(tmp_path / "bad")
     assert train.main(bad) == 2

@@ -128,6 +128,23 @@ class RunCheckpoint(keras.callbacks.Callback):
                 os.remove(old)
 
 
+def resume_state(run_dir: str, resume: bool, epochs: int, log=print) -> tuple[dict | None, bool]:
+    """(the state to continue from, or None for a new run; whether the run has nothing left to do).
+
+    Raises when `resume` does not match the folder: nothing to resume, or a run already there.
+    """
+    state = load_state(run_dir) if resume else None
+    if resume and state is None:
+        raise FileNotFoundError(f"Nothing to resume in {run_dir}: no state.json (no finished epoch).")
+    if not resume and os.path.exists(os.path.join(run_dir, "state.json")):
+        raise FileExistsError(f"{run_dir} already holds a run: use --resume to continue it or another --out.")
+    if state is not None and (state["epochs_done"] >= epochs or state.get("stopped_early")):
+        why = "stopped early" if state.get("stopped_early") else "finished"
+        log(f"{run_dir} has {why} after epoch {state['epochs_done']}: nothing to resume")
+        return state, True
+    return state, False
+
+
 def load_state(run_dir: str) -> dict | None:
     path = os.path.join(run_dir, "state.json")
     if not os.path.exists(path):

@@ -54,7 +54,8 @@ class MAML:
         self.model, self.ways, self.inner_steps = model, ways, inner_steps
         self.inner_lr, self.outer_lr, self.first_order = inner_lr, outer_lr, first_order
         self.optimizer = optimizer or keras.optimizers.Adam(outer_lr)
-        self.optimizer.build(model.trainable_variables)
+        if not self.optimizer.built:  # a resumed run's optimizer comes built, with its moments
+            self.optimizer.build(model.trainable_variables)
         # Evaluation adapts and predicts in one graph (traced once per episode shape): many times faster.
         self._adapted_logits = tf.function(
             lambda weights, sx, sy, qx: self._logits(self.adapt(weights, sx, sy), qx), reduce_retracing=True)
@@ -131,15 +132,21 @@ def train_maml(config, resume: bool = False, progress: bool = True, log=print):
     `val_episode_accuracy`, MAML's own rule (adapt on the support set, classify the queries) on
     episodes of the validation classes, when they can be drawn, else on `val_mAP`. Images are
     not augmented.
+
+    `resume=True` continues from the last checkpoint: its weights, the outer optimizer's state
+    (saved with the model) and the episode stream at the step it reached, so a resumed run
+    takes the same steps as one that was never stopped.
     """
     import copy
+    import csv
     import json
     import os
+    import time
 
     from visnet.data.pipeline import load_images
     from visnet.data.samplers import EpisodeSampler
     from visnet.models.common import embedding_model
-    from visnet.training.callbacks import RetrievalValidation, RunCheckpoint
+    from visnet.training.callbacks import RetrievalValidation, RunCheckpoint, resume_state
     from visnet.training.data import image_spec, read_training_data
     from visnet.training.runs import Run
     from visnet.training.trainer import (
@@ -150,10 +157,9 @@ def train_maml(config, resume: bool = False, progress: bool = True, log=print):
         resolve_loss,
     )
 
-    if resume:
-        raise ValueError("Resuming a MAML run is not supported yet: start it again with another --out.")
-    if os.path.exists(os.path.join(config.out, "state.json")):
-        raise FileExistsError(f"{config.out} already holds a run: choose another --out.")
+    state, finished = resume_state(config.out, resume, config.epochs, log)
+    if finished:
+        return Run(config.out)
     loop = {**LOOP_OPTIONS, **{k: v for k, v in config.arch_options.items() if k in LOOP_OPTIONS}}
     ways, shots = config.p, config.shots or max(1, config.k // 2)
     queries = config.k - shots
@@ -166,6 +172,15 @@ def train_maml(config, resume: bool = False, progress: bool = True, log=print):
                                  "ways": ways}
     keras.utils.set_random_seed(config.seed)
     model = build_model(build_config, resolve_loss(config))  # settings fail fast, before any image is read
+    optimizer = keras.optimizers.Adam(config.lr)
+    if state is not None:
+        import visnet.layers  # noqa: F401  (registers the custom layers)
+
+        model = keras.models.load_model(os.path.join(config.out, state["last"]))
+        optimizer = model.optimizer
+        log(f"resuming after epoch {state['epochs_done']} from {state['last']}")
+    else:
+        model.compile(optimizer=optimizer)  # so every checkpoint carries the optimizer's state
     data = read_training_data(config, progress=progress)
     log(data.train.summary())
     spec = image_spec(config, input_normalization(config))
@@ -177,7 +192,7 @@ def train_maml(config, resume: bool = False, progress: bool = True, log=print):
     sampler = EpisodeSampler(labels, ways, shots, queries, episodes=steps * meta_batch * config.epochs,
                              seed=config.seed)
     maml = MAML(model, ways, int(loop["inner_steps"]), float(loop["inner_lr"]), config.lr,
-                bool(loop["first_order"]))
+                bool(loop["first_order"]), optimizer)
     embedder = embedding_model(model)
     validation = None
     if data.val is not None:
@@ -202,20 +217,23 @@ def train_maml(config, resume: bool = False, progress: bool = True, log=print):
 
     os.makedirs(config.out, exist_ok=True)
     config.save(os.path.join(config.out, "config.json"))
-    info = {"arch": "maml", "loss": {"name": "maml", "ways": ways, "shots": shots, "queries": queries, **loop},
-            "image_spec": spec.to_dict(), "classes": data.classes, "train_images": len(labels),
-            "val_images": 0 if validation is None else len(validation.labels), "steps_per_epoch": steps,
-            "parameters": model.count_params(), "versions": _versions()}
-    if validation is not None:
-        info["untrained"] = measure()
-        log("untrained: " + ", ".join(f"{k} {v:.3f}" for k, v in info["untrained"].items()))
-    with open(os.path.join(config.out, "run.json"), "w", encoding="utf-8") as handle:
-        json.dump(info, handle, indent=2)
+    if state is None:
+        info = {"arch": "maml", "loss": {"name": "maml", "ways": ways, "shots": shots, "queries": queries, **loop},
+                "image_spec": spec.to_dict(), "classes": data.classes, "train_images": len(labels),
+                "val_images": 0 if validation is None else len(validation.labels), "steps_per_epoch": steps,
+                "parameters": model.count_params(), "versions": _versions()}
+        if validation is not None:
+            info["untrained"] = measure()
+            log("untrained: " + ", ".join(f"{k} {v:.3f}" for k, v in info["untrained"].items()))
+        with open(os.path.join(config.out, "run.json"), "w", encoding="utf-8") as handle:
+            json.dump(info, handle, indent=2)
     monitor = "val_episode_accuracy" if val_episodes else "val_mAP" if validation is not None else None
-    checkpoint = RunCheckpoint(config.out, monitor, config.patience)
+    checkpoint = RunCheckpoint(config.out, monitor, config.patience, state)
     checkpoint.set_model(model)
-    index = 0
-    for epoch in range(config.epochs):
+    start = checkpoint.state["epochs_done"]
+    index = start * steps * meta_batch  # the episode stream continues where it stopped
+    for epoch in range(start, config.epochs):
+        began = time.perf_counter()
         losses, accuracies = [], []
         for _ in range(steps):
             episodes = []
@@ -227,9 +245,19 @@ def train_maml(config, resume: bool = False, progress: bool = True, log=print):
             loss, accuracy = maml.meta_step(episodes)
             losses.append(loss)
             accuracies.append(accuracy)
-        logs = {"loss": float(np.mean(losses)), "query_accuracy": float(np.mean(accuracies)), **measure()}
+        seconds = time.perf_counter() - began
+        logs = {"loss": float(np.mean(losses)), "query_accuracy": float(np.mean(accuracies)),
+                "epoch_seconds": seconds, "images_per_second": steps * meta_batch * ways * config.k / seconds,
+                **measure()}
         log(f"epoch {epoch + 1}/{config.epochs}: " + ", ".join(f"{k} {v:.4f}" for k, v in logs.items()))
         checkpoint.on_epoch_end(epoch, logs)
+        history = os.path.join(config.out, "history.csv")
+        new_file = not os.path.exists(history)
+        with open(history, "a", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, ["epoch", *logs])
+            if new_file:
+                writer.writeheader()
+            writer.writerow({"epoch": epoch, **logs})
         if checkpoint.state.get("stopped_early"):
             break
     return Run(config.out)

@@ -225,16 +225,10 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
         from visnet.training.maml import train_maml
 
         return train_maml(config, resume, progress, log)
-    from visnet.training.callbacks import load_state
+    from visnet.training.callbacks import resume_state
 
-    state = load_state(config.out) if resume else None
-    if resume and state is None:
-        raise FileNotFoundError(f"Nothing to resume in {config.out}: no state.json (no finished epoch).")
-    if not resume and os.path.exists(os.path.join(config.out, "state.json")):
-        raise FileExistsError(f"{config.out} already holds a run: use --resume to continue it or another --out.")
-    if state is not None and (state["epochs_done"] >= config.epochs or state.get("stopped_early")):
-        why = "stopped early" if state.get("stopped_early") else "finished"
-        log(f"{config.out} has {why} after epoch {state['epochs_done']}: nothing to resume")
+    state, finished = resume_state(config.out, resume, config.epochs, log)
+    if finished:
         from visnet.training.runs import Run
 
         return Run(config.out)

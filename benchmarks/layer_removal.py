@@ -1,0 +1,104 @@
+"""The pretrained-extractor baseline's layer-removal grid (the Navee report's §7.4, figure 15).
+
+Runs `python -m visnet.layer_removal` for each extractor below on the novel classes: 5-way
+episodes, 1-NN, rows = layers removed from the top, columns = shots. ImageNet weights are tried
+first; where they cannot be downloaded (as on the machine these figures come from) that is
+recorded and the trunk of a run trained on the base classes stands in as the pretrained
+network, next to a randomly initialised VGG16 as the floor.
+
+    python benchmarks/layer_removal.py --data ../shared/data/fashion-products
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+
+from benchmarks.common import header, write_report  # noqa: E402
+
+#: (name, arguments of visnet.layer_removal). `{runs}` is `--runs-dir`.
+EXTRACTORS = (
+    ("VGG16, ImageNet", ["--backbone", "vgg16", "--weights", "imagenet", "--remove", "0,1,4,5,8"]),
+    ("ResNet-18 trunk of the `siamese` run", ["--weights", "run:{runs}/siamese", "--remove", "0,7,17,24,34"]),
+    ("ResNet-18 trunk of the `siamese` run, PCA 64", ["--weights", "run:{runs}/siamese", "--remove", "0,7,17,24,34",
+                                                      "--pca", "64"]),
+    ("VGG16, random weights", ["--backbone", "vgg16", "--weights", "none", "--remove", "0,1,4,5,8"]),
+)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", required=True, help="benchmark folder (manifest.csv + protocol.json)")
+    parser.add_argument("--runs-dir", default=os.path.join(HERE, "runs"), help="where the trained runs are")
+    parser.add_argument("--shots", default="1,5,10,20", help="shots (default 1,5,10,20)")
+    parser.add_argument("--episodes", type=int, default=600, help="episodes per cell (default 600)")
+    parser.add_argument("--out", default=os.path.join(HERE, "results", "layer_removal"), help="output prefix")
+    args = parser.parse_args(argv)
+
+    began = time.perf_counter()
+    grids, unavailable = [], []
+    figures = os.path.join(os.path.dirname(args.out), "layer_removal")
+    os.makedirs(figures, exist_ok=True)
+    for i, (name, arguments) in enumerate(EXTRACTORS):
+        arguments = [a.replace("{runs}", args.runs_dir) for a in arguments]
+        prefix = os.path.join(figures, f"grid{i}")
+        command = [sys.executable, "-m", "visnet.layer_removal", "--data", args.data, *arguments, "--shots",
+                   args.shots, "--episodes", str(args.episodes), "--no-progress", "--out", prefix]
+        start = time.perf_counter()
+        done = subprocess.run(command, capture_output=True, text=True, cwd=os.path.dirname(HERE))
+        seconds = round(time.perf_counter() - start, 1)
+        shown = " ".join(shlex.quote(a.replace(args.runs_dir, "runs")) for a in arguments)
+        if done.returncode:
+            reason = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}"
+            unavailable.append({"name": name, "arguments": shown, "error": reason})
+            print(f"{name}: not measured: {reason}", file=sys.stderr)
+            continue
+        result = json.load(open(prefix + ".json"))
+        grids.append({"name": name, "arguments": shown, "seconds": seconds, "cuts": result["cuts"],
+                      "rows": result["rows"], "png": os.path.relpath(prefix + ".png", os.path.dirname(HERE))})
+        print(f"{name}: {seconds:.0f} s", file=sys.stderr)
+    report = {**header("layer_removal", "benchmarks/layer_removal.py", argv if argv is not None else sys.argv[1:]),
+              "episodes": args.episodes, "grids": grids, "unavailable": unavailable,
+              "wall_seconds": round(time.perf_counter() - began, 1)}
+    write_report(report, args.out, markdown)
+    return 0
+
+
+def markdown(report: dict) -> str:
+    from visnet.evaluation.fewshot import format_cell
+
+    lines = [
+        "### Pretrained extractors with layers removed (5-way, 1-NN, 16 novel classes)",
+        "",
+        f"Command: `{report['command']}` ({report['wall_seconds'] / 60:.0f} min on {report['machine']['cpus']} CPUs). "
+        "Each grid is `python -m visnet.layer_removal --data DATA ARGUMENTS`: the trunk cut N layers below its "
+        "top, its feature map averaged and L2-normalised (PCA fitted on 2,000 base-class photos where stated), "
+        f"1-NN on {report['episodes']} seeded 5-way episodes with 15 queries per class (mean ± 95% interval).",
+        "",
+    ]
+    for grid in report["grids"]:
+        shots = sorted({r["shots"] for r in grid["rows"]})
+        lines += [f"**{grid['name']}** (`{grid['arguments']}`, {grid['seconds']:.0f} s)", "",
+                  "| layers removed | output layer (width) | " + " | ".join(f"{k}-shot" for k in shots) + " |",
+                  "|---|---|" + "---|" * len(shots)]
+        for cut in grid["cuts"]:
+            cells = {r["shots"]: format_cell(r) for r in grid["rows"] if r["removed"] == cut["removed"]}
+            dim = next(r["dim"] for r in grid["rows"] if r["removed"] == cut["removed"])
+            lines.append(f"| {cut['removed']} | `{cut['layer']}` ({dim}) | "
+                         + " | ".join(cells.get(k, "–") for k in shots) + " |")
+        lines.append("")
+    for missing in report["unavailable"]:
+        lines += [f"**{missing['name']}** (`{missing['arguments']}`): not measured here: {missing['error']}", ""]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,177 @@
+"""The quality table: every architecture and baseline on the benchmark protocol, one command.
+
+Runs the command users run, `python -m visnet.evaluate`, once per entry below (the baselines,
+and every trained run found under `--runs-dir`), and tabulates closed-set 1-NN accuracy,
+open-set mAP and Recall@K, the N-way K-shot grid on the novel classes (nearest prototype, 600
+seeded episodes), embedding throughput (decoding included) and each evaluation's wall and CPU
+time. Training settings and times come from each run's own files. Runs that are missing are
+listed with the script that makes them, not silently dropped.
+
+    python benchmarks/quality.py --data ../shared/data/fashion-products
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+
+from benchmarks.common import header, write_report  # noqa: E402
+
+#: (name, evaluate arguments, run directory or None, the script that trains the run).
+ENTRIES = (
+    ("HOG", ["--embedder", "hog"], None, None),
+    ("raw pixels (32x24)", ["--embedder", "pixels"], None, None),
+    ("siamese", [], "siamese", "metric_learning.py"),
+    ("siamese + HOG (0.8)", ["--hog-weight", "0.8"], "siamese", "metric_learning.py"),
+    ("hybrid", [], "hybrid", "metric_learning.py"),
+    ("visnet", [], "visnet", "metric_learning.py"),
+    ("capsule", [], "capsule", "metric_learning.py"),
+    ("weakly (from scratch)", [], "weakly", "weak_labels.py"),
+    ("weakly (siamese trunk)", [], "weakly-siamese-trunk", "weak_labels.py --recipe siamese-trunk"),
+    ("protonet", [], "protonet-fewshot", "maml_fewshot.py"),
+    ("maml", [], "maml-fewshot", "maml_fewshot.py"),
+)
+GRID = [(5, 1), (5, 5), (10, 1), (10, 5), (16, 1), (16, 5)]
+
+
+def run_summary(path: str) -> dict:
+    """Architecture, input, trunk, parameters, epochs and training time of a run directory."""
+    config = json.load(open(os.path.join(path, "config.json")))
+    info = json.load(open(os.path.join(path, "run.json")))
+    history = json.load(open(os.path.join(path, "state.json")))["history"]
+    timed = [epoch["epoch_seconds"] for epoch in history if "epoch_seconds" in epoch]
+    spec = info["image_spec"]
+    return {"arch": config["arch"], "input": f"{spec['height']}x{spec['width']}", "backbone": config.get("backbone"),
+            "backbone_options": config.get("backbone_options"), "loss": info.get("loss"),
+            "parameters": info.get("parameters"), "epochs": len(history),
+            "train_seconds": round(sum(timed), 1) if len(timed) == len(history) else None}
+
+
+def evaluate(data: str, arguments: list[str], episodes: int) -> dict:
+    """One `visnet.evaluate` run: its results, wall time and CPU time (user + system, all threads)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "results.json")
+        command = [sys.executable, "-m", "visnet.evaluate", "--data", data, *arguments, "--episodes", str(episodes),
+                   "--no-progress", "--out", out]
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        began = time.perf_counter()
+        done = subprocess.run(command, capture_output=True, text=True, cwd=os.path.dirname(HERE))
+        wall = time.perf_counter() - began
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        if done.returncode:
+            raise RuntimeError(f"visnet.evaluate {' '.join(arguments)} failed:\n{done.stderr[-2000:]}")
+        results = json.load(open(out))
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {"results": results, "wall_seconds": round(wall, 1), "cpu_seconds": round(cpu, 1)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", required=True, help="benchmark folder (manifest.csv + protocol.json)")
+    parser.add_argument("--runs-dir", default=os.path.join(HERE, "runs"), help="where the trained runs are")
+    parser.add_argument("--only", help="comma-separated entry names to run (default: all)")
+    parser.add_argument("--episodes", type=int, default=600, help="episodes per few-shot cell (default 600)")
+    parser.add_argument("--out", default=os.path.join(HERE, "results", "quality"), help="output prefix")
+    args = parser.parse_args(argv)
+    if args.episodes < 1:
+        parser.error(f"--episodes must be >= 1, got {args.episodes}")
+    wanted = None if not args.only else {n.strip() for n in args.only.split(",")}
+    names = [entry[0] for entry in ENTRIES]
+    if wanted and wanted - set(names):
+        parser.error(f"unknown entries {sorted(wanted - set(names))}; choose from {names}")
+
+    began = time.perf_counter()
+    rows, missing = [], []
+    for name, arguments, run_name, script in ENTRIES:
+        if wanted and name not in wanted:
+            continue
+        run = None
+        if run_name:
+            path = os.path.join(args.runs_dir, run_name)
+            if not os.path.exists(os.path.join(path, "best.keras")):
+                missing.append({"name": name, "run": path, "made_by": f"benchmarks/{script}"})
+                print(f"skipped {name}: no run at {path} (benchmarks/{script} makes it)", file=sys.stderr)
+                continue
+            arguments = ["--run", path, *arguments]
+            run = run_summary(path)
+        measured = evaluate(args.data, arguments, args.episodes)
+        r = measured["results"]
+        shown = [a if not a.startswith(args.runs_dir) else os.path.join("runs", os.path.relpath(a, args.runs_dir))
+                 for a in arguments]
+        rows.append({"name": name, "arguments": " ".join(shlex.quote(a) for a in shown), "run": run,
+                     "wall_seconds": measured["wall_seconds"], "cpu_seconds": measured["cpu_seconds"],
+                     "embedded": r["counts"]["embedded"], "embedding_seconds": r["seconds"]["embedding"],
+                     "closed_set": r["closed_set"], "open_set": r["open_set"], "few_shot": r["few_shot"],
+                     "notes": r.get("notes", []), "embedder": r["embedder"]})
+        print(f"{name}: mAP {r['open_set'].get('mAP', float('nan')):.3f}, {measured['wall_seconds']:.0f} s",
+              file=sys.stderr)
+    report = {**header("quality", "benchmarks/quality.py", argv if argv is not None else sys.argv[1:]),
+              "episodes": args.episodes, "rows": rows, "missing": missing,
+              "wall_seconds": round(time.perf_counter() - began, 1)}
+    write_report(report, args.out, markdown)
+    return 0
+
+
+def _cell(row: dict, ways: int, shots: int) -> str:
+    for r in row["few_shot"]:
+        if r["ways"] == ways and r["shots"] == shots and r["classifier"] == "prototype":
+            return "n/a" if r["accuracy"] is None else f"{100 * r['accuracy']:.1f} ± {100 * r['ci95']:.1f}"
+    return "–"
+
+
+def _training(run: dict | None) -> str:
+    if run is None:
+        return "none"
+    trunk = run["backbone"] or "own"
+    width = (run["backbone_options"] or {}).get("width")
+    trunk += f" w{width}" if width else ""
+    took = "time not logged" if run["train_seconds"] is None else f"{run['train_seconds'] / 60:.0f} min"
+    return f"{run['input']}, {trunk}, {run['parameters'] / 1e6:.2f} M params, {run['epochs']} epochs, {took}"
+
+
+def markdown(report: dict) -> str:
+    rows = report["rows"]
+    lines = [
+        "### Quality: every architecture and baseline on the benchmark protocol",
+        "",
+        f"Command: `{report['command']}` ({report['wall_seconds'] / 60:.0f} min on {report['machine']['cpus']} CPUs). "
+        "Each row is `python -m visnet.evaluate --data DATA ARGUMENTS`; open-set figures are on the 16 novel classes "
+        "(406 queries against 409 gallery photos), few-shot on their pool with nearest prototype "
+        f"({report['episodes']} seeded episodes, 15 queries per class, mean ± 95% interval in %).",
+        "",
+        "| embedder | arguments | closed-set 1-NN | mAP | R@1 | R@5 | embedding img/s | evaluation wall / CPU | training |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        o, c = row["open_set"], row["closed_set"]
+        closed = f"{100 * c['knn_accuracy']['1']:.1f}%" + ("*" if row["notes"] else "")
+        speed = row["embedded"] / max(row["embedding_seconds"], 1e-9)
+        lines.append(f"| {row['name']} | `{row['arguments']}` | {closed} | {o['mAP']:.3f} | {o['recall']['1']:.3f} | "
+                     f"{o['recall']['5']:.3f} | {speed:.0f} | {row['wall_seconds']:.0f} s / {row['cpu_seconds']:.0f} s | "
+                     f"{_training(row['run'])} |")
+    lines += ["", "\\* Not held out: the run trained on the base classes, whose closed-set test photos were among its "
+              "training images (its open-set and few-shot figures are held out).", "",
+              "**N-way K-shot accuracy on the novel classes (nearest prototype, %)**", "",
+              "| embedder | " + " | ".join(f"{w}-way {s}-shot" for w, s in GRID) + " |",
+              "|---|" + "---|" * len(GRID)]
+    for row in rows:
+        lines.append(f"| {row['name']} | " + " | ".join(_cell(row, w, s) for w, s in GRID) + " |")
+    if report["missing"]:
+        lines += ["", "Not measured (no trained run): " + ", ".join(
+            f"{m['name']} (`{m['made_by']}` trains it)" for m in report["missing"]) + "."]
+    lines.append("")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
