@@ -139,7 +139,12 @@ def main(argv: list[str] | None = None) -> int:
         from visnet.baselines.pretrained import PretrainedEmbedder
         from visnet.evaluate import load_data, load_protocol
         from visnet.evaluation.benchmark import embed_pool
-        from visnet.evaluation.fewshot import accuracy_grid, classifiers, format_cell, write_grid_csv
+        from visnet.evaluation.fewshot import (
+            accuracy_grid,
+            classifiers,
+            format_cell,
+            write_grid_csv,
+        )
         from visnet.evaluation.plots import accuracy_heatmap
 
         classifiers.lookup(args.classifier)
