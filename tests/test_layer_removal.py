@@ -101,3 +101,13 @@ def test_the_grid_has_one_row_per_cut_and_shots(catalogue, tmp_path, capsys):
     assert "--data and --out are required" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         layer_removal.main([*base, "--remove", "-1"])
+
+
+def test_evaluate_takes_the_pretrained_embedder(catalogue, capsys):
+    from visnet import evaluate
+
+    options = ["backbone=tiny", "weights=none", "remove=1", "width=4"]
+    code = evaluate.main(["--data", catalogue, "--embedder", "pretrained", "--episodes", "4", "--no-progress",
+                          *[word for option in options for word in ("--embedder-option", option)]])
+    assert code == 0, capsys.readouterr().err
+    assert "pretrained:tiny on" in capsys.readouterr().out
