@@ -64,8 +64,10 @@ benchmark: $(STAMP)
 		--ways 5,10,16 --shots 1,5,10 --out benchmarks/results/fewshot/hybrid --check-images header
 	$(BIN)/python -m visnet.fewshot --embedder hog --data ../shared/data/fashion-products \
 		--ways 5,10,16 --shots 1,5,10 --out benchmarks/results/fewshot/hog --check-images header
-	$(BIN)/python benchmarks/maml_fewshot.py --data ../shared/data/fashion-products --epochs 4 --steps 100 \
-		--maml-episodes 200 --inner-lr 0.01 --first-order --meta-batch 2 --test-inner-steps 10
+	$(BIN)/python benchmarks/maml_fewshot.py --data ../shared/data/fashion-products --epochs 6 --steps 100 \
+		--maml-episodes 300 --inner-lr 0.01 --meta-batch 2 --test-inner-steps 10
+	$(BIN)/python benchmarks/layer_removal.py --data ../shared/data/fashion-products
+	$(BIN)/python benchmarks/quality.py --data ../shared/data/fashion-products
 	$(BIN)/python benchmarks/tuning_search.py --data ../shared/data/fashion-products --arch siamese --max-trials 8
 	$(BIN)/python benchmarks/export_throughput.py --run benchmarks/runs/weakly-siamese-trunk --data ../shared/data/fashion-products
 	$(BIN)/python -m visnet.export --run benchmarks/runs/weakly-siamese-trunk --out benchmarks/models/weakly-siamese-trunk \

@@ -82,7 +82,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", help="comma-separated entry names to run (default: all)")
     parser.add_argument("--episodes", type=int, default=600, help="episodes per few-shot cell (default 600)")
     parser.add_argument("--out", default=os.path.join(HERE, "results", "quality"), help="output prefix")
+    parser.add_argument("--render", action="store_true", help="only rewrite OUT.md from OUT.json (no runs)")
     args = parser.parse_args(argv)
+    if args.render:
+        with open(args.out + ".json") as handle:
+            report = json.load(handle)
+        with open(args.out + ".md", "w") as handle:
+            handle.write(markdown(report))
+        return 0
     if args.episodes < 1:
         parser.error(f"--episodes must be >= 1, got {args.episodes}")
     wanted = None if not args.only else {n.strip() for n in args.only.split(",")}
@@ -166,6 +173,10 @@ def markdown(report: dict) -> str:
               "|---|" + "---|" * len(GRID)]
     for row in rows:
         lines.append(f"| {row['name']} | " + " | ".join(_cell(row, w, s) for w, s in GRID) + " |")
+    lines += ["", "Every row uses nearest prototype on its embedding; MAML's own rule (adapting the network on "
+              "each support set) is in the MAML table below. `protonet` and `maml` are small conv-4 networks at "
+              "64x48 trained for 600 steps, for that comparison; the others are the open-set runs of the "
+              "metric-learning and weak-label tables."]
     if report["missing"]:
         lines += ["", "Not measured (no trained run): " + ", ".join(
             f"{m['name']} (`{m['made_by']}` trains it)" for m in report["missing"]) + "."]

@@ -170,8 +170,9 @@ def main(argv: list[str] | None = None) -> int:
                                                  "ci95", "episodes", "queries_per_class", "error"])
         config = embedder.get_config()
         pca = f", PCA {args.pca}" if args.pca else ""
-        title = (f"{config['name']} ({config['weights']}) cut N layers{pca}: {args.classifier}, {args.ways}-way, "
-                 f"{args.episodes} episodes")
+        weights = "" if config["name"].startswith("pretrained:run:") else f" ({config['weights']} weights)"
+        title = (f"{config['name']}{weights}, N layers removed{pca}\n{args.classifier}, {args.ways}-way, "
+                 f"{args.episodes} episodes, {len(set(labels.tolist()))} novel classes")
         accuracy_heatmap(rows, args.out + ".png", title, row_key="removed", row_names=names)
         report = {"embedder": config, "cuts": embedder.describe(), "pca": args.pca,
                   "pca_images": args.pca_images if args.pca else 0, "classifier": args.classifier,

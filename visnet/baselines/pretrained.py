@@ -108,7 +108,8 @@ class PretrainedEmbedder:
         weights = self.weights
         if isinstance(weights, str) and not weights.startswith(RUN_PREFIX) and os.path.isfile(weights):
             weights = os.path.basename(weights)
-        name = (f"pretrained:{weights}" if isinstance(weights, str) and weights.startswith(RUN_PREFIX)
+        from_run = isinstance(weights, str) and weights.startswith(RUN_PREFIX)
+        name = (f"pretrained:run:{os.path.basename(os.path.normpath(weights[len(RUN_PREFIX):]))}" if from_run
                 else f"pretrained:{self.backbone}")
         return {"name": name, "backbone": self.backbone, "weights": weights, "remove": list(self.removals),
                 "image_size": [self.image_spec.height, self.image_spec.width], **self.options}
