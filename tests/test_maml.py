@@ -148,6 +148,12 @@ def test_arch_maml_trains_a_run_that_evaluates(catalogue, tmp_path, capsys):
         assert [row["epoch"] for row in csv.DictReader(handle)] == ["0", "1"]
     assert train.main([*args, "--resume"]) == 0
     assert "finished after epoch 2: nothing to resume" in "".join(capsys.readouterr())
+    # A checkpoint without optimizer state (as written before MAML runs saved it) still resumes.
+    last = os.path.join(split, json.load(open(os.path.join(split, "state.json")))["last"])
+    keras.models.load_model(last, compile=False).save(last)
+    assert train.main(["--resume", "--out", split, "--epochs", "3", "--no-progress"]) == 0
+    assert "no optimizer state: the outer optimizer starts afresh" in "".join(capsys.readouterr())
+    assert json.load(open(os.path.join(split, "state.json")))["epochs_done"] == 3
     bad = [*args, "--shots", "4"]
     bad[bad.index("--out") + 1] = str(tmp_path / "bad")
     assert train.main(bad) == 2

@@ -177,8 +177,11 @@ def train_maml(config, resume: bool = False, progress: bool = True, log=print):
         import visnet.layers  # noqa: F401  (registers the custom layers)
 
         model = keras.models.load_model(os.path.join(config.out, state["last"]))
-        optimizer = model.optimizer
         log(f"resuming after epoch {state['epochs_done']} from {state['last']}")
+        if getattr(model, "optimizer", None) is None:  # written before MAML checkpoints held the optimizer
+            log("the checkpoint holds no optimizer state: the outer optimizer starts afresh")
+            model.compile(optimizer=optimizer)
+        optimizer = model.optimizer
     else:
         model.compile(optimizer=optimizer)  # so every checkpoint carries the optimizer's state
     data = read_training_data(config, progress=progress)
