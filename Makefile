@@ -77,6 +77,7 @@ benchmark: $(STAMP)
 	$(BIN)/python benchmarks/api_load.py --model benchmarks/models/weakly-siamese-trunk --index benchmarks/index/fashion
 	$(BIN)/python benchmarks/index_search.py --sizes 10000,100000,1000000 --dim 128 --queries 1000 \
 		--backends balltree,brute,faiss-hnsw
+	$(BIN)/python benchmarks/speed.py
 	$(BIN)/python benchmarks/update_readme.py
 
 clean:

@@ -15,7 +15,7 @@ BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 #: The order of the tables, following the data flow (baselines, training, serving); others follow by name.
 ORDER = ("quality", "hog", "hog_grey_source", "pixels", "layer_removal", "metric_learning", "per_class_ap",
          "training_throughput", "maml_fewshot", "weak_labels", "weak_labels_siamese_trunk", "tuning_search", "export_throughput",
-         "index_search", "api_load")
+         "index_search", "api_load", "speed")
 
 
 def _rank(path: str) -> tuple:
