@@ -6,6 +6,8 @@ import json
 import os
 import platform
 import shlex
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from importlib import metadata
@@ -44,3 +46,16 @@ def write_report(report: dict, out: str, markdown: Callable[[dict], str]) -> Non
     with open(out + ".md", "w") as handle:
         handle.write(text)
     print(text)
+
+
+def run_python(arguments: list[str], cwd: str | None = None) -> tuple[subprocess.CompletedProcess, float]:
+    """Runs `python ARGUMENTS` with this interpreter, capturing its output; (the process, wall seconds)."""
+    began = time.perf_counter()
+    done = subprocess.run([sys.executable, *arguments], capture_output=True, text=True, cwd=cwd)
+    return done, time.perf_counter() - began
+
+
+def last_line(text: str, default: str) -> str:
+    """The last non-empty line of a process's stderr (its error message), or `default`."""
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else default

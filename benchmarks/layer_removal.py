@@ -15,14 +15,13 @@ import argparse
 import json
 import os
 import shlex
-import subprocess
 import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
-from benchmarks.common import header, write_report  # noqa: E402
+from benchmarks.common import header, last_line, run_python, write_report  # noqa: E402
 
 #: (name, arguments of visnet.layer_removal). `{runs}` is `--runs-dir`.
 EXTRACTORS = (
@@ -32,6 +31,10 @@ EXTRACTORS = (
                                                       "--pca", "64"]),
     ("VGG16, random weights", ["--backbone", "vgg16", "--weights", "none", "--remove", "0,1,4,5,8"]),
 )
+
+
+#: The message `visnet.backbones.download_error` starts with.
+DOWNLOAD_FAILED = "Could not download the ImageNet weights"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,20 +53,22 @@ def main(argv: list[str] | None = None) -> int:
     for i, (name, arguments) in enumerate(EXTRACTORS):
         arguments = [a.replace("{runs}", args.runs_dir) for a in arguments]
         prefix = os.path.join(figures, f"grid{i}")
-        command = [sys.executable, "-m", "visnet.layer_removal", "--data", args.data, *arguments, "--shots",
-                   args.shots, "--episodes", str(args.episodes), "--no-progress", "--out", prefix]
-        start = time.perf_counter()
-        done = subprocess.run(command, capture_output=True, text=True, cwd=os.path.dirname(HERE))
-        seconds = round(time.perf_counter() - start, 1)
+        done, seconds = run_python(["-m", "visnet.layer_removal", "--data", args.data, *arguments, "--shots",
+                                    args.shots, "--episodes", str(args.episodes), "--no-progress", "--out", prefix],
+                                   cwd=os.path.dirname(HERE))
+        seconds = round(seconds, 1)
         shown = " ".join(shlex.quote(a.replace(args.runs_dir, "runs")) for a in arguments)
         if done.returncode:
-            reason = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}"
+            reason = last_line(done.stderr, f"exit {done.returncode}")
+            if DOWNLOAD_FAILED not in reason:  # only a missing download is "not measurable here"
+                print(f"{name} failed:\n{done.stderr[-3000:]}", file=sys.stderr)
+                return 1
             unavailable.append({"name": name, "arguments": shown, "error": reason})
             print(f"{name}: not measured: {reason}", file=sys.stderr)
             continue
         result = json.load(open(prefix + ".json"))
         grids.append({"name": name, "arguments": shown, "seconds": seconds, "cuts": result["cuts"],
-                      "rows": result["rows"], "png": os.path.relpath(prefix + ".png", os.path.dirname(HERE))})
+                      "rows": result["rows"], "pool": result["pool"], "pca_images": result["pca_images"], "png": os.path.relpath(prefix + ".png", os.path.dirname(HERE))})
         print(f"{name}: {seconds:.0f} s", file=sys.stderr)
     report = {**header("layer_removal", "benchmarks/layer_removal.py", argv if argv is not None else sys.argv[1:]),
               "episodes": args.episodes, "grids": grids, "unavailable": unavailable,
@@ -76,17 +81,20 @@ def markdown(report: dict) -> str:
     from visnet.evaluation.fewshot import format_cell
 
     lines = [
-        "### Pretrained extractors with layers removed (5-way, 1-NN, 16 novel classes)",
+        "### Pretrained extractors with layers removed (5-way, 1-NN, novel classes)",
         "",
         f"Command: `{report['command']}` ({report['wall_seconds'] / 60:.0f} min on {report['machine']['cpus']} CPUs). "
         "Each grid is `python -m visnet.layer_removal --data DATA ARGUMENTS`: the trunk cut N layers below its "
-        "top, its feature map averaged and L2-normalised (PCA fitted on 2,000 base-class photos where stated), "
+        "top, its feature map averaged and L2-normalised (PCA fitted on base-class photos where stated), "
         f"1-NN on {report['episodes']} seeded 5-way episodes with 15 queries per class (mean ± 95% interval).",
         "",
     ]
     for grid in report["grids"]:
         shots = sorted({r["shots"] for r in grid["rows"]})
-        lines += [f"**{grid['name']}** (`{grid['arguments']}`, {grid['seconds']:.0f} s)", "",
+        pool = grid["pool"]
+        pca = f", PCA fitted on {grid['pca_images']:,} base-class photos" if grid.get("pca_images") else ""
+        lines += [f"**{grid['name']}** (`{grid['arguments']}`, {grid['seconds']:.0f} s; {pool['classes']} novel "
+                  f"classes, {pool['images']} photos{pca})", "",
                   "| layers removed | output layer (width) | " + " | ".join(f"{k}-shot" for k in shots) + " |",
                   "|---|---|" + "---|" * len(shots)]
         for cut in grid["cuts"]:

@@ -17,7 +17,6 @@ import json
 import os
 import resource
 import shlex
-import subprocess
 import sys
 import tempfile
 import time
@@ -25,7 +24,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
-from benchmarks.common import header, write_report  # noqa: E402
+from benchmarks.common import header, last_line, run_python, write_report  # noqa: E402
 
 #: (name, evaluate arguments, run directory or None, the script that trains the run).
 ENTRIES = (
@@ -58,18 +57,18 @@ def run_summary(path: str) -> dict:
 
 
 def evaluate(data: str, arguments: list[str], episodes: int) -> dict:
-    """One `visnet.evaluate` run: its results, wall time and CPU time (user + system, all threads)."""
+    """One `visnet.evaluate` run: its results, wall time and CPU time (user + system, all threads).
+
+    A failed run gives {"error": its last stderr line} instead of results.
+    """
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "results.json")
-        command = [sys.executable, "-m", "visnet.evaluate", "--data", data, *arguments, "--episodes", str(episodes),
-                   "--no-progress", "--out", out]
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        began = time.perf_counter()
-        done = subprocess.run(command, capture_output=True, text=True, cwd=os.path.dirname(HERE))
-        wall = time.perf_counter() - began
+        done, wall = run_python(["-m", "visnet.evaluate", "--data", data, *arguments, "--episodes", str(episodes),
+                                 "--no-progress", "--out", out], cwd=os.path.dirname(HERE))
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         if done.returncode:
-            raise RuntimeError(f"visnet.evaluate {' '.join(arguments)} failed:\n{done.stderr[-2000:]}")
+            return {"error": last_line(done.stderr, f"exit {done.returncode}"), "wall_seconds": round(wall, 1)}
         results = json.load(open(out))
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return {"results": results, "wall_seconds": round(wall, 1), "cpu_seconds": round(cpu, 1)}
@@ -98,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown entries {sorted(wanted - set(names))}; choose from {names}")
 
     began = time.perf_counter()
-    rows, missing = [], []
+    rows, missing, failed = [], [], []
     for name, arguments, run_name, script in ENTRIES:
         if wanted and name not in wanted:
             continue
@@ -112,9 +111,14 @@ def main(argv: list[str] | None = None) -> int:
             arguments = ["--run", path, *arguments]
             run = run_summary(path)
         measured = evaluate(args.data, arguments, args.episodes)
-        r = measured["results"]
         shown = [a if not a.startswith(args.runs_dir) else os.path.join("runs", os.path.relpath(a, args.runs_dir))
                  for a in arguments]
+        if "error" in measured:
+            failed.append({"name": name, "arguments": " ".join(shlex.quote(a) for a in shown),
+                           "error": measured["error"]})
+            print(f"{name} failed: {measured['error']}", file=sys.stderr)
+            continue
+        r = measured["results"]
         rows.append({"name": name, "arguments": " ".join(shlex.quote(a) for a in shown), "run": run,
                      "wall_seconds": measured["wall_seconds"], "cpu_seconds": measured["cpu_seconds"],
                      "embedded": r["counts"]["embedded"], "embedding_seconds": r["seconds"]["embedding"],
@@ -123,17 +127,29 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name}: mAP {r['open_set'].get('mAP', float('nan')):.3f}, {measured['wall_seconds']:.0f} s",
               file=sys.stderr)
     report = {**header("quality", "benchmarks/quality.py", argv if argv is not None else sys.argv[1:]),
-              "episodes": args.episodes, "rows": rows, "missing": missing,
+              "episodes": args.episodes, "rows": rows, "missing": missing, "failed": failed,
               "wall_seconds": round(time.perf_counter() - began, 1)}
     write_report(report, args.out, markdown)
-    return 0
+    return 1 if failed else 0
 
 
 def _cell(row: dict, ways: int, shots: int) -> str:
+    from visnet.evaluation.fewshot import format_cell
+
     for r in row["few_shot"]:
         if r["ways"] == ways and r["shots"] == shots and r["classifier"] == "prototype":
-            return "n/a" if r["accuracy"] is None else f"{100 * r['accuracy']:.1f} ± {100 * r['ci95']:.1f}"
+            return format_cell(r)
     return "–"
+
+
+def _figure(section: dict, *keys, form: str = "{:.3f}") -> str:
+    """A figure of the results, or n/a when the protocol had no such section (e.g. no open set)."""
+    value = section
+    for key in keys:
+        if not isinstance(value, dict) or key not in value:
+            return "n/a"
+        value = value[key]
+    return form.format(value)
 
 
 def _training(run: dict | None) -> str:
@@ -148,38 +164,42 @@ def _training(run: dict | None) -> str:
 
 def markdown(report: dict) -> str:
     rows = report["rows"]
+    sizes = next((row["open_set"] for row in rows if "query" in row["open_set"]), {})
+    open_set = (f"the protocol's novel classes ({sizes['query']} queries against {sizes['support']} gallery photos)"
+                if sizes else "the protocol's novel classes")
     lines = [
         "### Quality: every architecture and baseline on the benchmark protocol",
         "",
         f"Command: `{report['command']}` ({report['wall_seconds'] / 60:.0f} min on {report['machine']['cpus']} CPUs). "
-        "Each row is `python -m visnet.evaluate --data DATA ARGUMENTS`; open-set figures are on the 16 novel classes "
-        "(406 queries against 409 gallery photos), few-shot on their pool with nearest prototype "
-        f"({report['episodes']} seeded episodes, 15 queries per class, mean ± 95% interval in %).",
+        f"Each row is `python -m visnet.evaluate --data DATA ARGUMENTS`; open-set figures are on {open_set}, "
+        f"few-shot on their pool with nearest prototype ({report['episodes']} seeded episodes, 15 queries per "
+        "class, mean ± 95% interval).",
         "",
         "| embedder | arguments | closed-set 1-NN | mAP | R@1 | R@5 | embedding img/s | evaluation wall / CPU | training |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         o, c = row["open_set"], row["closed_set"]
-        closed = f"{100 * c['knn_accuracy']['1']:.1f}%" + ("*" if row["notes"] else "")
+        closed = _figure(c, "knn_accuracy", "1", form="{:.1%}") + ("*" if row["run"] and row["notes"] else "")
         speed = row["embedded"] / max(row["embedding_seconds"], 1e-9)
-        lines.append(f"| {row['name']} | `{row['arguments']}` | {closed} | {o['mAP']:.3f} | {o['recall']['1']:.3f} | "
-                     f"{o['recall']['5']:.3f} | {speed:.0f} | {row['wall_seconds']:.0f} s / {row['cpu_seconds']:.0f} s | "
-                     f"{_training(row['run'])} |")
+        lines.append(f"| {row['name']} | `{row['arguments']}` | {closed} | {_figure(o, 'mAP')} | "
+                     f"{_figure(o, 'recall', '1')} | {_figure(o, 'recall', '5')} | {speed:.0f} | "
+                     f"{row['wall_seconds']:.0f} s / {row['cpu_seconds']:.0f} s | {_training(row['run'])} |")
     lines += ["", "\\* Not held out: the run trained on the base classes, whose closed-set test photos were among its "
               "training images (its open-set and few-shot figures are held out).", "",
-              "**N-way K-shot accuracy on the novel classes (nearest prototype, %)**", "",
+              "**N-way K-shot accuracy on the novel classes (nearest prototype)**", "",
               "| embedder | " + " | ".join(f"{w}-way {s}-shot" for w, s in GRID) + " |",
               "|---|" + "---|" * len(GRID)]
     for row in rows:
         lines.append(f"| {row['name']} | " + " | ".join(_cell(row, w, s) for w, s in GRID) + " |")
     lines += ["", "Every row uses nearest prototype on its embedding; MAML's own rule (adapting the network on "
-              "each support set) is in the MAML table below. `protonet` and `maml` are small conv-4 networks at "
-              "64x48 trained for 600 steps, for that comparison; the others are the open-set runs of the "
-              "metric-learning and weak-label tables."]
+              "each support set) is in the MAML table below. `protonet` and `maml` are the small conv-4 runs of "
+              "that comparison; the others are the open-set runs of the metric-learning and weak-label tables."]
     if report["missing"]:
         lines += ["", "Not measured (no trained run): " + ", ".join(
             f"{m['name']} (`{m['made_by']}` trains it)" for m in report["missing"]) + "."]
+    for failure in report.get("failed", []):
+        lines += ["", f"**{failure['name']}** (`{failure['arguments']}`) failed: {failure['error']}"]
     lines.append("")
     return "\n".join(lines)
 

@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     report = {**header("speed", "benchmarks/speed.py", argv if argv is not None else sys.argv[1:]),
               **gather(args.results_dir)}
-    if not report["architectures"] and "index" not in report:
+    if len(report["missing"]) == len(SOURCES):
         print(f"error: no source report in {args.results_dir}: run the measuring scripts first "
               f"({', '.join(SOURCES)})", file=sys.stderr)
         return 2
@@ -77,21 +77,23 @@ def _number(value, digits: int = 0) -> str:
 
 
 def markdown(report: dict) -> str:
-    lines = ["### Speed at a glance (2 CPU cores, no GPU)", "",
+    lines = [f"### Speed at a glance ({report['machine']['cpus']} CPUs)", "",
              "Gathered by `python benchmarks/speed.py` from the measuring scripts' reports: "
              + "; ".join(f"`{command}`" for command in report["commands"].values()) + ".", ""]
     if report["architectures"]:
-        lines += ["| embedder | training, pipeline (img/s) | training, bare fit on tensors (img/s) | "
-                  "embedding from files (img/s) |", "|---|---|---|---|"]
+        lines += ["| embedder | training batch | training, pipeline (img/s) | training, bare fit on tensors (img/s) | "
+                  "embedding from files (img/s) |", "|---|---|---|---|---|"]
         for name, row in report["architectures"].items():
             if row.get("baseline"):
                 row = {**row, "train_pipeline": "no training", "train_bare": "no training"}
-            lines.append(f"| {name} | {_number(row.get('train_pipeline'))} | {_number(row.get('train_bare'))} | "
-                         f"{_number(row.get('embed'))} ({row.get('embed_input', '–')}) |")
-        lines += ["", "–: not measured (`benchmarks/training_throughput.py` covers the four P x K architectures; the "
-                  "training times of the others are in the quality table). Training: batches of 128 at 128x96 (sampler and augmentation against the same batches "
-                  "already in memory). Embedding: `visnet.evaluate` over the 12,753 protocol photos, decoding "
-                  "and resizing included.", ""]
+            batch = f"{row['train_batch']} at {row['train_input']}" if "train_batch" in row else "–"
+            embed = f"{_number(row['embed'])} ({row['embed_input']})" if "embed" in row else "–"
+            lines.append(f"| {name} | {batch} | {_number(row.get('train_pipeline'))} | "
+                         f"{_number(row.get('train_bare'))} | {embed} |")
+        lines += ["", "–: not measured (`benchmarks/training_throughput.py` covers the P x K architectures; the "
+                  "training times of the others are in the quality table). Training: the sampler, decoding and "
+                  "augmentation pipeline against the same batches already in memory. Embedding: `visnet.evaluate` "
+                  "over every photo of the protocol, decoding and resizing included.", ""]
     if "export" in report:
         e = report["export"]
         lines += [f"Exported SavedModel (`{e['run']}`, batches of {e['batch_size']}): {e['saved_model']:.0f} "

@@ -37,7 +37,7 @@ def test_quality_and_speed_tables(catalogue, siamese_run, tmp_path, capsys):
     gathered = json.load(open(speed_out + ".json"))
     assert set(gathered["architectures"]) == {"HOG", "siamese"}
     assert "training_throughput" in gathered["missing"] and "quality" not in gathered["missing"]
-    assert "| HOG | no training | no training |" in open(speed_out + ".md").read()
+    assert "| HOG | – | no training | no training |" in open(speed_out + ".md").read()
     assert speed.main(["--results-dir", str(tmp_path / "empty"), "--out", speed_out]) == 2
     assert "no source report" in capsys.readouterr().err
     with pytest.raises(SystemExit):

@@ -106,3 +106,17 @@ def test_ensemble_errors_name_the_value():
         Ensemble(members=[])
     with pytest.raises(ValueError, match="cannot hold another ensemble"):
         Ensemble(members=["ensemble"])
+
+
+def test_the_grid_runs_every_cell_and_marks_the_ones_it_cannot_draw():
+    from visnet.evaluation.fewshot import NearestPrototype, accuracy_grid, format_cell
+
+    x, y = clustered_embeddings(classes=3, per_class=6, dim=8)
+    logged = []
+    rows = accuracy_grid(x, y, ways=(2, 3, 4), shots=(1, 5), queries=1, episodes=3, log=logged.append)
+    assert [(r["ways"], r["shots"]) for r in rows] == [(2, 1), (2, 5), (3, 1), (3, 5), (4, 1), (4, 5)]
+    assert all(r["accuracy"] == 1.0 for r in rows[:4])
+    assert rows[4]["accuracy"] is None and rows[4]["classifier"] == "prototype" and "4" in rows[4]["error"]
+    assert len(logged) == 2 and format_cell(rows[4]) == "n/a" and format_cell(rows[0]) == "100.0 ± 0.0%"
+    objects = accuracy_grid(x, y, (2,), (1,), queries=1, episodes=2, classifier=NearestPrototype())
+    assert objects[0]["classifier"] == "NearestPrototype" and objects[0]["accuracy"] == 1.0

@@ -36,8 +36,9 @@ def test_each_cut_is_the_cut_backbone_averaged_and_normalised():
     # One cut alone, from a fresh backbone with the same weights, gives the same block.
     single = PretrainedEmbedder("tiny", "none", 1, (16, 12), width=4)
     single.model.set_weights(first.get_weights())
-    assert build_backbone("tiny", (16, 12, 3), remove_top=1, width=4).output.shape[-1] == 4
     np.testing.assert_allclose(single(images), vectors[:, 8:], atol=1e-5)
+    # remove_top_layers (the training flag) cuts at the same layer.
+    assert build_backbone("tiny", (16, 12, 3), remove_top=1, width=4).layers[-1].name == "block1_conv"
 
 
 def test_a_runs_trunk_is_the_extractor(siamese_run):
@@ -48,7 +49,11 @@ def test_a_runs_trunk_is_the_extractor(siamese_run):
     images = np.random.default_rng(1).uniform(0, 1, (2, *siamese_run.image_spec.size, 3)).astype(np.float32)
     trunk = siamese_run.model().get_layer("backbone")
     np.testing.assert_allclose(embed(images), _pooled(trunk, images), atol=1e-5)
-    assert embed.get_config()["name"] == f"pretrained:run:{os.path.basename(siamese_run.path)}"
+    config = embed.get_config()
+    assert config["name"] == f"pretrained:run:{os.path.basename(siamese_run.path)}"
+    assert config["backbone"] == siamese_run.config.backbone  # the run's trunk, not the vgg16 default
+    with pytest.raises(ValueError, match="Backbone options do not apply to run:"):
+        PretrainedEmbedder(weights=f"run:{siamese_run.path}", width=8)
 
 
 def test_bad_settings_name_the_value(tmp_path):
@@ -86,6 +91,13 @@ def test_the_grid_has_one_row_per_cut_and_shots(catalogue, tmp_path, capsys):
     report = json.load(open(out + ".json"))
     assert report["pca"] == 3 and report["pca_images"] == 20 and len(report["cuts"]) == 2
     assert "-1: block1_conv (3)" in capsys.readouterr().out
+    # Random weights are seeded: a second run draws the same network and the same figures.
+    first = open(out + ".csv").read()
+    assert layer_removal.main(["--data", catalogue, "--backbone", "tiny", "--weights", "none", "--remove", "0,1",
+                               "--backbone-option", "width=4", "--pca", "3", "--pca-images", "20", "--ways", "2",
+                               "--shots", "1,2", "--episodes", "8", "--queries", "2", "--out", out,
+                               "--no-progress"]) == 0
+    assert open(out + ".csv").read() == first
 
     assert layer_removal.main(["--backbone", "tiny", "--weights", "none", "--image-size", "16x16",
                                "--list-layers"]) == 0

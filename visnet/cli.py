@@ -7,14 +7,21 @@ import json
 import sys
 
 
-def int_list(text: str) -> tuple[int, ...]:
+def int_list(text: str, minimum: int = 1) -> tuple[int, ...]:
+    """Comma-separated integers >= `minimum` as an argparse type (`counts` allows 0)."""
     try:
         values = tuple(int(v) for v in text.split(",") if v.strip())
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    if not values or min(values) < minimum:
+        kind = "positive integers" if minimum == 1 else f"integers >= {minimum}"
+        raise argparse.ArgumentTypeError(f"expected {kind}, got {text!r}")
     return values
+
+
+def counts(text: str) -> tuple[int, ...]:
+    """Comma-separated integers >= 0 (e.g. numbers of layers to remove)."""
+    return int_list(text, minimum=0)
 
 
 def name_list(text: str) -> tuple[str, ...]:
@@ -46,6 +53,20 @@ def size(text: str) -> tuple[int, int]:
         return parse_size(text)
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def check_grid_args(args: argparse.Namespace, positive: tuple[str, ...] = ("queries", "episodes", "batch_size")) -> None:
+    """The checks every few-shot grid command shares: counts >= 1, ways >= 2, `--out` a file prefix."""
+    import os
+
+    for flag in positive:
+        if getattr(args, flag) < 1:
+            raise ValueError(f"--{flag.replace('_', '-')} must be >= 1. Received: {getattr(args, flag)}")
+    ways = args.ways if isinstance(args.ways, (tuple, list)) else (args.ways,)
+    if min(ways) < 2:
+        raise ValueError(f"--ways must be >= 2. Received: {args.ways}")
+    if os.path.isdir(args.out):
+        raise ValueError(f"--out is a prefix for files, not a directory. Received: {args.out}")
 
 
 def report_error(error: BaseException) -> int:

@@ -19,7 +19,7 @@ import time
 
 import numpy as np
 
-from visnet.cli import int_list, key_value, name_list, report_error
+from visnet.cli import check_grid_args, int_list, key_value, name_list, report_error
 from visnet.data.image_spec import parse_size
 from visnet.data.validation import CHECK_MODES
 
@@ -78,13 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     began = time.perf_counter()
     try:
-        for flag in ("queries", "episodes", "batch_size"):
-            if getattr(args, flag) < 1:
-                raise ValueError(f"--{flag.replace('_', '-')} must be >= 1. Received: {getattr(args, flag)}")
-        if min(args.ways) < 2:
-            raise ValueError(f"--ways must be >= 2. Received: {args.ways}")
-        if os.path.isdir(args.out):
-            raise ValueError(f"--out is a prefix for files, not a directory. Received: {args.out}")
+        check_grid_args(args)
         from visnet.evaluate import load_data, load_protocol, make_embedder
         from visnet.evaluation.benchmark import embed_pool
         from visnet.evaluation.fewshot import accuracy_grid, format_cell, write_grid_csv

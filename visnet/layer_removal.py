@@ -23,19 +23,8 @@ import time
 
 import numpy as np
 
-from visnet.cli import int_list, key_value, report_error, size
+from visnet.cli import check_grid_args, counts, int_list, key_value, report_error, size
 from visnet.data.validation import CHECK_MODES
-
-
-def cut_list(text: str) -> tuple[int, ...]:
-    """Comma-separated numbers of layers to remove, 0 allowed."""
-    try:
-        values = tuple(int(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers >= 0, got {text!r}") from None
-    if not values or min(values) < 0:
-        raise argparse.ArgumentTypeError(f"expected integers >= 0, got {text!r}")
-    return values
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,8 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--backbone-option", type=key_value, action="append", default=[], metavar="KEY=VALUE",
                         help="backbone option, e.g. width=64 for resnet18 (repeatable)")
     parser.add_argument("--image-size", type=size, metavar="HxW",
-                        help="input size (default: the protocol's image size, else 128x96)")
-    parser.add_argument("--remove", type=cut_list, default=(0, 1, 2, 3, 4, 5), metavar="N,N",
+                        help="input size (default: the protocol's image size, else 128x96; run: weights use "
+                             "the run's)")
+    parser.add_argument("--remove", type=counts, default=(0, 1, 2, 3, 4, 5), metavar="N,N",
                         help="layers to remove from the top, one grid row each (default 0,1,2,3,4,5)")
     parser.add_argument("--list-layers", action="store_true", help="print the layers and their removal counts, "
                                                                      "then stop")
@@ -69,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--shots", type=int_list, default=(1, 5, 10), metavar="K,K", help="shots (default 1,5,10)")
     parser.add_argument("--queries", type=int, default=15, help="queries per class and episode (default 15)")
     parser.add_argument("--episodes", type=int, default=600, help="episodes per cell (default 600)")
-    parser.add_argument("--seed", type=int, default=0, help="episode seed (default 0)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the episodes and of random weights (default 0)")
     parser.add_argument("--classifier", default="1nn", help=f"classifier: {', '.join(classifiers.names())} "
                                                            "(default 1nn)")
     parser.add_argument("--metric", choices=METRICS, default="euclidean", help="distance (default euclidean)")
@@ -81,12 +71,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def list_layers(args) -> int:
+    from visnet.backbones.base import cuttable_layers
     from visnet.baselines.pretrained import load_trunk
 
-    trunk, spec = load_trunk(args.backbone, args.weights, args.image_size or (128, 96), dict(args.backbone_option))
-    layers = [layer for layer in trunk.layers if type(layer).__name__ != "InputLayer"]
+    image_size = args.image_size or (128, 96)
+    if args.data and not args.image_size:
+        from visnet.evaluate import load_protocol
+
+        protocol = load_protocol(args)
+        image_size = protocol.image_size_hw if protocol and protocol.image_size_hw else image_size
+    trunk, spec, _ = load_trunk(args.backbone, args.weights, image_size, dict(args.backbone_option))
     print(f"{trunk.name} at {spec.height}x{spec.width}: remove N keeps the layer on line N")
-    for n, layer in enumerate(reversed(layers)):
+    for n, layer in enumerate(cuttable_layers(trunk)):
         shape = tuple(layer.output.shape[1:])
         usable = "" if len(shape) == 3 else "  (not a feature map: cannot be the output)"
         print(f"{n:>4}  {layer.name:<32} {shape}{usable}")
@@ -99,11 +95,14 @@ def pca_projections(embedder, dataset, protocol, args) -> list | None:
         return None
     from sklearn.decomposition import PCA
 
+    from visnet.data.records import EmptyDatasetError
     from visnet.evaluation.embedding import embed_dataset
 
-    base = dataset.where(labels=protocol.base_classes)
-    if len(base) == 0:
-        raise ValueError("--pca needs base-class photos, and the protocol's base classes have none in this data.")
+    try:
+        base = dataset.where(labels=protocol.base_classes)
+    except EmptyDatasetError:
+        raise ValueError("--pca needs base-class photos, and the protocol's base classes have none in this "
+                         "data.") from None
     rng = np.random.default_rng(args.seed)
     pick = sorted(rng.choice(len(base), size=min(args.pca_images, len(base)), replace=False).tolist())
     sample = base.select([base.ids[i] for i in pick], "PCA sample")
@@ -115,6 +114,7 @@ def pca_projections(embedder, dataset, protocol, args) -> list | None:
             print(f"note: PCA of {cut['layer']} keeps {dims} dimensions (--pca {args.pca} is more than its width "
                   f"or the {len(x)} sample photos)", file=sys.stderr)
         projections.append(PCA(dims, random_state=args.seed).fit(x[:, start:end]))
+    args.pca_images_used = len(x)
     return projections
 
 
@@ -126,15 +126,9 @@ def main(argv: list[str] | None = None) -> int:
             return list_layers(args)
         if not args.data or not args.out:
             raise ValueError("--data and --out are required (unless --list-layers).")
-        for flag in ("queries", "episodes", "batch_size", "pca_images"):
-            if getattr(args, flag) < 1:
-                raise ValueError(f"--{flag.replace('_', '-')} must be >= 1. Received: {getattr(args, flag)}")
-        if args.ways < 2:
-            raise ValueError(f"--ways must be >= 2. Received: {args.ways}")
+        check_grid_args(args, ("queries", "episodes", "batch_size", "pca_images"))
         if args.pca < 0:
             raise ValueError(f"--pca must be >= 0 (0: no PCA). Received: {args.pca}")
-        if os.path.isdir(args.out):
-            raise ValueError(f"--out is a prefix for files, not a directory. Received: {args.out}")
         from visnet.baselines.common import l2_normalize
         from visnet.baselines.pretrained import PretrainedEmbedder
         from visnet.evaluate import load_data, load_protocol
@@ -150,6 +144,9 @@ def main(argv: list[str] | None = None) -> int:
         classifiers.lookup(args.classifier)
         protocol = load_protocol(args)
         image_size = args.image_size or (protocol.image_size_hw if protocol and protocol.image_size_hw else (128, 96))
+        import keras
+
+        keras.utils.set_random_seed(args.seed)  # random (`none`) weights are the same on every run
         embedder = PretrainedEmbedder(args.backbone, args.weights, list(args.remove), image_size,
                                       **dict(args.backbone_option))
         dataset, protocol = load_data(args, protocol)
@@ -175,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
                  f"{args.episodes} episodes, {len(set(labels.tolist()))} novel classes")
         accuracy_heatmap(rows, args.out + ".png", title, row_key="removed", row_names=names)
         report = {"embedder": config, "cuts": embedder.describe(), "pca": args.pca,
-                  "pca_images": args.pca_images if args.pca else 0, "classifier": args.classifier,
+                  "pca_images": getattr(args, "pca_images_used", 0), "classifier": args.classifier,
                   "metric": args.metric, "data": args.data, "protocol": protocol.name,
                   "pool": {"images": len(labels), "classes": len(set(labels.tolist()))}, "seed": args.seed,
                   "rows": rows, "seconds": round(time.perf_counter() - began, 1)}

@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise FileNotFoundError(f"Nothing to resume in {args.out}: no config.json.")
             config = TrainConfig.load(path)
             if args.epochs is not None and args.epochs != config.epochs:
-                if config.schedule == "cosine":
+                if config.schedule == "cosine" and config.arch != "maml":  # MAML's outer rate is constant
                     raise ValueError(f"{args.out} decays its learning rate over {config.epochs} epochs (cosine): "
                                      f"training to {args.epochs} would run the extra epochs at the final rate. "
                                      "Start a new run, or use --schedule constant for runs meant to grow.")

@@ -81,13 +81,18 @@ def set_trainable(model: keras.Model, info: BackboneInfo, trainable: str | int) 
         layer.trainable = layer.name.startswith(open_blocks)
 
 
+def cuttable_layers(model: keras.Model) -> list:
+    """The model's layers from its output down (index n: the layer that `remove n` keeps)."""
+    return [layer for layer in reversed(model.layers) if not isinstance(layer, keras.layers.InputLayer)]
+
+
 def cut_layer(model: keras.Model, n: int):
     """The layer `n` layers below `model`'s output (0: the output layer), checked to give a feature map."""
-    layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
+    layers = cuttable_layers(model)
     if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n < len(layers):
         raise ValueError(f"The number of layers to remove must be in [0, {len(layers) - 1}] for {model.name}. "
                          f"Received: {n!r}")
-    layer = layers[-1 - n]
+    layer = layers[n]
     if len(layer.output.shape) != 4:
         raise ValueError(f"Removing {n} layers from {model.name} leaves {layer.name}, whose output is "
                          f"{len(layer.output.shape)}-D; need a feature map.")

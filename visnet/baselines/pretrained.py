@@ -26,10 +26,15 @@ RUN_PREFIX = "run:"
 
 
 def load_trunk(backbone: str, weights: str | None, image_size, options: dict):
-    """(trunk model, ImageSpec) of a registered backbone, or of a run's trunk for `run:PATH` weights."""
+    """(trunk model, ImageSpec, backbone name) of a registered backbone, or of a run's trunk for
+    `run:PATH` weights (at the run's image size and normalisation; `backbone` and `image_size`
+    are then not used)."""
     if isinstance(weights, str) and weights.startswith(RUN_PREFIX):
         from visnet.training.runs import Run
 
+        if options:
+            raise ValueError(f"Backbone options do not apply to {weights} (the run fixes its trunk). "
+                             f"Received: {options}")
         run = Run(weights[len(RUN_PREFIX):])
         model = run.model("best")
         try:
@@ -37,13 +42,13 @@ def load_trunk(backbone: str, weights: str | None, image_size, options: dict):
         except ValueError:
             raise ValueError(f"The run {run.path} (--arch {run.config.arch}) has no `backbone` layer to cut; "
                              "runs of siamese, hybrid, protonet, maml and weakly have one.") from None
-        return trunk, run.image_spec
+        return trunk, run.image_spec, run.config.backbone
     from visnet.backbones import backbone_info, build_backbone
 
     height, width = check_size(image_size)
     trunk = build_backbone(backbone, (height, width, 3), weights=weights, **options)
     spec = ImageSpec(height=height, width=width, resize="pad", normalization=backbone_info(backbone).normalization)
-    return trunk, spec
+    return trunk, spec, backbone
 
 
 def _removals(remove) -> tuple[int, ...]:
@@ -60,8 +65,8 @@ class PretrainedEmbedder:
     """Features of a backbone cut `remove` layers below its output, averaged over space.
 
     Args:
-        backbone: str. A registered backbone (`vgg16`, `resnet50`, `resnet18`, ...); ignored for
-            `run:` weights.
+        backbone: str. A registered backbone (`vgg16`, `resnet50`, `resnet18`, ...); with `run:`
+            weights the run's own trunk is used (and reported).
         weights: `"imagenet"`, a local weights file, `"none"`, or `"run:PATH"` (a trained run's trunk).
         remove: int or list of int. Layers removed from the top (0: the backbone's output).
         image_size: (int, int). Input height and width (a run's trunk keeps the run's size).
@@ -83,8 +88,8 @@ class PretrainedEmbedder:
         from visnet.backbones.base import cut_layer
 
         self.removals = _removals(remove)
-        self.backbone, self.weights = backbone, weights
-        trunk, self.image_spec = load_trunk(backbone, weights, image_size, options)
+        self.weights = weights
+        trunk, self.image_spec, self.backbone = load_trunk(backbone, weights, image_size, options)
         self.layers = [cut_layer(trunk, n) for n in self.removals]
         pooled = [keras.layers.GlobalAveragePooling2D(name=f"pool_minus{n}")(layer.output)
                   for n, layer in zip(self.removals, self.layers)]

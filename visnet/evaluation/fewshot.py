@@ -264,12 +264,7 @@ def evaluate_episodes(
     embeddings = np.asarray(embeddings)
     labels = np.asarray(labels)
     sampler = EpisodeSampler(labels, ways, shots, queries, episodes, seed)
-    if isinstance(classifier, str):
-        name = classifier
-    elif isinstance(classifier, dict):
-        name = str(classifier.get("name"))
-    else:
-        name = type(classifier).__name__
+    name = classifier_name(classifier)
     accuracies = np.empty(episodes)
     episodes_iter = iter(sampler)
     if progress:
@@ -283,6 +278,15 @@ def evaluate_episodes(
         predictions = model.predict(embeddings[episode.query])
         accuracies[e] = np.mean(predictions == episode.query_labels)
     return FewShotResult(ways, shots, queries, name, accuracies)
+
+
+def classifier_name(classifier) -> str:
+    """The name of a classifier given as a name, a config dict or an object."""
+    if isinstance(classifier, str):
+        return classifier
+    if isinstance(classifier, dict):
+        return str(classifier.get("name"))
+    return type(classifier).__name__
 
 
 def _build(classifier, metric: str, seed: int):
@@ -308,7 +312,7 @@ def accuracy_grid(embeddings: np.ndarray, labels: Sequence, ways: Sequence[int],
     A cell the pool cannot fill (too few classes, or a class with fewer than shots + queries
     images) gets `accuracy=None` and its reason under `error`, and the others still run.
     """
-    name = classifier if isinstance(classifier, str) else str(dict(classifier).get("name"))
+    name = classifier_name(classifier)
     rows = []
     for n in ways:
         for k in shots:
