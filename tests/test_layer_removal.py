@@ -115,11 +115,16 @@ def test_the_grid_has_one_row_per_cut_and_shots(catalogue, tmp_path, capsys):
         layer_removal.main([*base, "--remove", "-1"])
 
 
-def test_evaluate_takes_the_pretrained_embedder(catalogue, capsys):
+def test_evaluate_takes_the_pretrained_embedder(catalogue, siamese_run, capsys):
     from visnet import evaluate
 
-    options = ["backbone=tiny", "weights=none", "remove=1", "width=4"]
-    code = evaluate.main(["--data", catalogue, "--embedder", "pretrained", "--episodes", "4", "--no-progress",
-                          *[word for option in options for word in ("--embedder-option", option)]])
-    assert code == 0, capsys.readouterr().err
-    assert "pretrained:tiny on" in capsys.readouterr().out
+    def run(*options):
+        return evaluate.main(["--data", catalogue, "--embedder", "pretrained", "--episodes", "4", "--no-progress",
+                              *[word for option in options for word in ("--embedder-option", option)]])
+
+    assert run("backbone=tiny", "weights=none", "remove=1", "width=4") == 0, capsys.readouterr().err
+    captured = capsys.readouterr()
+    assert "pretrained:tiny on" in captured.out and "note:" not in captured.err
+    # A run's trunk trained on this data: its figures carry the run's training-overlap note.
+    assert run(f"weights=run:{siamese_run.path}") == 0
+    assert "note: the run trained on" in capsys.readouterr().err

@@ -123,7 +123,14 @@ def make_embedder(args: argparse.Namespace, run_path: str | None, protocol=None)
         options["image_size"] = args.image_size
     elif protocol and protocol.image_size_hw and getattr(embedders.lookup(args.embedder), "follows_data_size", False):
         options.setdefault("image_size", protocol.image_size_hw)
-    return embedders.get(args.embedder, **options), []
+    notes = []
+    weights = options.get("weights")
+    if isinstance(weights, str) and weights.startswith("run:"):  # a trained run's trunk: same overlap as the run
+        from visnet.data.readers import parse_spec
+        from visnet.training.runs import Run
+
+        notes = training_overlap(Run(weights[len("run:"):]), parse_spec(args.data)[1])
+    return embedders.get(args.embedder, **options), notes
 
 
 def load_protocol(args: argparse.Namespace):
