@@ -12,8 +12,6 @@ embedding (voting over runs).
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 import time
 
@@ -81,8 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         check_grid_args(args)
         from visnet.evaluate import load_data, load_protocol, make_embedder
         from visnet.evaluation.benchmark import embed_pool
-        from visnet.evaluation.fewshot import accuracy_grid, format_cell, write_grid_csv
-        from visnet.evaluation.plots import accuracy_heatmap
+        from visnet.evaluation.fewshot import accuracy_grid, format_cell, pool_size, save_grid
 
         classifier_config(args, [(0, 1)])  # names checked before any image is read
         protocol = load_protocol(args)
@@ -102,21 +99,18 @@ def main(argv: list[str] | None = None) -> int:
         classifier = classifier_config(args, list(zip(widths[:-1].tolist(), widths[1:].tolist())))
         rows = accuracy_grid(x, labels, args.ways, args.shots, args.queries, args.episodes, args.seed, classifier,
                              args.metric, progress=not args.no_progress, log=lambda m: print(m, file=sys.stderr))
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        write_grid_csv(rows, args.out + ".csv")
         label = args.classifier if args.classifier != "ensemble" else f"{args.voting} ensemble of {'+'.join(args.members)}"
-        title = f"{' + '.join(names)}: {label}, {args.episodes} episodes, {len(set(labels))} novel classes"
-        accuracy_heatmap(rows, args.out + ".png", title)
-        report = {"embedders": names, "classifier": classifier, "data": args.data, "protocol": protocol.name,
-                  "pool": {"images": len(labels), "classes": len(set(labels))}, "seed": args.seed,
-                  "rows": rows, "seconds": round(time.perf_counter() - began, 1)}
-        with open(args.out + ".json", "w", encoding="utf-8") as handle:
-            json.dump(report, handle, indent=2, default=str)
+        pool = pool_size(labels)
+        title = f"{' + '.join(names)}: {label}, {args.episodes} episodes, {pool['classes']} novel classes"
+        seconds = round(time.perf_counter() - began, 1)
+        save_grid(args.out, rows, {"embedders": names, "classifier": classifier, "data": args.data,
+                                   "protocol": protocol.name, "pool": pool, "seed": args.seed, "seconds": seconds},
+                  title)
     except (ValueError, TypeError, OSError, RuntimeError, KeyError) as error:
         return report_error(error)
     for row in rows:
         print(f"{row['ways']:>3}-way {row['shots']:>2}-shot  {format_cell(row)}")
-    print(f"wrote {args.out}.csv, {args.out}.png, {args.out}.json in {report['seconds']:.0f} s")
+    print(f"wrote {args.out}.csv, {args.out}.png, {args.out}.json in {seconds:.0f} s")
     return 0
 
 

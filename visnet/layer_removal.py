@@ -16,8 +16,6 @@ and how many to remove to reach each.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 import time
 
@@ -134,12 +132,13 @@ def main(argv: list[str] | None = None) -> int:
         from visnet.evaluate import load_data, load_protocol
         from visnet.evaluation.benchmark import embed_pool
         from visnet.evaluation.fewshot import (
+            GRID_FIELDS,
             accuracy_grid,
             classifiers,
             format_cell,
-            write_grid_csv,
+            pool_size,
+            save_grid,
         )
-        from visnet.evaluation.plots import accuracy_heatmap
 
         classifiers.lookup(args.classifier)
         protocol = load_protocol(args)
@@ -162,27 +161,24 @@ def main(argv: list[str] | None = None) -> int:
                                      args.seed, args.classifier, args.metric, progress=not args.no_progress,
                                      log=lambda m: print(m, file=sys.stderr)):
                 rows.append({**cut, "dim": int(features.shape[1]), **row})
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        write_grid_csv(rows, args.out + ".csv", ["removed", "layer", "dim", "ways", "shots", "classifier", "accuracy",
-                                                 "ci95", "episodes", "queries_per_class", "error"])
         config = embedder.get_config()
         pca = f", PCA {args.pca}" if args.pca else ""
+        pool = pool_size(labels)
         weights = "" if config["name"].startswith("pretrained:run:") else f" ({config['weights']} weights)"
         title = (f"{config['name']}{weights}, N layers removed{pca}\n{args.classifier}, {args.ways}-way, "
-                 f"{args.episodes} episodes, {len(set(labels.tolist()))} novel classes")
-        accuracy_heatmap(rows, args.out + ".png", title, row_key="removed", row_names=names)
+                 f"{args.episodes} episodes, {pool['classes']} novel classes")
+        seconds = round(time.perf_counter() - began, 1)
         report = {"embedder": config, "cuts": embedder.describe(), "pca": args.pca,
                   "pca_images": getattr(args, "pca_images_used", 0), "classifier": args.classifier,
-                  "metric": args.metric, "data": args.data, "protocol": protocol.name,
-                  "pool": {"images": len(labels), "classes": len(set(labels.tolist()))}, "seed": args.seed,
-                  "rows": rows, "seconds": round(time.perf_counter() - began, 1)}
-        with open(args.out + ".json", "w", encoding="utf-8") as handle:
-            json.dump(report, handle, indent=2, default=str)
+                  "metric": args.metric, "data": args.data, "protocol": protocol.name, "pool": pool,
+                  "seed": args.seed, "seconds": seconds}
+        save_grid(args.out, rows, report, title, ["removed", "layer", "dim", *GRID_FIELDS], row_key="removed",
+                  row_names=names)
     except (ValueError, TypeError, OSError, RuntimeError, KeyError) as error:
         return report_error(error)
     for row in rows:
         print(f"{names[row['removed']]:<40} {row['ways']}-way {row['shots']:>2}-shot  {format_cell(row)}")
-    print(f"wrote {args.out}.csv, {args.out}.png, {args.out}.json in {report['seconds']:.0f} s")
+    print(f"wrote {args.out}.csv, {args.out}.png, {args.out}.json in {seconds:.0f} s")
     return 0
 
 

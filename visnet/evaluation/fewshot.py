@@ -339,6 +339,28 @@ def write_grid_csv(rows: Sequence[dict], path: str, fields: Sequence[str] = GRID
     return path
 
 
+def save_grid(out: str, rows: Sequence[dict], report: dict, title: str, fields: Sequence[str] = GRID_FIELDS,
+              **heatmap) -> None:
+    """A grid command's files: OUT.csv (`fields` of each row), OUT.png (the heatmap; `heatmap`
+    goes to `accuracy_heatmap`) and OUT.json (`report` with the rows and the pool's size)."""
+    import json
+    import os
+
+    from visnet.evaluation.plots import accuracy_heatmap
+
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    write_grid_csv(rows, out + ".csv", fields)
+    accuracy_heatmap(rows, out + ".png", title, **heatmap)
+    with open(out + ".json", "w", encoding="utf-8") as handle:
+        json.dump({**report, "rows": list(rows)}, handle, indent=2, default=str)
+
+
+def pool_size(labels) -> dict:
+    """{"images", "classes"} of an episode pool's labels."""
+    labels = np.asarray(labels)
+    return {"images": int(len(labels)), "classes": int(len(np.unique(labels)))}
+
+
 def format_cell(row: dict) -> str:
     """`81.8 ± 0.8%`, or `n/a` for a cell that could not be drawn."""
     return "n/a" if row.get("accuracy") is None else f"{100 * row['accuracy']:.1f} ± {100 * row['ci95']:.1f}%"
