@@ -87,10 +87,11 @@ def list_layers(args) -> int:
     return 0
 
 
-def pca_projections(embedder, dataset, protocol, args) -> list | None:
-    """One PCA per cut, fitted on a seeded sample of base-class photos (None without --pca)."""
+def pca_projections(embedder, dataset, protocol, args) -> tuple[list | None, int]:
+    """(one PCA per cut, fitted on a seeded sample of base-class photos, and the sample's size);
+    (None, 0) without --pca."""
     if not args.pca:
-        return None
+        return None, 0
     from sklearn.decomposition import PCA
 
     from visnet.data.records import EmptyDatasetError
@@ -112,8 +113,7 @@ def pca_projections(embedder, dataset, protocol, args) -> list | None:
             print(f"note: PCA of {cut['layer']} keeps {dims} dimensions (--pca {args.pca} is more than its width "
                   f"or the {len(x)} sample photos)", file=sys.stderr)
         projections.append(PCA(dims, random_state=args.seed).fit(x[:, start:end]))
-    args.pca_images_used = len(x)
-    return projections
+    return projections, len(x)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         embedder = PretrainedEmbedder(args.backbone, args.weights, list(args.remove), image_size,
                                       **dict(args.backbone_option))
         dataset, protocol = load_data(args, protocol)
-        projections = pca_projections(embedder, dataset, protocol, args)
+        projections, pca_images = pca_projections(embedder, dataset, protocol, args)
         x, labels = embed_pool(embedder, dataset, protocol, args.batch_size, not args.no_progress)
         rows, names = [], {}
         for i, ((start, end), cut) in enumerate(zip(embedder.blocks, embedder.describe())):
@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
                  f"{args.episodes} episodes, {pool['classes']} novel classes")
         seconds = round(time.perf_counter() - began, 1)
         report = {"embedder": config, "cuts": embedder.describe(), "pca": args.pca,
-                  "pca_images": getattr(args, "pca_images_used", 0), "classifier": args.classifier,
+                  "pca_images": pca_images, "classifier": args.classifier,
                   "metric": args.metric, "data": args.data, "protocol": protocol.name, "pool": pool,
                   "seed": args.seed, "seconds": seconds}
         save_grid(args.out, rows, report, title, ["removed", "layer", "dim", *GRID_FIELDS], row_key="removed",
