@@ -42,11 +42,13 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--resize", choices=("pad", "crop", "stretch"), default=d.resize,
                        help="aspect ratio handling (default pad)")
     model.add_argument("--embedding-dim", type=int, help="embedding size (default: the architecture's)")
-    model.add_argument("--backbone", help="trunk: vgg16, resnet50, resnet18, koch, conv4, tiny "
-                       "(default: the architecture's)")
+    from visnet.backbones import backbones
+
+    model.add_argument("--backbone", help=f"trunk: {', '.join(backbones.names())} (default: the architecture's)")
     model.add_argument("--backbone-option", type=key_value, action="append", default=[], metavar="KEY=VALUE",
                        help="backbone option, repeatable (e.g. width=32)")
-    model.add_argument("--weights", help="backbone weights: imagenet, a weights file, or none (default none)")
+    model.add_argument("--weights", help="backbone weights: imagenet (efficientnet-lite0: offline, from its package; "
+                       "vgg16, resnet50: the Keras download), a weights file, or none (default none)")
     model.add_argument("--trainable", default=d.trainable,
                        help="backbone blocks that train: all (default), none, or N (the last N blocks)")
     model.add_argument("--remove-top-layers", dest="remove_top", type=int, default=0,
@@ -91,6 +93,13 @@ def build_parser() -> argparse.ArgumentParser:
                      "for a constant schedule)")
     opt.add_argument("--freeze-epochs", type=int, default=d.freeze_epochs,
                      help="first epochs with the backbone frozen (head only), then fine-tune it (default 0)")
+    opt.add_argument("--phase", dest="phases", action="append", metavar="TRAINABLE:EPOCHS[:LR]",
+                     help="a fine-tuning phase, repeatable, in order: the trunk blocks that train (all, none or "
+                     "the last N), its epochs and learning rate (default --lr), each with a fresh optimizer and "
+                     "warm-up, e.g. --phase none:1:1e-3 --phase 3:2:3e-4 --phase all:3:1e-4 (--epochs defaults "
+                     "to their sum)")
+    opt.add_argument("--freeze-batchnorm", action="store_true",
+                     help="keep the trunk's batch-norm statistics and weights frozen while it fine-tunes")
     opt.add_argument("--steps-per-epoch", type=int, help="batches per epoch (default: one pass of the sampler)")
     opt.add_argument("--optimizer", choices=OPTIMIZERS, default=d.optimizer, help="optimizer (default adam)")
     opt.add_argument("--lr", type=float, default=d.lr, help=f"learning rate (default {d.lr})")
@@ -130,6 +139,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         text_columns=list(args.text_columns) if args.text_columns else None,
         text_languages=list(args.text_languages), drop_words=list(args.drop_words), min_word_count=args.min_word_count, negatives=args.negatives, close_negatives=args.close_negatives,
         lexicon=args.lexicon, epochs=args.epochs, freeze_epochs=args.freeze_epochs,
+        phases=list(args.phases) if args.phases else None, freeze_batchnorm=args.freeze_batchnorm,
         steps_per_epoch=args.steps_per_epoch,
         optimizer=args.optimizer, lr=args.lr, weight_decay=args.weight_decay, schedule=args.schedule,
         warmup_epochs=args.warmup_epochs, augment=args.augment, augmentation=dict(args.augment_option),
@@ -148,6 +158,9 @@ def main(argv: list[str] | None = None) -> int:
                 raise FileNotFoundError(f"Nothing to resume in {args.out}: no config.json.")
             config = TrainConfig.load(path)
             if args.epochs is not None and args.epochs != config.epochs:
+                if config.phases:
+                    raise ValueError(f"{args.out} trains in phases adding up to {config.epochs} epochs; "
+                                     "a phased run cannot grow. Start a new run.")
                 if config.schedule == "cosine" and config.arch != "maml":  # MAML's outer rate is constant
                     raise ValueError(f"{args.out} decays its learning rate over {config.epochs} epochs (cosine): "
                                      f"training to {args.epochs} would run the extra epochs at the final rate. "
@@ -159,6 +172,10 @@ def main(argv: list[str] | None = None) -> int:
                 parser.error("--data is required (except with --resume)")
             if args.epochs is None:
                 args.epochs = TrainConfig.epochs
+                if args.phases:
+                    from visnet.training.phases import parse_phase
+
+                    args.epochs = sum(parse_phase(text, args.lr)[1] for text in args.phases)
             config = config_from_args(args)
         from visnet.data.augment import Augmentation
 

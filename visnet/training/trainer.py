@@ -12,6 +12,7 @@ from collections.abc import Callable
 import numpy as np
 
 from visnet.training.config import TrainConfig
+from visnet.training.phases import parse_trainable, set_trunk_trainable, training_phases
 
 _LOSS_KEYS = {
     "triplet": ("margin", "mining", "top_k", "distance"),
@@ -100,13 +101,9 @@ def build_model(config: TrainConfig, loss_config: dict):
                              f"backbone settings (got {', '.join(given) or 'trainable/remove_top'}).")
     else:
         options.update(backbone=config.backbone or info.backbone, weights=config.weights,
-                       trainable=_trainable(config.trainable), remove_top=config.remove_top,
+                       trainable=parse_trainable(config.trainable), remove_top=config.remove_top,
                        backbone_options=config.backbone_options)
     return build(config.arch, **options)
-
-
-def _trainable(value: str):
-    return int(value) if str(value).isdigit() else value
 
 
 def input_normalization(config: TrainConfig) -> str:
@@ -117,22 +114,23 @@ def input_normalization(config: TrainConfig) -> str:
     return backbone_info(backbone).normalization if backbone else "unit"
 
 
-def _optimizer(config: TrainConfig, steps_per_epoch: int, epochs: int | None = None):
+def _optimizer(config: TrainConfig, steps_per_epoch: int, epochs: int | None = None, lr: float | None = None):
     import keras
 
+    lr = lr or config.lr
     total = (epochs or config.epochs) * steps_per_epoch
-    warmup = int(config.warmup_epochs * steps_per_epoch)
+    warmup = min(int(config.warmup_epochs * steps_per_epoch), total // 2)
     if config.schedule == "cosine":
-        lr = keras.optimizers.schedules.CosineDecay(
-            config.lr * (0.01 if warmup else 1.0), decay_steps=max(1, total - warmup), alpha=0.01,
-            warmup_target=config.lr if warmup else None, warmup_steps=warmup)
+        rate = keras.optimizers.schedules.CosineDecay(
+            lr * (0.01 if warmup else 1.0), decay_steps=max(1, total - warmup), alpha=0.01,
+            warmup_target=lr if warmup else None, warmup_steps=warmup)
     else:
-        lr = config.lr
+        rate = lr
     if config.optimizer == "sgd":
-        return keras.optimizers.SGD(lr, momentum=0.9, nesterov=True, weight_decay=config.weight_decay or None)
+        return keras.optimizers.SGD(rate, momentum=0.9, nesterov=True, weight_decay=config.weight_decay or None)
     if config.optimizer == "adamw":
-        return keras.optimizers.AdamW(lr, weight_decay=config.weight_decay or 0.004)
-    return keras.optimizers.Adam(lr, weight_decay=config.weight_decay or None)
+        return keras.optimizers.AdamW(rate, weight_decay=config.weight_decay or 0.004)
+    return keras.optimizers.Adam(rate, weight_decay=config.weight_decay or None)
 
 
 def compile_training_model(model, config: TrainConfig, loss_config: dict, classes: int, steps_per_epoch: int,
@@ -163,7 +161,8 @@ def compile_training_model(model, config: TrainConfig, loss_config: dict, classe
         head = CosineClassifier(classes, name="proxies")(model.output)
         model = keras.Model(model.inputs, {"embedding": model.output, "cosines": head}, name=model.name)
         loss = {"embedding": None, "cosines": loss}
-    model.compile(optimizer=_optimizer(config, steps_per_epoch, config.freeze_epochs or None), loss=loss)
+    first = training_phases(config)[0]
+    model.compile(optimizer=_optimizer(config, steps_per_epoch, first.epochs, first.lr), loss=loss)
     return model
 
 
@@ -180,15 +179,6 @@ def training_batch(batch: dict, loss_config: dict):
     if loss_config["name"] == "sampled-softmax":
         return (batch["image"], batch["label"]), tf.zeros_like(batch["label"])
     return batch["image"], training_targets(batch["label"], loss_config["name"] == "normsoftmax")
-
-
-def set_backbone_trainable(model, trainable: bool) -> None:
-    """Freezes or unfreezes the nested `backbone` model (frozen batch norm runs in inference mode)."""
-    try:
-        backbone = model.get_layer("backbone")
-    except ValueError as error:
-        raise ValueError(f"freeze_epochs needs an architecture with a backbone; {model.name} has none.") from error
-    backbone.trainable = trainable
 
 
 def _versions() -> dict:
@@ -222,6 +212,8 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
     if not config.out:
         raise ValueError("out (the run directory) is required.")
     if config.arch == "maml":  # episodic meta-learning: its own loop, the same run directory
+        if config.phases or config.freeze_epochs or config.freeze_batchnorm:
+            raise ValueError("maml meta-learns its own loop: it takes no phases, freeze_epochs or freeze_batchnorm.")
         from visnet.training.maml import train_maml
 
         return train_maml(config, resume, progress, log)
@@ -248,6 +240,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
 
     from visnet.data.augment import Augmentation
     from visnet.data.pipeline import load_images, sampled_dataset
+    from visnet.models import architectures
     from visnet.training.callbacks import RetrievalValidation, RunCheckpoint, ThroughputLogger
     from visnet.training.data import image_spec, make_sampler, read_training_data
     from visnet.training.runs import Run
@@ -305,8 +298,6 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
     os.makedirs(run_dir, exist_ok=True)
     if state is None:
         with strategy.scope():
-            if config.freeze_epochs:
-                set_backbone_trainable(model, False)
             model = compile_training_model(model, config, loss_config, len(data.classes), steps, vocabulary)
 
     start_epoch = state["epochs_done"] if state else 0
@@ -336,25 +327,35 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     ds = ds.with_options(options)
 
+    # One history across phases (each phase is a `fit` call) and resumes; a new run starts it afresh.
+    history = os.path.join(run_dir, "history.csv")
+    if state is None and os.path.exists(history):
+        os.remove(history)
     # Throughput first: its epoch time must not include the validation pass.
     callbacks = [ThroughputLogger(int(sampler.epoch(0).shape[1]))]
     callbacks += [c for c in (validation,) if c is not None]
     callbacks += [RunCheckpoint(run_dir, "val_mAP" if validation else None, config.patience, state),
-                  keras.callbacks.CSVLogger(os.path.join(run_dir, "history.csv"), append=resume),
+                  keras.callbacks.CSVLogger(history, append=True),
                   keras.callbacks.TensorBoard(os.path.join(run_dir, "logs"), update_freq="epoch")]
     verbose = 1 if progress and sys.stderr.isatty() else 2
-    # Two phases: the head with the backbone frozen, then everything (a fresh optimizer whose
-    # schedule covers the remaining epochs). A run resumed in phase 2 already has it unfrozen.
-    if start_epoch < config.freeze_epochs:
-        log(f"phase 1: epochs 1-{config.freeze_epochs} with the backbone frozen")
-        model.fit(ds, epochs=config.freeze_epochs, initial_epoch=start_epoch, steps_per_epoch=steps, shuffle=False,
+    # Phases (the head on a frozen trunk, then more of the trunk): each starts with its blocks
+    # opened and a fresh optimizer whose schedule spans the phase. A run resumed inside a phase
+    # continues with the checkpoint's own trainable flags and optimizer state.
+    phases = training_phases(config)
+    backbone = config.backbone or architectures.lookup(config.arch).backbone
+    tuned = len(phases) > 1 or config.freeze_batchnorm
+    for n, phase in enumerate(phases, start=1):
+        if start_epoch >= phase.end:
+            continue
+        if start_epoch == phase.start and (tuned or n > 1):
+            with strategy.scope():
+                set_trunk_trainable(model, backbone, phase.trainable, config.freeze_batchnorm)
+                model.compile(optimizer=_optimizer(config, steps, phase.epochs, phase.lr), loss=model.loss)
+        if len(phases) > 1:
+            log(f"phase {n}/{len(phases)}, {phase.describe()}")
+        model.fit(ds, epochs=phase.end, initial_epoch=start_epoch, steps_per_epoch=steps, shuffle=False,
                   callbacks=callbacks, verbose=verbose)
-        start_epoch = config.freeze_epochs
-        with strategy.scope():
-            set_backbone_trainable(model, True)
-            model.compile(optimizer=_optimizer(config, steps, config.epochs - config.freeze_epochs), loss=model.loss)
-        log(f"phase 2: epochs {start_epoch + 1}-{config.epochs}, backbone fine-tuned")
-    if start_epoch < config.epochs:
-        model.fit(ds, epochs=config.epochs, initial_epoch=start_epoch, steps_per_epoch=steps, shuffle=False,
-                  callbacks=callbacks, verbose=verbose)
+        start_epoch = phase.end
+        if model.stop_training:  # patience ran out
+            break
     return Run(config.out)

