@@ -25,9 +25,51 @@ def versions(extra: tuple[str, ...] = ()) -> dict:
     return out
 
 
+def _cpuinfo() -> tuple[str | None, set[str]]:
+    """(CPU model name, feature flags) from /proc/cpuinfo (Linux), or (None, empty) elsewhere."""
+    model, flags = None, set()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                key, _, value = line.partition(":")
+                key = key.strip()
+                if key == "model name" and model is None:
+                    model = value.strip()
+                elif key == "flags" and not flags:
+                    flags = set(value.split())
+                if model and flags:
+                    break
+    except OSError:
+        pass
+    return model, flags
+
+
 def machine() -> dict:
+    """The host a figure was measured on: hosts of one kind differ 3-4x in training speed, so every
+    report names the CPU model, the cores this process may use, its vector extensions, and the
+    allocator and thread settings in effect."""
+    model, flags = _cpuinfo()
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        usable = os.cpu_count()
     return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-            "cpus": os.cpu_count()}
+            "cpu_model": model or platform.processor() or platform.machine(), "cpus": usable,
+            "cpus_online": os.cpu_count(), "avx2": "avx2" in flags,
+            "avx512": any(f.startswith("avx512") for f in flags),
+            "avx512_flags": sorted(f for f in flags if f.startswith("avx512")),
+            "settings": {k: os.environ[k] for k in ("LD_PRELOAD", "OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS",
+                                                   "TF_NUM_INTEROP_THREADS", "TF_ENABLE_ONEDNN_OPTS", "MALLOC_ARENA_MAX")
+                         if k in os.environ}}
+
+
+def host(report_machine: dict) -> str:
+    """A short name of the host for tables and notes: `AMD EPYC, 2 CPUs, AVX2, no AVX-512`."""
+    m = report_machine or {}
+    vector = "AVX-512" if m.get("avx512") else ("AVX2, no AVX-512" if m.get("avx2") else "no AVX2")
+    if "avx512" not in m:  # reports written before the host was recorded
+        return f"{m.get('cpus', '?')} CPUs (host not recorded)"
+    return f"{m.get('cpu_model') or 'unknown CPU'}, {m.get('cpus')} CPUs, {vector}"
 
 
 def header(name: str, script: str, argv: list[str], extra_versions: tuple[str, ...] = ()) -> dict:

