@@ -16,8 +16,10 @@ $(STAMP): setup.cfg pyproject.toml
 install: $(STAMP)
 
 # The main job, on a generated catalogue: the HOG baseline end to end (features -> closed-set
-# k-NN -> open-set retrieval -> few-shot table); a short training run of the weak-label
-# image-text model on the catalogue's base classes and names, measured the same way; its export
+# k-NN -> open-set retrieval -> few-shot table); the weak-label image-text model on an
+# ImageNet-pretrained EfficientNet-Lite0 trunk (weights from its package, no download), kept
+# frozen while its head learns the catalogue's base classes' names (on this synthetic catalogue
+# fine-tuning the trunk too lowers validation mAP from 0.90 to 0.82), measured the same way; its export
 # for TF Serving; a gallery of the catalogue; then the search service and its web page at
 # http://127.0.0.1:$(PORT)/ (Ctrl-C stops it). SERVE=check starts the service, answers one
 # search over HTTP and stops (CI).
@@ -29,8 +31,8 @@ demo: $(STAMP)
 	$(BIN)/python -m visnet.evaluate --embedder hog --data $(DEMO)/catalogue \
 		--classifiers prototype,1nn,mlp --out $(DEMO)/hog-results.json
 	$(BIN)/python -m visnet.train --arch weakly --data $(DEMO)/catalogue --split open-set \
-		--backbone resnet18 --backbone-option width=16 --image-size 64x48 --embedding-dim 64 \
-		--negatives 20 --epochs 20 --steps-per-epoch 20 --out $(DEMO)/runs/weakly
+		--backbone efficientnet-lite0 --weights imagenet --trainable none --image-size 96x72 \
+		--embedding-dim 64 --negatives 20 --epochs 8 --steps-per-epoch 20 --lr 3e-3 --out $(DEMO)/runs/weakly
 	$(BIN)/python -m visnet.evaluate --run $(DEMO)/runs/weakly --data $(DEMO)/catalogue \
 		--classifiers prototype,1nn,mlp --out $(DEMO)/weakly-results.json
 	$(BIN)/python -m visnet.export --run $(DEMO)/runs/weakly --out $(DEMO)/models/shop

@@ -71,6 +71,9 @@ def command(config: TrainConfig) -> str:
                 words += [name, f"{key}={json.dumps(item, separators=(',', ':'))}"]
         elif field == "image_size":
             words += [flag, f"{value[0]}x{value[1]}"]
+        elif field == "phases":
+            for phase in value:
+                words += ["--phase", phase]
         elif field == "cache_images":
             words += ["--no-cache-images"]
         elif field == "augment":

@@ -120,3 +120,14 @@ def test_the_grid_runs_every_cell_and_marks_the_ones_it_cannot_draw():
     assert len(logged) == 2 and format_cell(rows[4]) == "n/a" and format_cell(rows[0]) == "100.0 ± 0.0%"
     objects = accuracy_grid(x, y, (2,), (1,), queries=1, episodes=2, classifier=NearestPrototype())
     assert objects[0]["classifier"] == "NearestPrototype" and objects[0]["accuracy"] == 1.0
+
+
+def test_mlp_solver_auto_takes_lbfgs_on_embeddings_and_adam_on_wide_features():
+    x, y = clustered_embeddings(classes=3, per_class=4, dim=16)
+    assert MLP().fit(x, y).model_[-1].solver == "lbfgs"
+    wide, labels = clustered_embeddings(classes=3, per_class=4, dim=MLP.LBFGS_MAX_DIM + 1)
+    assert MLP().fit(wide, labels).model_[-1].solver == "adam"
+    assert MLP(pca=8).fit(wide, labels).model_[-1].solver == "lbfgs"  # PCA first: 8 dimensions
+    assert MLP(solver="adam").fit(x, y).model_[-1].solver == "adam"
+    with pytest.raises(ValueError, match="solver='sgd'"):
+        MLP(solver="sgd")

@@ -110,7 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     opt.add_argument("--no-augment", dest="augment", action="store_false", help="no random augmentation")
     opt.add_argument("--augment-option", type=key_value, action="append", default=[], metavar="KEY=VALUE",
                      help="augmentation strength, repeatable (flip, rotation, crop, brightness, contrast, "
-                     "saturation, hue)")
+                     "saturation, hue, grey; photos taken by people: background, perspective, lighting, "
+                     "occlusion, e.g. background=0.5 perspective=0.2 lighting=0.3 occlusion=0.3)")
     opt.add_argument("--seed", type=int, default=d.seed, help="seed of sampling, augmentation and weights (default 0)")
     opt.add_argument("--patience", type=int, help="stop after N epochs without a better val_mAP")
     opt.add_argument("--strategy", choices=STRATEGIES, default=d.strategy, help="tf.distribute strategy (default)")

@@ -146,16 +146,16 @@ def train_maml(config, resume: bool = False, progress: bool = True, log=print):
     from visnet.data.pipeline import load_images
     from visnet.data.samplers import EpisodeSampler
     from visnet.models.common import embedding_model
+    from visnet.training.builder import (
+        build_model,
+        input_normalization,
+        normalized_images,
+        resolve_loss,
+        versions,
+    )
     from visnet.training.callbacks import RetrievalValidation, RunCheckpoint, resume_state
     from visnet.training.data import image_spec, read_training_data
     from visnet.training.runs import Run
-    from visnet.training.trainer import (
-        _normalized,
-        _versions,
-        build_model,
-        input_normalization,
-        resolve_loss,
-    )
 
     state, finished = resume_state(config.out, resume, config.epochs, log)
     if finished:
@@ -188,7 +188,7 @@ def train_maml(config, resume: bool = False, progress: bool = True, log=print):
     log(data.train.summary())
     spec = image_spec(config, input_normalization(config))
     images, kept = load_images(data.train.paths, image_spec(config, "none"), progress=progress)
-    images = _normalized(images, spec.normalization)
+    images = normalized_images(images, spec.normalization)
     labels = data.train.label_ids(data.classes)[kept]
     steps = config.steps_per_epoch or 100
     meta_batch = int(loop["meta_batch"])
@@ -200,7 +200,7 @@ def train_maml(config, resume: bool = False, progress: bool = True, log=print):
     validation = None
     if data.val is not None:
         val_images, val_kept = load_images(data.val.paths, image_spec(config, "none"))
-        validation = RetrievalValidation(_normalized(val_images, spec.normalization),
+        validation = RetrievalValidation(normalized_images(val_images, spec.normalization),
                                          np.array(data.val.labels)[val_kept])
     val_episodes = []
     if validation is not None:
@@ -224,7 +224,7 @@ def train_maml(config, resume: bool = False, progress: bool = True, log=print):
         info = {"arch": "maml", "loss": {"name": "maml", "ways": ways, "shots": shots, "queries": queries, **loop},
                 "image_spec": spec.to_dict(), "classes": data.classes, "train_images": len(labels),
                 "val_images": 0 if validation is None else len(validation.labels), "steps_per_epoch": steps,
-                "parameters": model.count_params(), "versions": _versions()}
+                "parameters": model.count_params(), "versions": versions()}
         if validation is not None:
             info["untrained"] = measure()
             log("untrained: " + ", ".join(f"{k} {v:.3f}" for k, v in info["untrained"].items()))

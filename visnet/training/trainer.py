@@ -4,57 +4,21 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import sys
 import tempfile
 from collections.abc import Callable
 
 import numpy as np
 
+from visnet.training.builder import (  # noqa: F401  (re-exported: the trainer's public names)
+    build_model,
+    input_normalization,
+    normalized_images,
+    resolve_loss,
+    versions,
+)
 from visnet.training.config import TrainConfig
-from visnet.training.phases import parse_trainable, set_trunk_trainable, training_phases
-
-_LOSS_KEYS = {
-    "triplet": ("margin", "mining", "top_k", "distance"),
-    "hinge": ("margin", "mining", "top_k"),
-    "contrastive": ("margin", "distance"),
-    "prototypical": ("shots",),
-    "maml": ("shots",),  # the meta-learning loop of visnet.training.maml, not a Keras loss
-    "normsoftmax": ("scale",),
-    "sampled-softmax": ("negatives", "close_negatives", "scale"),
-}
-
-
-def resolve_loss(config: TrainConfig) -> dict:
-    """The loss config: the architecture's default, or `config.loss`, with explicit overrides."""
-    from visnet.models import architectures
-
-    default = dict(architectures.lookup(config.arch).loss)
-    name = config.loss or default["name"]
-    if name not in _LOSS_KEYS:
-        raise ValueError(f"loss must be one of {sorted(_LOSS_KEYS)}. Received: loss={name!r}")
-    loss = default if name == default["name"] else {"name": name}
-    for key in _LOSS_KEYS[name]:
-        value = getattr(config, key)
-        if value is not None:
-            loss["gap" if name == "hinge" and key == "margin" else key] = value
-    if name == "contrastive":  # --mining picks the pairs: PairSampler pairs, or every pair of a P x K batch
-        if config.mining not in (None, "none", "batch-all"):
-            raise ValueError(f"The contrastive loss takes mining none (sampled pairs, p_same) or batch-all "
-                             f"(every pair of a P x K batch). Received: mining={config.mining!r}")
-        loss["layout"] = "all-pairs" if config.mining == "batch-all" else "halves"
-    if name == "prototypical":
-        loss.setdefault("shots", max(1, config.k // 2))
-    if name == "sampled-softmax" and config.arch != "weakly":
-        raise ValueError(f"The sampled-softmax loss trains the word head of the weakly architecture. "
-                         f"Received: arch={config.arch!r}")
-    if config.arch == "weakly" and name != "sampled-softmax":
-        raise ValueError(f"The weakly architecture trains with the sampled-softmax loss. Received: loss={name!r}")
-    unused = [k for k in ("margin", "mining", "top_k", "distance", "shots", "scale", "negatives", "close_negatives")
-              if getattr(config, k) is not None and k not in _LOSS_KEYS[name] + ("mining",) * (name == "contrastive")]
-    if unused:
-        raise ValueError(f"The {name} loss does not use {', '.join(unused)}.")
-    return loss
+from visnet.training.phases import set_trunk_trainable, training_phases
 
 
 def _is_chief(strategy) -> bool:
@@ -85,33 +49,6 @@ def _setup_devices(config: TrainConfig):
     if config.strategy == "multiworker":
         return tf.distribute.MultiWorkerMirroredStrategy()
     return tf.distribute.get_strategy()
-
-
-def build_model(config: TrainConfig, loss_config: dict):
-    from visnet.models import architectures, build
-
-    info = architectures.lookup(config.arch)
-    options = {"input_shape": (*config.image_size, 3), **config.arch_options}
-    if config.embedding_dim is not None:
-        options["embedding_dim"] = config.embedding_dim
-    if info.backbone is None:
-        given = [f for f in ("backbone", "weights") if getattr(config, f)] + (["backbone_options"] if config.backbone_options else [])
-        if given or config.trainable != "all" or config.remove_top:
-            raise ValueError(f"The {config.arch} architecture has its own feature block: it takes no "
-                             f"backbone settings (got {', '.join(given) or 'trainable/remove_top'}).")
-    else:
-        options.update(backbone=config.backbone or info.backbone, weights=config.weights,
-                       trainable=parse_trainable(config.trainable), remove_top=config.remove_top,
-                       backbone_options=config.backbone_options)
-    return build(config.arch, **options)
-
-
-def input_normalization(config: TrainConfig) -> str:
-    from visnet.backbones import backbone_info
-    from visnet.models import architectures
-
-    backbone = config.backbone or architectures.lookup(config.arch).backbone
-    return backbone_info(backbone).normalization if backbone else "unit"
 
 
 def _optimizer(config: TrainConfig, steps_per_epoch: int, epochs: int | None = None, lr: float | None = None):
@@ -179,22 +116,6 @@ def training_batch(batch: dict, loss_config: dict):
     if loss_config["name"] == "sampled-softmax":
         return (batch["image"], batch["label"]), tf.zeros_like(batch["label"])
     return batch["image"], training_targets(batch["label"], loss_config["name"] == "normsoftmax")
-
-
-def _versions() -> dict:
-    import keras
-    import tensorflow as tf
-
-    import visnet
-
-    return {"visnet": visnet.__version__, "tensorflow": tf.__version__, "keras": keras.__version__,
-            "python": platform.python_version()}
-
-
-def _normalized(images: np.ndarray, normalization: str) -> np.ndarray:
-    from visnet.data.pipeline import normalize_image
-
-    return np.asarray(normalize_image(images.astype(np.float32), normalization))
 
 
 def train(config: TrainConfig, resume: bool = False, progress: bool = True,
@@ -290,7 +211,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
     if data.val is not None:
         val_images, val_kept = load_images(data.val.paths, raw_spec)
         val_labels = np.array(data.val.labels)[val_kept]
-        validation = RetrievalValidation(_normalized(val_images, spec.normalization), val_labels)
+        validation = RetrievalValidation(normalized_images(val_images, spec.normalization), val_labels)
         log(f"validation: {len(val_labels)} images of {len(set(val_labels))} classes held out of training")
 
     # Only the chief worker writes the run; the others keep their checkpoints in a scratch folder.
@@ -309,7 +230,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
                 "train_images": len(train_set), "val_images": 0 if validation is None else len(validation.labels),
                 "steps_per_epoch": steps, "batch_size": int(sampler.epoch(0).shape[1]),
                 "parameters": model.count_params(), "replicas": strategy.num_replicas_in_sync,
-                "strategy": config.strategy, "versions": _versions()}
+                "strategy": config.strategy, "versions": versions()}
         if validation is not None:
             info["untrained"] = validation.measure(model)
             log(f"untrained: val_mAP {info['untrained']['val_mAP']:.3f}")
