@@ -47,9 +47,18 @@ RECIPES = {
                           backbone="resnet18", backbone_options={"width": 64}, embedding_dim=400, negatives=100,
                           scale=16.0, batch_size=128, min_word_count=2, optimizer="adam", lr=1e-3, schedule="cosine",
                           warmup_epochs=0.5, epochs=6, freeze_epochs=2, seed=0, augmentation={"grey": 0.2}),
+    # Corbiere's recipe proper: an ImageNet trunk (EfficientNet-Lite0, offline), the head and word
+    # vectors first on the frozen trunk, then the top 3 blocks fine-tuned (batch norm frozen).
+    "imagenet-trunk": dict(arch="weakly", split="open-set", val="classes:0.1", image_size=(128, 96),
+                           backbone="efficientnet-lite0", weights="imagenet", embedding_dim=400, negatives=100,
+                           scale=16.0, batch_size=128, min_word_count=2, optimizer="adam", schedule="cosine",
+                           warmup_epochs=0.3, epochs=5, phases=["none:3:1e-3", "3:2:3e-4"], freeze_batchnorm=True,
+                           seed=0, augmentation={"grey": 0.2}),
 }
-TITLES = {"scratch": "trained from scratch", "siamese-trunk": "on the trunk of the `siamese` run"}
-RESULT_NAMES = {"scratch": "weak_labels", "siamese-trunk": "weak_labels_siamese_trunk"}
+TITLES = {"scratch": "trained from scratch", "siamese-trunk": "on the trunk of the `siamese` run",
+          "imagenet-trunk": "on an ImageNet EfficientNet-Lite0 trunk"}
+RESULT_NAMES = {"scratch": "weak_labels", "siamese-trunk": "weak_labels_siamese_trunk",
+                "imagenet-trunk": "weak_labels_imagenet_trunk"}
 
 
 def trunk_weights(runs_dir: str) -> str:

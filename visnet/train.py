@@ -48,7 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--backbone-option", type=key_value, action="append", default=[], metavar="KEY=VALUE",
                        help="backbone option, repeatable (e.g. width=32)")
     model.add_argument("--weights", help="backbone weights: imagenet (efficientnet-lite0: offline, from its package; "
-                       "vgg16, resnet50: the Keras download), a weights file, or none (default none)")
+                       "vgg16, resnet50: the Keras download), a weights file, or none (default: imagenet for the "
+                       "default trunk of siamese and weakly, which then fine-tune in phases; none otherwise)")
     model.add_argument("--trainable", default=d.trainable,
                        help="backbone blocks that train: all (default), none, or N (the last N blocks)")
     model.add_argument("--remove-top-layers", dest="remove_top", type=int, default=0,
@@ -98,8 +99,11 @@ def build_parser() -> argparse.ArgumentParser:
                      "the last N), its epochs and learning rate (default --lr), each with a fresh optimizer and "
                      "warm-up, e.g. --phase none:1:1e-3 --phase 3:2:3e-4 --phase all:3:1e-4 (--epochs defaults "
                      "to their sum)")
-    opt.add_argument("--freeze-batchnorm", action="store_true",
-                     help="keep the trunk's batch-norm statistics and weights frozen while it fine-tunes")
+    opt.add_argument("--freeze-batchnorm", action="store_const", const=True, default=None,
+                     help="keep the trunk's batch-norm statistics and weights frozen while it fine-tunes "
+                     "(default: on for a pretrained trunk)")
+    opt.add_argument("--no-freeze-batchnorm", dest="freeze_batchnorm", action="store_const", const=False,
+                     help="let the trunk's batch norm adapt while it fine-tunes")
     opt.add_argument("--steps-per-epoch", type=int, help="batches per epoch (default: one pass of the sampler)")
     opt.add_argument("--optimizer", choices=OPTIMIZERS, default=d.optimizer, help="optimizer (default adam)")
     opt.add_argument("--lr", type=float, default=d.lr, help=f"learning rate (default {d.lr})")

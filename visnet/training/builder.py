@@ -56,6 +56,43 @@ def resolve_loss(config: TrainConfig) -> dict:
     return loss
 
 
+def resolve_trunk(config: TrainConfig) -> tuple[str | None, str | None]:
+    """(backbone, weights) a run uses: the config's, else the architecture's defaults (its default
+    weights only go with its default backbone; `weights="none"` trains from scratch)."""
+    from visnet.models import architectures
+
+    info = architectures.lookup(config.arch)
+    backbone = config.backbone or info.backbone
+    if config.weights is not None:
+        return backbone, config.weights
+    return backbone, info.weights if backbone == info.backbone else None
+
+
+def is_pretrained(weights: str | None) -> bool:
+    return weights not in (None, "", "none", "None")
+
+
+def with_defaults(config: TrainConfig) -> TrainConfig:
+    """The config with the architecture's trunk defaults and, for a pretrained trunk trained
+    without explicit phases, the fine-tuning recipe filled in (so the saved config.json says what
+    ran): one epoch of the head on the frozen trunk at `lr`, then the top 3 blocks at 0.3 `lr`,
+    batch norm frozen. Modifies and returns `config`."""
+    if config.arch == "maml":  # its own loop: no phases
+        return config
+    from visnet.models import architectures
+
+    if architectures.lookup(config.arch).backbone is None:
+        return config
+    config.backbone, config.weights = resolve_trunk(config)
+    auto = (is_pretrained(config.weights) and not config.phases and not config.freeze_epochs
+            and str(config.trainable) == "all" and config.epochs >= 2)
+    if auto:
+        config.phases = [f"none:1:{config.lr:g}", f"3:{config.epochs - 1}:{0.3 * config.lr:g}"]
+    if config.freeze_batchnorm is None:
+        config.freeze_batchnorm = is_pretrained(config.weights)
+    return config
+
+
 def build_model(config: TrainConfig, loss_config: dict):
     from visnet.models import architectures, build
 
@@ -69,7 +106,8 @@ def build_model(config: TrainConfig, loss_config: dict):
             raise ValueError(f"The {config.arch} architecture has its own feature block: it takes no "
                              f"backbone settings (got {', '.join(given) or 'trainable/remove_top'}).")
     else:
-        options.update(backbone=config.backbone or info.backbone, weights=config.weights,
+        backbone, weights = resolve_trunk(config)
+        options.update(backbone=backbone, weights=weights,
                        trainable=parse_trainable(config.trainable), remove_top=config.remove_top,
                        backbone_options=config.backbone_options)
     return build(config.arch, **options)

@@ -38,7 +38,9 @@ class TrainConfig:
     Optimisation: `epochs`, `freeze_epochs` (first epochs train with the backbone frozen, then
     it is fine-tuned), `phases` (`TRAINABLE:EPOCHS[:LR]` each, e.g. `["none:1:1e-3",
     "3:2:3e-4", "all:3:1e-4"]`: see `visnet.training.phases`), `freeze_batchnorm` (the trunk's
-    batch norm keeps its pretrained statistics), `steps_per_epoch`, `optimizer`, `lr`, `weight_decay`, `schedule`,
+    batch norm keeps its pretrained statistics; None: on for a pretrained trunk). With a
+    pretrained trunk and none of `phases`, `freeze_epochs`, `trainable`, the run fine-tunes in
+    phases (`visnet.training.builder.with_defaults`), `steps_per_epoch`, `optimizer`, `lr`, `weight_decay`, `schedule`,
     `warmup_epochs`, `augment`, `augmentation`, `seed`, `patience`, `strategy`, `cpu_replicas`,
     `mixed_precision`.
     """
@@ -83,7 +85,7 @@ class TrainConfig:
     epochs: int = 10
     freeze_epochs: int = 0
     phases: list[str] | None = None
-    freeze_batchnorm: bool = False
+    freeze_batchnorm: bool | None = None
     steps_per_epoch: int | None = None
     optimizer: str = "adam"
     lr: float = 1e-3

@@ -13,6 +13,7 @@ import numpy as np
 from visnet.training.builder import (  # noqa: F401  (re-exported: the trainer's public names)
     build_model,
     input_normalization,
+    with_defaults,
     normalized_images,
     resolve_loss,
     versions,
@@ -130,6 +131,9 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
         log: callable for one-line messages.
     """
     config.validate()
+    if not (resume and os.path.exists(os.path.join(config.out, "config.json"))):
+        with_defaults(config)  # a resumed run's config.json already says what it runs
+        config.validate()
     if not config.out:
         raise ValueError("out (the run directory) is required.")
     if config.arch == "maml":  # episodic meta-learning: its own loop, the same run directory
