@@ -70,6 +70,13 @@ benchmark: $(STAMP)
 		--maml-episodes 300 --inner-lr 0.01 --meta-batch 2 --test-inner-steps 10
 	$(BIN)/python benchmarks/layer_removal.py --data ../shared/data/fashion-products
 	$(BIN)/python benchmarks/quality.py --data ../shared/data/fashion-products
+	$(BIN)/python benchmarks/pretrained.py --data ../shared/data/fashion-products \
+		--recipes effnet-siamese,effnet-closed,effnet-photo,effnet-hybrid,effnet-visnet,effnet-protonet
+	$(BIN)/python benchmarks/weak_labels.py --data ../shared/data/fashion-products --recipe imagenet-trunk
+	$(BIN)/python benchmarks/pretrained.py --render
+	$(BIN)/python benchmarks/photo_queries.py --data ../shared/data/fashion-products \
+		--run effnet-siamese=benchmarks/runs/effnet-siamese --run effnet-photo=benchmarks/runs/effnet-photo
+	$(BIN)/python benchmarks/host_settings.py --steps 6
 	$(BIN)/python benchmarks/tuning_search.py --data ../shared/data/fashion-products --arch siamese --max-trials 8
 	$(BIN)/python benchmarks/export_throughput.py --run benchmarks/runs/weakly-siamese-trunk --data ../shared/data/fashion-products
 	$(BIN)/python -m visnet.export --run benchmarks/runs/weakly-siamese-trunk --out benchmarks/models/weakly-siamese-trunk \

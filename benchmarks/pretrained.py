@@ -60,7 +60,7 @@ OFF_THE_SHELF = {"efficientnet-lite0 ImageNet, off the shelf (128x96)": (128, 96
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", required=True, help="the fashion-products folder")
+    parser.add_argument("--data", help="the fashion-products folder (required unless --render)")
     parser.add_argument("--recipes", default="effnet-siamese,effnet-closed",
                         help=f"comma-separated, of {', '.join(RECIPES)} (default effnet-siamese,effnet-closed)")
     parser.add_argument("--off-the-shelf", action=argparse.BooleanOptionalAction, default=True,
@@ -69,7 +69,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--retrain", action="store_true", help="start finished or unfinished runs over")
     parser.add_argument("--merge", action="store_true", help="keep rows of OUT.json that this call does not redo")
     parser.add_argument("--out", default=os.path.join(HERE, "results", "pretrained"), help="output prefix")
+    parser.add_argument("--render", action="store_true",
+                        help="only rewrite OUT.md from OUT.json (the rows' commands regenerated from their recipes)")
     args = parser.parse_args(argv)
+    if args.render:
+        with open(args.out + ".json") as handle:
+            report = json.load(handle)
+        for row in report["rows"]:
+            if row["recipe"] is not None:
+                config = TrainConfig(data=report["data"], out=row["name"], **row["recipe"])
+                row["command"] = command(config) + f" --data {report['data']} --out runs/{row['name']}"
+        write_report(report, args.out, markdown)
+        return 0
+    if not args.data:
+        parser.error("--data is required (except with --render)")
     names = [n.strip() for n in args.recipes.split(",") if n.strip()]
     unknown = [n for n in names if n not in RECIPES]
     if unknown:
@@ -141,32 +154,80 @@ def _few(results: dict, ways: int, shots: int) -> str:
     return "n/a"
 
 
-def markdown(report: dict) -> str:
-    lines = ["### ImageNet-pretrained trunk: EfficientNet-Lite0, off the shelf and fine-tuned", "",
-             f"Command: `{report['command']}` on {host(report['machine'])}. Open-set figures on the 16 novel "
-             "classes (never seen in training); few-shot with nearest prototype, 600 seeded episodes.", "",
-             "| embedder | trained on | mAP | R@1 | R@5 | 5-way 1-shot | 5-way 5-shot | 16-way 1-shot | 16-way 5-shot "
-             "| closed-set 1-NN | training (CPU) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+#: recipe -> (architecture, the from-scratch row of results/quality.json beside it).
+SCRATCH = {"effnet-siamese": ("siamese", "siamese"), "effnet-closed": ("siamese", None),
+           "effnet-photo": ("siamese", None), "effnet-siamese-bn": ("siamese", None),
+           "effnet-hybrid": ("hybrid", "hybrid"), "effnet-visnet": ("visnet", "visnet"),
+           "effnet-protonet": ("protonet", "protonet")}
+
+
+def _other_results(results_dir: str) -> tuple[dict, dict | None]:
+    """From-scratch rows of the quality table, and the weak-label run on this trunk, when measured."""
+    rows, weak = {}, None
+    path = os.path.join(results_dir, "quality.json")
+    if os.path.exists(path):
+        rows = {row["name"]: row for row in json.load(open(path))["rows"]}
+    path = os.path.join(results_dir, "weak_labels_imagenet_trunk.json")
+    if os.path.exists(path):
+        weak = json.load(open(path))
+    return rows, weak
+
+
+def _line(name: str, trunk: str, trained_on: str, r: dict, training: str, closed_mark: str = "*",
+          open_mark: str = "") -> str:
+    o = r["open_set"]
+    closed = f"{100 * r['closed_set']['knn_accuracy']['1']:.1f}%{closed_mark}"
+    return (f"| {name} | {trunk} | {trained_on} | {o['mAP']:.3f}{open_mark} | {o['recall']['1']:.3f}{open_mark} | "
+            f"{o['recall']['5']:.3f}{open_mark} | {_few(r, 5, 1)} | {_few(r, 5, 5)} | {_few(r, 16, 1)} | "
+            f"{_few(r, 16, 5)} | {closed} | {training} |")
+
+
+def markdown(report: dict, results_dir: str = os.path.join(HERE, "results")) -> str:
+    scratch, weak = _other_results(results_dir)
+    lines = ["### ImageNet-pretrained trunk: EfficientNet-Lite0, off the shelf and fine-tuned, beside training "
+             "from scratch", "",
+             f"Command: `{report['command']}` on {host(report['machine'])} (from-scratch rows: the quality table; "
+             "their host was not recorded). Open-set figures on the 16 novel classes, never seen in training; "
+             "few-shot with nearest prototype, 600 seeded episodes; training time on the 2 CPUs.", "",
+             "| architecture | trunk | trained on | mAP | R@1 | R@5 | 5-way 1-shot | 5-way 5-shot | 16-way 1-shot "
+             "| 16-way 5-shot | closed-set 1-NN | training |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    shown = set()
     for row in report["rows"]:
-        r, o = row["results"], row["results"]["open_set"]
-        split = {None: "nothing (ImageNet only)", "open-set": "base classes",
-                 "closed-set": "closed-set train split"}[row.get("split")]
-        closed = f"{100 * r['closed_set']['knn_accuracy']['1']:.1f}%"
-        if row.get("split") == "open-set":
-            closed += "*"
-        if row.get("split") == "closed-set":
-            o_note = "†"
-        else:
-            o_note = ""
-        training = "none" if row["recipe"] is None else (
-            f"{row['train_seconds'] / 60:.0f} min, {row['epochs']} epochs (best {row['best_epoch']})")
-        lines.append(f"| `{row['name']}` | {split} | {o['mAP']:.3f}{o_note} | {o['recall']['1']:.3f}{o_note} | "
-                     f"{o['recall']['5']:.3f}{o_note} | {_few(r, 5, 1)} | {_few(r, 5, 5)} | {_few(r, 16, 1)} | "
-                     f"{_few(r, 16, 5)} | {closed} | {training} |")
-    lines += ["", "\\* Not held out (open-set runs trained on base classes, whose closed-set test photos were among "
-              "their training images). † Not held out: the closed-set run's training split holds photos of the "
-              "novel classes.", "", "Commands:", ""]
+        if row["recipe"] is None:
+            lines.append(_line("none (off the shelf)", f"EfficientNet-Lite0, ImageNet, {row['name'].split('(')[-1][:-1]}",
+                               "nothing", row["results"], "none", closed_mark=""))
+            continue
+        arch, scratch_name = SCRATCH.get(row["name"], (row["recipe"]["arch"], None))
+        if scratch_name and scratch_name in scratch and scratch_name not in shown:
+            s = scratch[scratch_name]
+            run = s.get("run") or {}
+            trunk = f"{run.get('backbone')} w{(run.get('backbone_options') or {}).get('width', '')}, from scratch"
+            took = f"{run['train_seconds'] / 60:.0f} min, {run['epochs']} epochs" if run.get("train_seconds") else "–"
+            lines.append(_line(f"`{arch}`", trunk, "base classes", s, took))
+            shown.add(scratch_name)
+        split = {"open-set": "base classes", "closed-set": "closed-set train split"}[row["split"]]
+        extras = []
+        if row["name"] == "effnet-photo":
+            extras.append("photo augmentation")
+        if row["recipe"].get("freeze_batchnorm") is False:
+            extras.append("batch norm trained")
+        trunk = "EfficientNet-Lite0, ImageNet, fine-tuned" + (f" ({', '.join(extras)})" if extras else "")
+        training = f"{row['train_seconds'] / 60:.0f} min, {row['epochs']} epochs (best {row['best_epoch']})"
+        lines.append(_line(f"`{arch}` (`{row['name']}`)", trunk, split, row["results"], training,
+                           closed_mark="" if row["split"] == "closed-set" else "*",
+                           open_mark="†" if row["split"] == "closed-set" else ""))
+    if weak:
+        if "weakly (from scratch)" in scratch:
+            s = scratch["weakly (from scratch)"]
+            lines.append(_line("`weakly`", "resnet18 w32, from scratch", "base classes and names", s,
+                               f"{s['run']['train_seconds'] / 60:.0f} min, {s['run']['epochs']} epochs"))
+        lines.append(_line("`weakly` (`weak_labels.py --recipe imagenet-trunk`)", "EfficientNet-Lite0, ImageNet, fine-tuned",
+                           "base classes and names", weak["retrieval"],
+                           f"{weak['train_seconds'] / 60:.0f} min, {weak['epochs']} epochs"))
+    lines += ["", "\\* Not held out: runs trained on the base classes saw the base-class photos of the closed-set "
+              "test split. † Not held out: the closed-set run's training split holds photos of the novel classes "
+              "(its closed-set 1-NN is the held-out figure).", "", "Commands:", ""]
     for row in report["rows"]:
         lines.append(f"- `{row['name']}`: `{row['command']}`")
     return "\n".join(lines) + "\n"

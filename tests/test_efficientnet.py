@@ -280,3 +280,27 @@ def test_phase_settings_name_the_bad_values():
         TrainConfig(data="x", epochs=10, phases=["none:1", "all:2"]).validate()
     with pytest.raises(ValueError, match="cannot both be set"):
         TrainConfig(data="x", epochs=3, freeze_epochs=1, phases=["none:1", "all:2"]).validate()
+
+
+def test_a_run_runs_at_another_input_size_with_its_trained_weights(phased_run, catalogue, tmp_path):
+    import json
+
+    from visnet import evaluate
+
+    run, _ = phased_run
+    x = np.random.default_rng(0).uniform(0, 255, (2, 48, 40, 3)).astype("float32")
+    bigger = run.model("best", image_size=(48, 40))
+    assert bigger.input_shape == (None, 48, 40, 3)
+    trained = run.model("best")
+    for a, b in zip(trained.get_layer("backbone").get_weights(), bigger.get_layer("backbone").get_weights()):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(trained.get_layer("projection").get_weights()[0],
+                               bigger.get_layer("projection").get_weights()[0])
+    out = bigger.predict(x, verbose=0)
+    np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, rtol=1e-5)
+    embedder = run.embedder("best", image_size=(48, 40))
+    assert (embedder.image_spec.height, embedder.image_spec.width) == (48, 40) and embedder.name.endswith("@48x40")
+    path = tmp_path / "results.json"
+    assert evaluate.main(["--run", run.path, "--data", catalogue, "--image-size", "48x40", "--episodes", "5",
+                          "--no-progress", "--out", str(path)]) == 0
+    assert json.loads(path.read_text())["embedder"]["image_size"] == [48, 40]

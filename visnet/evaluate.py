@@ -48,7 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--label", help="label column for the reader (default: the protocol's or the reader's)")
     parser.add_argument("--image-size", type=parse_size, metavar="HxW",
                         help="image size (default: the protocol's image_size_hw for hog, the embedder's own "
-                        "default otherwise: 32x24 for pixels)")
+                        "default otherwise: 32x24 for pixels; with --run, the run's: another size runs the trained "
+                        "model rebuilt at that size)")
     parser.add_argument("--metric", choices=METRICS, default="euclidean", help="distance (default euclidean)")
     parser.add_argument("--recall-ks", type=int_list, default=(1, 5, 10, 20, 30, 40, 50), metavar="K,K",
                         help="Recall@K cut-offs (default 1,5,10,20,30,40,50)")
@@ -111,12 +112,12 @@ def make_embedder(args: argparse.Namespace, run_path: str | None, protocol=None)
     if run_path:
         from visnet.training.runs import Run
 
-        if args.embedder_option or args.image_size:
-            raise ValueError("--embedder-option and --image-size do not apply to --run (the run fixes them).")
+        if args.embedder_option:
+            raise ValueError("--embedder-option does not apply to --run (the run fixes its embedder).")
         run = Run(run_path)
         from visnet.data.readers import parse_spec
 
-        return run.embedder(args.checkpoint, getattr(args, "hog_weight", None)), training_overlap(
+        return run.embedder(args.checkpoint, getattr(args, "hog_weight", None), args.image_size), training_overlap(
             run, parse_spec(args.data)[1])
     options = dict(args.embedder_option)
     if args.image_size:

@@ -13,10 +13,10 @@ import numpy as np
 from visnet.training.builder import (  # noqa: F401  (re-exported: the trainer's public names)
     build_model,
     input_normalization,
-    with_defaults,
     normalized_images,
     resolve_loss,
     versions,
+    with_defaults,
 )
 from visnet.training.config import TrainConfig
 from visnet.training.phases import set_trunk_trainable, training_phases
