@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shlex
 import sys
 import time
@@ -21,7 +22,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
-from benchmarks.common import header, last_line, run_python, write_report  # noqa: E402
+from benchmarks.common import header, host, last_line, run_python, write_report  # noqa: E402
 
 #: (name, arguments of visnet.layer_removal). `{runs}` is `--runs-dir`.
 EXTRACTORS = (
@@ -51,15 +52,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shots", default="1,5,10,20", help="shots (default 1,5,10,20)")
     parser.add_argument("--episodes", type=int, default=600, help="episodes per cell (default 600)")
     parser.add_argument("--out", default=os.path.join(HERE, "results", "layer_removal"), help="output prefix")
+    parser.add_argument("--only", action="append", metavar="NAME",
+                        help="an extractor to measure, repeatable; the others are kept from OUT.json (default: all)")
     args = parser.parse_args(argv)
+    names = [name for name, _ in EXTRACTORS]
+    only = args.only
+    if only and set(only) - set(names):
+        parser.error(f"unknown extractors {sorted(set(only) - set(names))}; choose from {names}")
+    previous = {}
+    if os.path.exists(args.out + ".json"):
+        with open(args.out + ".json") as handle:
+            previous = {g["name"]: g for g in json.load(handle)["grids"]}
 
     began = time.perf_counter()
     grids, unavailable = [], []
     figures = os.path.join(os.path.dirname(args.out), "layer_removal")
     os.makedirs(figures, exist_ok=True)
-    for i, (name, arguments) in enumerate(EXTRACTORS):
+    for name, arguments in EXTRACTORS:
+        if only and name not in only:
+            if name in previous:
+                grids.append(previous[name])
+            continue
         arguments = [a.replace("{runs}", args.runs_dir) for a in arguments]
-        prefix = os.path.join(figures, f"grid{i}")
+        prefix = os.path.join(figures, re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-"))
         done, seconds = run_python(["-m", "visnet.layer_removal", "--data", args.data, *arguments, "--shots",
                                     args.shots, "--episodes", str(args.episodes), "--no-progress", "--out", prefix],
                                    cwd=os.path.dirname(HERE))
@@ -67,6 +82,10 @@ def main(argv: list[str] | None = None) -> int:
         shown = " ".join(shlex.quote(a.replace(args.runs_dir, "runs")) for a in arguments)
         if done.returncode:
             reason = last_line(done.stderr, f"exit {done.returncode}")
+            if "Run directory not found" in reason and name in previous:  # the run is gone: keep its grid
+                grids.append({**previous[name], "kept": f"measured earlier; {reason.removeprefix('error: ')} now"})
+                print(f"{name}: kept from the previous report ({reason})", file=sys.stderr)
+                continue
             if DOWNLOAD_FAILED not in reason:  # only a missing download is "not measurable here"
                 print(f"{name} failed:\n{done.stderr[-3000:]}", file=sys.stderr)
                 return 1
@@ -90,7 +109,7 @@ def markdown(report: dict) -> str:
     lines = [
         "### Pretrained extractors with layers removed (5-way, 1-NN, novel classes)",
         "",
-        f"Command: `{report['command']}` ({report['wall_seconds'] / 60:.0f} min on {report['machine']['cpus']} CPUs). "
+        f"Command: `{report['command']}` ({report['wall_seconds'] / 60:.0f} min on {host(report['machine'])}). "
         "Each grid is `python -m visnet.layer_removal --data DATA ARGUMENTS`: the trunk cut N layers below its "
         "top, its feature map averaged and L2-normalised (PCA fitted on base-class photos where stated), "
         f"1-NN on {report['episodes']} seeded 5-way episodes with 15 queries per class (mean ± 95% interval).",
@@ -100,8 +119,9 @@ def markdown(report: dict) -> str:
         shots = sorted({r["shots"] for r in grid["rows"]})
         pool = grid["pool"]
         pca = f", PCA fitted on {grid['pca_images']:,} base-class photos" if grid.get("pca_images") else ""
+        kept = f"; {grid['kept']}" if grid.get("kept") else ""
         lines += [f"**{grid['name']}** (`{grid['arguments']}`, {grid['seconds']:.0f} s; {pool['classes']} novel "
-                  f"classes, {pool['images']} photos{pca})", "",
+                  f"classes, {pool['images']} photos{pca}{kept})", "",
                   "| layers removed | output layer (width) | " + " | ".join(f"{k}-shot" for k in shots) + " |",
                   "|---|---|" + "---|" * len(shots)]
         for cut in grid["cuts"]:

@@ -67,6 +67,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="also measure the ImageNet trunk without training (default on)")
     parser.add_argument("--runs-dir", default=os.path.join(HERE, "runs"), help="where the runs go")
     parser.add_argument("--retrain", action="store_true", help="start finished or unfinished runs over")
+    parser.add_argument("--eval-sizes", default="", metavar="HxW,HxW",
+                        help="also run each model (and the off-the-shelf trunk) rebuilt at these input sizes, on the "
+                        "open set and few-shot only (a convolutional embedding trained on random crops ranks "
+                        "better a little above its training size)")
     parser.add_argument("--merge", action="store_true", help="keep rows of OUT.json that this call does not redo")
     parser.add_argument("--out", default=os.path.join(HERE, "results", "pretrained"), help="output prefix")
     parser.add_argument("--render", action="store_true",
@@ -88,7 +92,10 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown recipes {unknown}; choose from {', '.join(RECIPES)}")
 
+    import dataclasses
+
     from visnet.baselines.pretrained import PretrainedEmbedder
+    from visnet.data.image_spec import parse_size
     from visnet.data.protocol import Protocol
     from visnet.data.readers import load_dataset
     from visnet.evaluation.benchmark import BenchmarkSettings, run_benchmark
@@ -96,16 +103,20 @@ def main(argv: list[str] | None = None) -> int:
     from visnet.training.runs import Run
     from visnet.training.trainer import train
 
+    eval_sizes = [parse_size(text) for text in args.eval_sizes.split(",") if text.strip()]
     began = time.perf_counter()
     protocol = Protocol.load(os.path.join(args.data, "protocol.json"))
+    open_only = dataclasses.replace(protocol, train_ids=(), test_ids=())  # no closed-set k-NN: 815 photos, not 13k
     dataset = load_dataset(args.data, check="none")
     rows = []
+    off_the_shelf = dict(OFF_THE_SHELF)
+    off_the_shelf.update({f"efficientnet-lite0 ImageNet, off the shelf ({h}x{w})": (h, w) for h, w in eval_sizes})
     if args.off_the_shelf:
-        for name, size in OFF_THE_SHELF.items():
+        for name, size in off_the_shelf.items():
             start = time.perf_counter()
             embedder = PretrainedEmbedder("efficientnet-lite0", weights="imagenet", remove=0, image_size=size)
-            results = run_benchmark(embedder, dataset, protocol, BenchmarkSettings(), spec=embedder.image_spec,
-                                    progress=False)
+            results = run_benchmark(embedder, dataset, protocol if size in OFF_THE_SHELF.values() else open_only,
+                                    BenchmarkSettings(), spec=embedder.image_spec, progress=False)
             rows.append({"name": name, "recipe": None, "eval_seconds": round(time.perf_counter() - start, 1),
                          "command": f"python -m visnet.evaluate --embedder pretrained --embedder-option "
                                     f"backbone=efficientnet-lite0 --embedder-option weights=imagenet "
@@ -136,6 +147,15 @@ def main(argv: list[str] | None = None) -> int:
             "eval_seconds": round(time.perf_counter() - start, 1), "results": results})
         print(f"{name}: mAP {results['open_set']['mAP']:.3f}, closed-set 1-NN "
               f"{results['closed_set']['knn_accuracy']['1']:.3f}", file=sys.stderr)
+        for size in eval_sizes:
+            start = time.perf_counter()
+            results = run_benchmark(run.embedder("best", image_size=size), dataset, open_only, BenchmarkSettings(),
+                                    progress=False)
+            rows.append({**rows[-1], "name": f"{name}@{size[0]}x{size[1]}", "eval_size": list(size),
+                         "eval_seconds": round(time.perf_counter() - start, 1), "results": results,
+                         "command": rows[-1]["command"] + f"; python -m visnet.evaluate --run runs/{name} "
+                                    f"--image-size {size[0]}x{size[1]} --data {args.data}"})
+            print(f"{name} at {size}: mAP {results['open_set']['mAP']:.3f}", file=sys.stderr)
     report = {**header("pretrained", "benchmarks/pretrained.py", argv if argv is not None else sys.argv[1:]),
               "data": args.data, "protocol": protocol.name, "rows": rows,
               "wall_seconds": round(time.perf_counter() - began, 1)}
@@ -176,7 +196,8 @@ def _other_results(results_dir: str) -> tuple[dict, dict | None]:
 def _line(name: str, trunk: str, trained_on: str, r: dict, training: str, closed_mark: str = "*",
           open_mark: str = "") -> str:
     o = r["open_set"]
-    closed = f"{100 * r['closed_set']['knn_accuracy']['1']:.1f}%{closed_mark}"
+    closed = (f"{100 * r['closed_set']['knn_accuracy']['1']:.1f}%{closed_mark}" if "knn_accuracy" in r["closed_set"]
+              else "n/a")
     return (f"| {name} | {trunk} | {trained_on} | {o['mAP']:.3f}{open_mark} | {o['recall']['1']:.3f}{open_mark} | "
             f"{o['recall']['5']:.3f}{open_mark} | {_few(r, 5, 1)} | {_few(r, 5, 5)} | {_few(r, 16, 1)} | "
             f"{_few(r, 16, 5)} | {closed} | {training} |")
@@ -198,7 +219,7 @@ def markdown(report: dict, results_dir: str = os.path.join(HERE, "results")) -> 
             lines.append(_line("none (off the shelf)", f"EfficientNet-Lite0, ImageNet, {row['name'].split('(')[-1][:-1]}",
                                "nothing", row["results"], "none", closed_mark=""))
             continue
-        arch, scratch_name = SCRATCH.get(row["name"], (row["recipe"]["arch"], None))
+        arch, scratch_name = SCRATCH.get(row["name"].split("@")[0], (row["recipe"]["arch"], None))
         if scratch_name and scratch_name in scratch and scratch_name not in shown:
             s = scratch[scratch_name]
             run = s.get("run") or {}
@@ -208,13 +229,15 @@ def markdown(report: dict, results_dir: str = os.path.join(HERE, "results")) -> 
             shown.add(scratch_name)
         split = {"open-set": "base classes", "closed-set": "closed-set train split"}[row["split"]]
         extras = []
-        if row["name"] == "effnet-photo":
+        if row["name"].startswith("effnet-photo"):
             extras.append("photo augmentation")
         if row["recipe"].get("freeze_batchnorm") is False:
             extras.append("batch norm trained")
+        if row.get("eval_size"):
+            extras.append(f"run at {row['eval_size'][0]}x{row['eval_size'][1]}")
         trunk = "EfficientNet-Lite0, ImageNet, fine-tuned" + (f" ({', '.join(extras)})" if extras else "")
         training = f"{row['train_seconds'] / 60:.0f} min, {row['epochs']} epochs (best {row['best_epoch']})"
-        lines.append(_line(f"`{arch}` (`{row['name']}`)", trunk, split, row["results"], training,
+        lines.append(_line(f"`{arch}` (`{row['name'].split('@')[0]}`)", trunk, split, row["results"], training,
                            closed_mark="" if row["split"] == "closed-set" else "*",
                            open_mark="†" if row["split"] == "closed-set" else ""))
     if weak:
