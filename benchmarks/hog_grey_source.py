@@ -27,6 +27,7 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
+from benchmarks.common import machine  # noqa: E402
 from visnet.baselines import HOGEmbedder  # noqa: E402
 from visnet.baselines.common import l2_normalize  # noqa: E402
 from visnet.data.protocol import Protocol  # noqa: E402
@@ -81,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
 
     os.makedirs(args.out_dir, exist_ok=True)
     with open(os.path.join(args.out_dir, "hog_grey_source.json"), "w") as handle:
-        json.dump({"benchmark": "hog_grey_source", "data": args.data,
+        json.dump({"benchmark": "hog_grey_source", "data": args.data, "machine": machine(),
                    "command": f"python benchmarks/hog_grey_source.py --data {args.data}", "rows": rows}, handle, indent=2)
     lines = ["### HOG: where the grey image comes from", "",
              f"Command: `python benchmarks/hog_grey_source.py --data {args.data}`", "",

@@ -25,6 +25,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
+from benchmarks.common import machine  # noqa: E402
 from visnet.training.config import TrainConfig  # noqa: E402
 
 # The recipe of each architecture: what the README reports. All train from scratch (no
@@ -156,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     hog = json.load(open(hog_path))["results"] if os.path.exists(hog_path) else None
     report = {"benchmark": "metric_learning", "data": args.data, "protocol": protocol.name,
               "command": f"python benchmarks/metric_learning.py --data {args.data} --archs {args.archs}",
-              "date": time.strftime("%Y-%m-%d"), "rows": rows, "hog": hog}
+              "date": time.strftime("%Y-%m-%d"), "machine": machine(), "rows": rows, "hog": hog}
     os.makedirs(args.out_dir, exist_ok=True)
     with open(os.path.join(args.out_dir, "metric_learning.json"), "w") as handle:
         json.dump(report, handle, indent=2)

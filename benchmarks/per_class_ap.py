@@ -21,6 +21,8 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
+from benchmarks.common import machine  # noqa: E402
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -80,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(f"| {c} | {counts.get(c, len(query))} | " + " | ".join(cells) + " |")
     os.makedirs(args.out_dir, exist_ok=True)
     with open(os.path.join(args.out_dir, "per_class_ap.json"), "w") as handle:
-        json.dump({"benchmark": "per_class_ap", "data": args.data, "queries": counts, "ap": table}, handle, indent=2)
+        json.dump({"benchmark": "per_class_ap", "data": args.data, "machine": machine(), "queries": counts,
+                   "ap": table}, handle, indent=2)
     with open(os.path.join(args.out_dir, "per_class_ap.md"), "w") as handle:
         handle.write("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -25,6 +25,8 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
+from benchmarks.common import machine  # noqa: E402
+
 
 def measure(arch: str, args: argparse.Namespace) -> dict:
     """Pipeline and bare-fit throughput of one architecture's recipe."""
@@ -111,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
 
     report = {"benchmark": "training_throughput", "data": args.data, "steps": args.steps, "repeats": args.repeats,
               "command": f"python benchmarks/training_throughput.py --data {args.data} --archs {args.archs} --steps {args.steps}",
-              "date": time.strftime("%Y-%m-%d"), "cpus": os.cpu_count(), "rows": rows}
+              "date": time.strftime("%Y-%m-%d"), "cpus": os.cpu_count(), "machine": machine(), "rows": rows}
     lines = ["### Training throughput: the input pipeline against in-memory tensors", "",
              f"Command: `{report['command']}` (medians of {args.repeats} passes of {args.steps} batches, "
              f"{os.cpu_count()} CPUs)", "",

@@ -30,6 +30,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 
+from benchmarks.common import host, machine  # noqa: E402
 from benchmarks.metric_learning import command  # noqa: E402
 from visnet.training.config import TrainConfig  # noqa: E402
 
@@ -157,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "weak_labels", "data": args.data, "protocol": protocol.name,
         "recipe": args.recipe,
         "command": f"python benchmarks/weak_labels.py --data {args.data} --recipe {args.recipe}",
-        "date": time.strftime("%Y-%m-%d"),
+        "date": time.strftime("%Y-%m-%d"), "machine": machine(),
         "settings": settings,
         "train_command": (command(config) + f" --data {args.data} --out runs/{name}").replace(ROOT + os.sep, ""),
         "vocabulary_size": len(vocabulary), "parameters": run.info["parameters"],
@@ -199,7 +200,7 @@ def markdown(r: dict) -> str:
         f"### Weak-label image-text model, {TITLES[r.get('recipe', 'scratch')]} (trained on base-class images and "
         "names; measured on the 16 novel classes)",
         "", f"Command: `{r['command']}` — training {r['train_seconds'] / 60:.0f} min ({r['epochs']} epochs), "
-        f"measuring {r['eval_seconds'] / 60:.1f} min, 2 CPUs", "",
+        f"measuring {r['eval_seconds'] / 60:.1f} min, {host(r.get('machine', {}))}", "",
         f"| tags of novel-class images ({t['images']}) | precision@1 | precision@5 |", "|---|---|---|",
     ]
     for name, key in (("frequency baseline (most common training words)", "frequency"),

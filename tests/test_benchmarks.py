@@ -58,3 +58,81 @@ def test_the_readme_section_is_regenerated_from_the_results(tmp_path):
     readme.write_text("no markers")
     with pytest.raises(ValueError, match="no <!-- results:begin -->"):
         update_readme.update(str(readme), str(results))
+
+
+def test_every_report_records_its_host():
+    """Hosts of one kind differ 3-4x in speed: each benchmark names the CPU it ran on."""
+    import glob
+
+    from benchmarks.common import host, machine
+
+    m = machine()
+    assert {"cpu_model", "cpus", "avx2", "avx512", "settings"} <= set(m) and m["cpus"] >= 1
+    assert host(m).startswith(m["cpu_model"]) and ("AVX-512" in host(m))
+    assert host({"cpus": 2}) == "2 CPUs (host not recorded)"
+    scripts = [p for p in glob.glob(os.path.join(os.path.dirname(__file__), "..", "benchmarks", "*.py"))
+               if os.path.basename(p) not in ("common.py", "update_readme.py", "__init__.py")]
+    silent = [os.path.basename(p) for p in scripts
+              if "machine()" not in open(p).read() and "header(" not in open(p).read()]
+    assert scripts and silent == []
+
+
+def _results(m_ap: float, closed: bool = True) -> dict:
+    few = [{"ways": w, "shots": s, "classifier": "prototype", "accuracy": 0.5 + m_ap / 4, "ci95": 0.01}
+           for w in (5, 16) for s in (1, 5)]
+    return {"open_set": {"mAP": m_ap, "recall": {"1": 0.9, "5": 0.95}},
+            "closed_set": {"knn_accuracy": {"1": 0.8}} if closed else {"skipped": "no closed set"},
+            "few_shot": few}
+
+
+def test_pretrained_table_puts_each_scratch_row_beside_its_pretrained_row(tmp_path):
+    from benchmarks import pretrained
+    from benchmarks.common import machine
+
+    results_dir = tmp_path / "results"
+    results_dir.mkdir()
+    (results_dir / "quality.json").write_text(json.dumps({"rows": [
+        {"name": "siamese", **_results(0.68), "run": {"backbone": "resnet18", "backbone_options": {"width": 64},
+                                                      "train_seconds": 2340, "epochs": 14}}]}))
+    recipe = {**pretrained.COMMON, **pretrained.RECIPES["effnet-siamese"]}
+    row = {"name": "effnet-siamese", "recipe": recipe, "split": "open-set", "command": "python -m visnet.train ...",
+           "train_seconds": 960, "epochs": 7, "best_epoch": 3, "results": _results(0.76)}
+    report = {"command": "python benchmarks/pretrained.py", "machine": machine(), "rows": [
+        {"name": "efficientnet-lite0 ImageNet, off the shelf (128x96)", "recipe": None, "command": "x",
+         "results": _results(0.73)}, row,
+        {**row, "name": "effnet-siamese@224x168", "eval_size": [224, 168], "results": _results(0.79, closed=False)}]}
+    lines = pretrained.markdown(report, str(results_dir)).splitlines()
+    table = [line for line in lines if line.startswith("| ")][1:]
+    assert "off the shelf" in table[0] and "| 0.730 |" in table[0]
+    assert table[1].startswith("| `siamese` | resnet18 w64, from scratch") and "| 0.680 |" in table[1]
+    assert table[2].startswith("| `siamese` (`effnet-siamese`)") and "| 0.760 |" in table[2] and "80.0%*" in table[2]
+    assert "run at 224x168" in table[3] and "| n/a |" in table[3]
+
+
+def test_photo_queries_are_deterministic_customer_photos():
+    import numpy as np
+
+    from benchmarks.photo_queries import photo_queries
+
+    studio = np.full((3, 32, 24, 3), 255, np.uint8)
+    studio[:, 10:22, 8:16] = 30
+    a, b = photo_queries(studio, seed=0), photo_queries(studio, seed=0)
+    np.testing.assert_array_equal(a, b)
+    assert a.dtype == np.uint8 and a.shape == studio.shape
+    assert np.abs(a.astype(int) - studio).mean() > 5  # not studio shots any more
+    assert not np.array_equal(a, photo_queries(studio, seed=1))
+
+
+def test_host_settings_table_compares_each_setting_with_the_default():
+    from benchmarks import host_settings
+    from benchmarks.common import machine
+
+    def passes(speed):
+        return {"images_per_second": speed, "user_seconds": 10.0, "system_seconds": 1.0, "minor_faults_per_step": 1000}
+
+    report = {"command": "python benchmarks/host_settings.py", "machine": machine(), "steps": 6, "batch": 128,
+              "rows": [{"setting": "default", "images_per_second": [20.0], "best": passes(20.0)},
+                       {"setting": "jemalloc", "images_per_second": [25.0], "best": passes(25.0)}],
+              "skipped": {"tcmalloc": "not installed"}}
+    text = host_settings.markdown(report)
+    assert "| `jemalloc` | 25.0 (25.0) | 1.25 |" in text and "`tcmalloc` not measured: not installed" in text
