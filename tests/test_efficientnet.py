@@ -304,3 +304,22 @@ def test_a_run_runs_at_another_input_size_with_its_trained_weights(phased_run, c
     assert evaluate.main(["--run", run.path, "--data", catalogue, "--image-size", "48x40", "--episodes", "5",
                           "--no-progress", "--out", str(path)]) == 0
     assert json.loads(path.read_text())["embedder"]["image_size"] == [48, 40]
+
+
+def test_a_pretrained_default_trunk_fills_in_the_fine_tuning_recipe():
+    from visnet.training.builder import with_defaults
+    from visnet.training.config import TrainConfig
+
+    config = with_defaults(TrainConfig(arch="siamese", data="x", epochs=3, lr=1e-3))
+    assert (config.backbone, config.weights) == ("efficientnet-lite0", "imagenet")
+    assert config.phases == ["none:1:0.001", "3:2:0.0003"] and config.freeze_batchnorm is True
+    assert config.augmentation["background"] == 0.5 and config.augmentation["occlusion"] == 0.3
+    config.validate()
+    scratch = with_defaults(TrainConfig(arch="siamese", data="x", weights="none"))
+    assert scratch.phases is None and scratch.freeze_batchnorm is False and scratch.augmentation == {}
+    other = with_defaults(TrainConfig(arch="siamese", data="x", backbone="resnet18"))
+    assert other.weights is None and other.phases is None  # no default weights for another trunk
+    mine = with_defaults(TrainConfig(arch="siamese", data="x", epochs=4, freeze_epochs=1, augmentation={"grey": 0.5}))
+    assert mine.phases is None and mine.augmentation == {"grey": 0.5} and mine.freeze_batchnorm is True
+    hybrid = with_defaults(TrainConfig(arch="hybrid", data="x"))
+    assert hybrid.backbone == "resnet18" and hybrid.weights is None

@@ -76,7 +76,8 @@ def with_defaults(config: TrainConfig) -> TrainConfig:
     """The config with the architecture's trunk defaults and, for a pretrained trunk trained
     without explicit phases, the fine-tuning recipe filled in (so the saved config.json says what
     ran): one epoch of the head on the frozen trunk at `lr`, then the top 3 blocks at 0.3 `lr`,
-    batch norm frozen. Modifies and returns `config`."""
+    batch norm frozen, with the photo augmentations (`Augmentation.photo()`, grey 0.2) when no
+    augmentation is set. Modifies and returns `config`."""
     if config.arch == "maml":  # its own loop: no phases
         return config
     from visnet.models import architectures
@@ -88,6 +89,10 @@ def with_defaults(config: TrainConfig) -> TrainConfig:
             and str(config.trainable) == "all" and config.epochs >= 2)
     if auto:
         config.phases = [f"none:1:{config.lr:g}", f"3:{config.epochs - 1}:{0.3 * config.lr:g}"]
+        if config.augment and not config.augmentation:
+            # Customers' photos, not studio shots: measured better on both (README, "Off the studio").
+            config.augmentation = {"grey": 0.2, "background": 0.5, "perspective": 0.2, "lighting": 0.3,
+                                   "occlusion": 0.3}
     if config.freeze_batchnorm is None:
         config.freeze_batchnorm = is_pretrained(config.weights)
     return config
