@@ -59,10 +59,12 @@ def main(argv: list[str] | None = None) -> int:
     only = args.only
     if only and set(only) - set(names):
         parser.error(f"unknown extractors {sorted(set(only) - set(names))}; choose from {names}")
-    previous = {}
+    previous, previous_unavailable = {}, {}
     if os.path.exists(args.out + ".json"):
         with open(args.out + ".json") as handle:
-            previous = {g["name"]: g for g in json.load(handle)["grids"]}
+            old = json.load(handle)
+        previous = {g["name"]: {"kept": f"measured on {old.get('date', 'an earlier day')}", **g} for g in old["grids"]}
+        previous_unavailable = {u["name"]: u for u in old.get("unavailable", [])}
 
     began = time.perf_counter()
     grids, unavailable = [], []
@@ -72,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
         if only and name not in only:
             if name in previous:
                 grids.append(previous[name])
+            elif name in previous_unavailable:
+                unavailable.append(previous_unavailable[name])
             continue
         arguments = [a.replace("{runs}", args.runs_dir) for a in arguments]
         prefix = os.path.join(figures, re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-"))

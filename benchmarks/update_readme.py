@@ -13,8 +13,9 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 #: The order of the tables, following the data flow (baselines, training, serving); others follow by name.
-ORDER = ("quality", "pretrained", "photo_queries", "hog", "hog_grey_source", "pixels", "layer_removal", "metric_learning", "per_class_ap",
-         "training_throughput", "maml_fewshot", "weak_labels", "weak_labels_siamese_trunk", "tuning_search", "export_throughput",
+ORDER = ("quality", "pretrained", "photo_queries", "hog", "hog_grey_source", "pixels", "layer_removal",
+         "metric_learning", "per_class_ap", "training_throughput", "maml_fewshot", "weak_labels",
+         "weak_labels_siamese_trunk", "weak_labels_imagenet_trunk", "tuning_search", "export_throughput",
          "index_search", "api_load", "host_settings", "speed")
 
 
