@@ -214,7 +214,14 @@ def markdown(report: dict, results_dir: str = os.path.join(HERE, "results")) -> 
              "| 16-way 5-shot | closed-set 1-NN | training |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     shown = set()
-    for row in report["rows"]:
+    order = list(RECIPES)
+
+    def rank(row):  # off the shelf first, then the recipes in their order, each at its sizes
+        name = row["name"].split("@")[0]
+        return (row["recipe"] is not None, order.index(name) if name in order else len(order),
+                bool(row.get("eval_size")), row["name"])
+
+    for row in sorted(report["rows"], key=rank):
         if row["recipe"] is None:
             lines.append(_line("none (off the shelf)", f"EfficientNet-Lite0, ImageNet, {row['name'].split('(')[-1][:-1]}",
                                "nothing", row["results"], "none", closed_mark=""))
@@ -251,7 +258,7 @@ def markdown(report: dict, results_dir: str = os.path.join(HERE, "results")) -> 
     lines += ["", "\\* Not held out: runs trained on the base classes saw the base-class photos of the closed-set "
               "test split. † Not held out: the closed-set run's training split holds photos of the novel classes "
               "(its closed-set 1-NN is the held-out figure).", "", "Commands:", ""]
-    for row in report["rows"]:
+    for row in sorted(report["rows"], key=rank):
         lines.append(f"- `{row['name']}`: `{row['command']}`")
     return "\n".join(lines) + "\n"
 
