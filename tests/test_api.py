@@ -282,7 +282,9 @@ def test_the_page_searches_by_photo_and_by_words_in_chromium(service, tmp_path):
             assert cards.count() == 6
             assert cards.first.get_attribute("data-id") == records[7].id
             assert cards.first.locator(".label").text_content() == records[7].label
-            assert page.locator("#results .card img").first.evaluate("img => img.complete && img.naturalWidth > 0")
+            # The first result's photo loads (waited for: on a loaded machine it arrives after the cards).
+            page.wait_for_function("() => { const img = document.querySelector('#results .card img');"
+                                   " return img !== null && img.complete && img.naturalWidth > 0; }", timeout=15000)
             assert "6 products" in page.text_content("#status")
             # The words box is shown for a weak-label model.
             assert page.is_visible("#words")
