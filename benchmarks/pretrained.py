@@ -48,7 +48,9 @@ RECIPES = {
     "effnet-photo": dict(arch="siamese", split="open-set", augmentation=PHOTO, **SHORT),
     "effnet-protonet": dict(arch="protonet", split="open-set", loss="prototypical", scale=None, shots=2, p=16, k=6,
                             **SHORT),
-    "effnet-siamese-bn": dict(arch="siamese", split="open-set", freeze_batchnorm=False),
+    # Batch norm trained with the trunk: compared with effnet-siamese's best checkpoint (epoch 3:
+    # the same first three epochs with batch norm frozen).
+    "effnet-siamese-bn": dict(arch="siamese", split="open-set", freeze_batchnorm=False, **SHORT),
     "effnet-closed": dict(arch="siamese", split="closed-set", val="images:0.05"),
     "effnet-hybrid": dict(arch="hybrid", split="open-set", arch_options={"hog_weight": 0.8}, **SHORT),
     "effnet-visnet": dict(arch="visnet", split="open-set", arch_options={"deep_dim": 512, "shallow_filters": 48},
