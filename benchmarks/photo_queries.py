@@ -7,7 +7,7 @@ white, a perspective tilt, uneven light, something in front of the product, plus
 crop, rotation and colour changes); the gallery stays the clean support photos. Each embedder
 is measured on the clean queries and on the photo queries (mAP, Recall@1/5): the gap is what
 leaving the studio costs it. Writes `results/photo_queries.json`, `.md` and a strip of example
-photo queries (`photo_queries.png`).
+photo queries (`photo_queries.png`, git-ignored: it is made of the benchmark's photos).
 
     python benchmarks/photo_queries.py --data ../shared/data/fashion-products \\
         --run effnet-siamese=benchmarks/runs/effnet-siamese --run effnet-photo=benchmarks/runs/effnet-photo
@@ -124,7 +124,8 @@ def markdown(report: dict) -> str:
              f"Command: `{report['command']}` on {host(report['machine'])}. Each of the {report['queries']} "
              f"novel-class query photos made into a customer photo once (`Augmentation.photo()`: a scene behind "
              f"the product, perspective tilt, uneven light, an occluding object; seed {report['seed']}), searched "
-             f"against the {report['gallery']} clean support photos; `photo_queries.png` shows examples.", "",
+             f"against the {report['gallery']} clean support photos (`photo_queries.png`, written beside this "
+             "table and not committed, shows examples).", "",
              "| embedder | input | studio mAP | photo mAP | studio R@1 | photo R@1 | photo R@5 |",
              "|---|---|---|---|---|---|---|"]
     for r in report["rows"]:
