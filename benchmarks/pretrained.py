@@ -232,7 +232,8 @@ def markdown(report: dict, results_dir: str = os.path.join(HERE, "results")) -> 
         if scratch_name and scratch_name in scratch and scratch_name not in shown:
             s = scratch[scratch_name]
             run = s.get("run") or {}
-            trunk = f"{run.get('backbone')} w{(run.get('backbone_options') or {}).get('width', '')}, from scratch"
+            width = (run.get("backbone_options") or {}).get("width")
+            trunk = f"{run.get('backbone')}{f' w{width}' if width else ''} at {run.get('input', '?')}, from scratch"
             took = f"{run['train_seconds'] / 60:.0f} min, {run['epochs']} epochs" if run.get("train_seconds") else "–"
             lines.append(_line(f"`{arch}`", trunk, "base classes", s, took))
             shown.add(scratch_name)
