@@ -93,7 +93,7 @@ def test_pretrained_table_puts_each_scratch_row_beside_its_pretrained_row(tmp_pa
     results_dir.mkdir()
     (results_dir / "quality.json").write_text(json.dumps({"rows": [
         {"name": "siamese", **_results(0.68), "run": {"backbone": "resnet18", "backbone_options": {"width": 64},
-                                                      "train_seconds": 2340, "epochs": 14}}]}))
+                                                      "input": "128x96", "train_seconds": 2340, "epochs": 14}}]}))
     recipe = {**pretrained.COMMON, **pretrained.RECIPES["effnet-siamese"]}
     row = {"name": "effnet-siamese", "recipe": recipe, "split": "open-set", "command": "python -m visnet.train ...",
            "train_seconds": 960, "epochs": 7, "best_epoch": 3, "results": _results(0.76)}
@@ -104,7 +104,7 @@ def test_pretrained_table_puts_each_scratch_row_beside_its_pretrained_row(tmp_pa
     lines = pretrained.markdown(report, str(results_dir)).splitlines()
     table = [line for line in lines if line.startswith("| ")][1:]
     assert "off the shelf" in table[0] and "| 0.730 |" in table[0]
-    assert table[1].startswith("| `siamese` | resnet18 w64, from scratch") and "| 0.680 |" in table[1]
+    assert table[1].startswith("| `siamese` | resnet18 w64 at 128x96, from scratch") and "| 0.680 |" in table[1]
     assert table[2].startswith("| `siamese` (`effnet-siamese`)") and "| 0.760 |" in table[2] and "80.0%*" in table[2]
     assert "run at 224x168" in table[3] and "| n/a |" in table[3]
 
