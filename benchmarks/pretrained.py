@@ -28,7 +28,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
 from benchmarks.common import header, host, write_report  # noqa: E402
-from benchmarks.metric_learning import command  # noqa: E402
+from benchmarks.metric_learning import _few, command  # noqa: E402
+from visnet.data.augment import PHOTO_AUGMENTATION  # noqa: E402
 from visnet.training.config import TrainConfig  # noqa: E402
 
 #: The fine-tuning recipe: 128x96 input (a training step at 160x120 costs twice as much on a
@@ -42,7 +43,7 @@ COMMON = dict(val="classes:0.1", image_size=(128, 96), backbone="efficientnet-li
 #: added nothing on the novel classes (best epoch 3 of 7; the last checkpoint within 0.001 mAP),
 #: and its first three epochs are exactly these.
 SHORT = dict(epochs=3, phases=["none:1:1e-3", "3:2:3e-4"])
-PHOTO = {"grey": 0.2, "background": 0.5, "perspective": 0.2, "lighting": 0.3, "occlusion": 0.3}
+PHOTO = {"grey": 0.2, **PHOTO_AUGMENTATION}
 RECIPES = {
     "effnet-siamese": dict(arch="siamese", split="open-set"),
     "effnet-photo": dict(arch="siamese", split="open-set", augmentation=PHOTO, **SHORT),
@@ -167,13 +168,6 @@ def main(argv: list[str] | None = None) -> int:
         report["rows"] = kept + rows
     write_report(report, args.out, markdown)
     return 0
-
-
-def _few(results: dict, ways: int, shots: int) -> str:
-    for r in results["few_shot"]:
-        if r["ways"] == ways and r["shots"] == shots and r["accuracy"] is not None:
-            return f"{100 * r['accuracy']:.1f} ± {100 * r['ci95']:.1f}%"
-    return "n/a"
 
 
 #: recipe -> (architecture, the from-scratch row of results/quality.json beside it).

@@ -16,6 +16,9 @@ import math
 
 import tensorflow as tf
 
+#: The strengths of `Augmentation.photo()`: photos taken by people, not in a studio.
+PHOTO_AUGMENTATION = {"background": 0.5, "perspective": 0.2, "lighting": 0.3, "occlusion": 0.3}
+
 
 @dataclasses.dataclass(frozen=True)
 class Augmentation:
@@ -61,7 +64,7 @@ class Augmentation:
     @classmethod
     def photo(cls, **overrides) -> Augmentation:
         """Studio shots made to look like photos taken by people (see the README's measurements)."""
-        return cls(**{"background": 0.5, "perspective": 0.2, "lighting": 0.3, "occlusion": 0.3, **overrides})
+        return cls(**{**PHOTO_AUGMENTATION, **overrides})
 
     def __post_init__(self):
         if not 0 < self.crop <= 1:

@@ -91,8 +91,9 @@ def with_defaults(config: TrainConfig) -> TrainConfig:
         config.phases = [f"none:1:{config.lr:g}", f"3:{config.epochs - 1}:{0.3 * config.lr:g}"]
         if config.augment and not config.augmentation:
             # Customers' photos, not studio shots: measured better on both (README, "Off the studio").
-            config.augmentation = {"grey": 0.2, "background": 0.5, "perspective": 0.2, "lighting": 0.3,
-                                   "occlusion": 0.3}
+            from visnet.data.augment import PHOTO_AUGMENTATION
+
+            config.augmentation = {"grey": 0.2, **PHOTO_AUGMENTATION}
     if config.freeze_batchnorm is None:
         config.freeze_batchnorm = is_pretrained(config.weights)
     return config
@@ -120,9 +121,8 @@ def build_model(config: TrainConfig, loss_config: dict):
 
 def input_normalization(config: TrainConfig) -> str:
     from visnet.backbones import backbone_info
-    from visnet.models import architectures
 
-    backbone = config.backbone or architectures.lookup(config.arch).backbone
+    backbone = resolve_trunk(config)[0]
     return backbone_info(backbone).normalization if backbone else "unit"
 
 

@@ -15,6 +15,7 @@ from visnet.training.builder import (  # noqa: F401  (re-exported: the trainer's
     input_normalization,
     normalized_images,
     resolve_loss,
+    resolve_trunk,
     versions,
     with_defaults,
 )
@@ -165,7 +166,6 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
 
     from visnet.data.augment import Augmentation
     from visnet.data.pipeline import load_images, sampled_dataset
-    from visnet.models import architectures
     from visnet.training.callbacks import RetrievalValidation, RunCheckpoint, ThroughputLogger
     from visnet.training.data import image_spec, make_sampler, read_training_data
     from visnet.training.runs import Run
@@ -267,7 +267,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
     # opened and a fresh optimizer whose schedule spans the phase. A run resumed inside a phase
     # continues with the checkpoint's own trainable flags and optimizer state.
     phases = training_phases(config)
-    backbone = config.backbone or architectures.lookup(config.arch).backbone
+    backbone = resolve_trunk(config)[0]
     tuned = len(phases) > 1 or config.freeze_batchnorm
     for n, phase in enumerate(phases, start=1):
         if start_epoch >= phase.end:
