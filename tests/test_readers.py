@@ -1,3 +1,4 @@
+import errno
 import json
 import os
 
@@ -194,4 +195,76 @@ def test_repeated_ids_are_kept_once_and_counted(tmp_path):
 def test_a_file_named_json_is_not_a_street2shop_folder(tmp_path):
     (tmp_path / "json").write_text("{}")
     write_image(tmp_path / "dress" / "a.png")
+    assert detect_layout(str(tmp_path)) == "folder"
+
+
+# -- entries that are not image files: reported by the folder reader as the CSV reader reports them --
+
+LOOP = f"unreadable file ({os.strerror(errno.ELOOP)})"  # how the CSV reader words a symlink loop
+
+
+def _bad_entries(folder):
+    """A symlink loop, a broken symlink and a directory named like an image, beside one good image."""
+    write_image(folder / "good.jpg", fmt="JPEG")
+    os.symlink("loop.jpg", folder / "loop.jpg")  # points to itself
+    os.symlink("nowhere.jpg", folder / "broken.jpg")
+    (folder / "x.jpg").mkdir()
+    return ["loop.jpg", "broken.jpg", "x.jpg"]
+
+
+def test_folder_reader_reports_a_symlink_loop_as_the_csv_reader_does(tmp_path):
+    _bad_entries(tmp_path / "dress")
+    (tmp_path / "list.csv").write_text("path,label\ndress/good.jpg,dress\ndress/loop.jpg,dress\n")
+    by_csv = load_dataset(f"csv:{tmp_path / 'list.csv'}").report
+    folder = load_dataset(f"folder:{tmp_path}")
+    assert folder.ids == ["dress/good.jpg"]
+    assert by_csv.counts()[LOOP] == 1
+    assert folder.report.counts()[LOOP] == 1
+    assert folder.report.paths(LOOP) == [str(tmp_path / "dress" / "loop.jpg")]
+
+
+def test_folder_reader_reports_a_broken_symlink_as_the_csv_reader_does(tmp_path):
+    _bad_entries(tmp_path / "dress")
+    (tmp_path / "list.csv").write_text("path,label\ndress/good.jpg,dress\ndress/broken.jpg,dress\n")
+    by_csv = load_dataset(f"csv:{tmp_path / 'list.csv'}").report
+    folder = load_dataset(f"folder:{tmp_path}").report
+    assert by_csv.counts()["missing file"] == folder.counts()["missing file"] == 1
+    assert folder.paths("missing file") == [str(tmp_path / "dress" / "broken.jpg")]
+
+
+def test_folder_reader_reports_a_directory_named_like_an_image_as_the_csv_reader_does(tmp_path):
+    _bad_entries(tmp_path / "dress")
+    (tmp_path / "dress" / "deeper").mkdir()  # a plain deeper folder stays ignored
+    (tmp_path / "list.csv").write_text("path,label\ndress/good.jpg,dress\ndress/x.jpg,dress\n")
+    by_csv = load_dataset(f"csv:{tmp_path / 'list.csv'}").report
+    folder = load_dataset(f"folder:{tmp_path}").report
+    assert by_csv.counts()["not a file"] == folder.counts()["not a file"] == 1
+    assert folder.paths("not a file") == [str(tmp_path / "dress" / "x.jpg")]
+
+
+def test_folder_reader_reports_the_three_entries_exactly_as_the_csv_reader(tmp_path):
+    names = _bad_entries(tmp_path / "dress")
+    rows = "".join(f"dress/{name},dress\n" for name in ["good.jpg", *names])
+    (tmp_path / "list.csv").write_text("path,label\n" + rows)
+    for check in ("decode", "header", "exists"):
+        by_csv = load_dataset(f"csv:{tmp_path / 'list.csv'}", check=check)
+        folder = load_dataset(f"folder:{tmp_path}", check=check)
+        assert folder.ids == ["dress/good.jpg"] and len(by_csv) == 1
+        assert folder.report.counts() == by_csv.report.counts() == {LOOP: 1, "missing file": 1, "not a file": 1}
+    # Listing a folder needs no image check: the entries are reported even with check="none".
+    assert load_dataset(f"folder:{tmp_path}", check="none").report.counts() == {
+        LOOP: 1, "missing file": 1, "not a file": 1}
+
+
+def test_folder_reader_reports_directory_symlinks_to_a_parent_and_does_not_follow_them(tmp_path):
+    write_image(tmp_path / "dress" / "a.jpg", fmt="JPEG")
+    os.symlink("..", tmp_path / "dress" / "up")  # to the root
+    os.symlink(".", tmp_path / "dress" / "same.jpg")  # to its own folder
+    os.symlink(".", tmp_path / "again")  # a class folder that is the root itself
+    os.symlink("gone", tmp_path / "lost")  # a class folder that is a broken symlink
+    dataset = load_dataset(f"folder:{tmp_path}")
+    assert dataset.ids == ["dress/a.jpg"]
+    assert dataset.report.counts() == {LOOP: 3, "missing file": 1}
+    assert sorted(dataset.report.paths(LOOP)) == sorted(
+        str(p) for p in (tmp_path / "again", tmp_path / "dress" / "same.jpg", tmp_path / "dress" / "up"))
     assert detect_layout(str(tmp_path)) == "folder"

@@ -13,6 +13,7 @@ wraps one in a lock.
 from __future__ import annotations
 
 import abc
+import collections
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar
@@ -31,6 +32,49 @@ def _check_positive_int(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(f"{name} must be an integer >= 1. Received: {name}={value!r}")
     return int(value)
+
+
+NON_FINITE = "NaN or infinite values"
+ZERO_NORM = "zero norm (it cannot be normalised)"
+# How far from 1 the norm of a saved (normalised float32) vector may be; real ones are within 1e-6.
+_UNIT_TOLERANCE = 1e-3
+# Rows checked at once by `check_rows`.
+_CHECK_ROWS = 1 << 16
+
+
+def check_rows(array: np.ndarray) -> tuple[np.ndarray, tuple[int, str] | None]:
+    """The float64 L2 norm of each row of a 2-D float array, and the first row no index may hold.
+
+    The one check of vector values behind every write (`add`, `add_batch`, `update`,
+    `update_batch` of every backend, hence `Gallery.add`/`add_many`/`update`), every query and
+    every load (`from_files`, which also wants unit norms).
+
+    Returns:
+        (norms, None), or (norms, (row, problem)) for the first row with NaN or infinite values
+        (`NON_FINITE`) or, failing that, the first with a zero norm (`ZERO_NORM`).
+    """
+    finite = np.empty(len(array), bool)
+    norms = np.empty(len(array), np.float64)
+    for start in range(0, len(array), _CHECK_ROWS):  # bounded float64 copies, even on a big load
+        part = array[start : start + _CHECK_ROWS]
+        finite[start : start + len(part)] = np.isfinite(part).all(axis=1)
+        with np.errstate(invalid="ignore", over="ignore"):
+            norms[start : start + len(part)] = np.linalg.norm(part.astype(np.float64), axis=1)
+    for flags, problem in ((finite, NON_FINITE), (norms > 0, ZERO_NORM)):
+        if not flags.all():
+            return norms, (int(np.argmin(flags)), problem)
+    return norms, None
+
+
+def _manifest_int(manifest: Mapping[str, Any], key: str, where: str, minimum: int, optional: bool = False) -> Any:
+    value = manifest.get(key) if isinstance(manifest, Mapping) else None
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise storage.IndexFileError(
+            f"{where} has {key}={value!r}; expected an integer >= {minimum}{' or null' if optional else ''}."
+        )
+    return value
 
 
 class VectorIndex(abc.ABC):
@@ -55,6 +99,9 @@ class VectorIndex(abc.ABC):
     name: ClassVar[str] = ""
     #: Whether results equal an exhaustive search.
     exact: ClassVar[bool] = True
+    #: Backend files `_read_structure` may open (beside the arrays); `from_files` opens none the
+    #: manifest does not list.
+    structure_files: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, dim: int | None = None):
         self._dim = None if dim is None else _check_positive_int("dim", dim)
@@ -119,14 +166,18 @@ class VectorIndex(abc.ABC):
         if width == 0 or (self._dim is not None and width != self._dim):
             expected = f"{self._dim}" if self._dim is not None else ">= 1"
             raise ValueError(f"{what} must have dim={expected} values. Received: dim={width}")
-        finite = np.isfinite(array).all(axis=1)
-        norms = np.linalg.norm(array.astype(np.float64), axis=1)
-        for flags, problem in ((finite, "NaN or infinite values"), (norms > 0, "zero norm (it cannot be normalised)")):
-            if not flags.all():
-                bad = int(np.argmin(flags))
-                name = f"The vector of id {ids[bad]!r}" if ids is not None else f"Query row {bad}"
-                raise ValueError(f"{name} has {problem}.")
+        norms, bad = check_rows(array)
+        if bad is not None:
+            row, problem = bad
+            name = f"The vector of id {ids[row]!r}" if ids is not None else f"Query row {row}"
+            raise ValueError(f"{name} has {problem}.")
         return (array / norms[:, None]).astype(np.float32)
+
+    def check_vectors(self, ids: Sequence[str], vectors: Any, single: bool = False) -> None:
+        """Raises the ValueError `add`/`update` (`single=True`, one vector) or `add_batch`/
+        `update_batch` would raise for these ids' vectors (bad ids, shape, dimension, NaN or
+        infinite values, zero norm), changing nothing. `Gallery` calls it before any change."""
+        self._check_vectors(vectors, self._check_ids(ids), single)
 
     def _set_dim(self, dim: int) -> None:
         if self._dim is None:
@@ -321,35 +372,103 @@ class VectorIndex(abc.ABC):
 
     @classmethod
     def from_files(cls, manifest: Mapping[str, Any], data_dir: str) -> VectorIndex:
-        """Rebuilds an index from checked data files and their manifest fields."""
+        """Rebuilds an index from checked data files and their manifest fields.
+
+        Beyond the checksums (`storage.read_snapshot`), the contents are checked before anything
+        is served: IndexFileError names the file and its first bad row when a vector has NaN or
+        infinite values or is not of unit norm, or the arrays have the wrong shape, type or a
+        repeated id.
+        """
         from visnet.index import indexes
 
+        where = os.path.join(os.path.dirname(os.path.normpath(data_dir)), storage.MANIFEST)
         backend = indexes.lookup(manifest["backend"])
         if not issubclass(backend, cls):
             raise ValueError(
                 f"{data_dir} holds a {manifest['backend']!r} index, not a {cls.__name__}. "
                 f"Load it with VectorIndex.load. Received: backend={manifest['backend']!r}"
             )
-        index = backend.from_config(manifest["config"])
-        arrays = {name: np.load(os.path.join(data_dir, f"{name}.npy"), allow_pickle=False)
-                  for name in ("vectors", "ids", "order")}
-        dim = manifest["dim"]
+        config = manifest.get("config")
+        if not isinstance(config, Mapping) or not all(isinstance(key, str) for key in config):
+            raise storage.IndexFileError(f"{where} has config={config!r}; expected a JSON object.")
+        try:
+            index = backend.from_config(config)
+        except (TypeError, ValueError) as error:
+            raise storage.IndexFileError(
+                f"{where} has a config the {manifest['backend']!r} index does not take: {error}"
+            ) from None
+        dim = _manifest_int(manifest, "dim", where, 1, optional=True)
+        if index.dim is not None and index.dim != dim:
+            raise storage.IndexFileError(f"{where} has dim={dim!r} but its config says dim={index.dim}.")
+        count = _manifest_int(manifest, "count", where, 0)
+        next_order = _manifest_int(manifest.get("state"), "next_order", f"{where} (state)", 0)
+        arrays = {name: _load_array(data_dir, name, manifest) for name in ("vectors", "ids", "order")}
         if dim is not None:
-            if arrays["vectors"].shape[1:] != (dim,) or not len(arrays["ids"]) == len(arrays["order"]) == len(
-                    arrays["vectors"]):
+            if arrays["vectors"].ndim != 2 or arrays["vectors"].shape[1:] != (dim,) or not (
+                    arrays["ids"].ndim == arrays["order"].ndim == 1
+                    and len(arrays["ids"]) == len(arrays["order"]) == len(arrays["vectors"])):
                 raise storage.IndexFileError(
                     f"The arrays in {data_dir} do not match the manifest: vectors {arrays['vectors'].shape}, "
                     f"{len(arrays['ids'])} ids, dim={dim}."
                 )
+            _check_saved_rows(data_dir, arrays)
             index._set_dim(dim)
             index._rows = RowStore.from_arrays(arrays["vectors"], arrays["ids"], arrays["order"])
-        if len(index) != manifest["count"]:
+            if len(index._rows.row_of) != index._rows.size - index._rows.dead:
+                repeated = collections.Counter(id for id in arrays["ids"].tolist() if id).most_common(1)[0][0]
+                raise storage.IndexFileError(f"{os.path.join(data_dir, 'ids.npy')} holds the id {repeated!r} twice.")
+        if len(index) != count:
             raise storage.IndexFileError(
-                f"{data_dir} holds {len(index)} live vectors but the manifest says count={manifest['count']}."
+                f"{data_dir} holds {len(index)} live vectors but the manifest says count={count}."
             )
-        index._next_order = int(manifest["state"]["next_order"])
+        index._next_order = next_order
+        for name in index.structure_files:
+            if os.path.lexists(os.path.join(data_dir, name)):
+                storage.require_listed(manifest, data_dir, name)
         index._read_structure(data_dir, manifest["state"])
         return index
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(dim={self._dim}, count={len(self)})"
+
+
+# Kinds of numpy dtype each saved array may have (float, unicode string, integer).
+_ARRAY_KINDS = {"vectors": ("f", "floating point"), "ids": ("U", "strings"), "order": ("iu", "integers")}
+
+
+def _load_array(data_dir: str, name: str, manifest: Mapping[str, Any]) -> np.ndarray:
+    """A saved array, refused (IndexFileError) unless the manifest vouches for it and its type is right."""
+    path = storage.require_listed(manifest, data_dir, f"{name}.npy")
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as error:
+        raise storage.IndexFileError(f"Cannot read {path}: {error}") from None
+    kinds, what = _ARRAY_KINDS[name]
+    if not isinstance(array, np.ndarray) or array.dtype.kind not in kinds:
+        raise storage.IndexFileError(f"{path} holds {getattr(array, 'dtype', type(array))} values, not {what}.")
+    return array
+
+
+def _check_saved_rows(data_dir: str, arrays: Mapping[str, np.ndarray]) -> None:
+    """IndexFileError for the first saved row that is not a finite unit vector.
+
+    Every row is checked, removed ones too: they stay in a backend's structure until it is rebuilt.
+    """
+    vectors, ids = arrays["vectors"], arrays["ids"]
+    path = os.path.join(data_dir, "vectors.npy")
+
+    def name(row: int) -> str:
+        return f"id {str(ids[row])!r}" if ids[row] else "a removed vector"
+
+    norms, bad = check_rows(vectors)
+    if bad is not None and bad[1] == NON_FINITE:
+        raise storage.IndexFileError(
+            f"{path}: row {bad[0]} ({name(bad[0])}) has {NON_FINITE}. The file is corrupt or was changed after saving."
+        )
+    off = np.abs(norms - 1.0) > _UNIT_TOLERANCE
+    if off.any():
+        row = int(np.argmax(off))
+        raise storage.IndexFileError(
+            f"{path}: row {row} ({name(row)}) has norm {norms[row]:.6g}, not 1 (saved vectors are normalised). "
+            "The file is corrupt or was changed after saving."
+        )

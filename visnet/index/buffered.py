@@ -186,7 +186,16 @@ class BufferedIndex(VectorIndex):
         return {**super()._state(), "built": self._built, "stale": self._stale}
 
     def _read_structure(self, data_dir: str, state: dict[str, Any]) -> None:
-        self._built, self._stale = int(state["built"]), int(state["stale"])
+        built, stale = state.get("built"), state.get("stale")
+        size = 0 if self._rows is None else self._rows.size
+        if any(isinstance(v, bool) or not isinstance(v, int) for v in (built, stale)) or not 0 <= stale <= built <= size:
+            from visnet.index.storage import IndexFileError
+
+            raise IndexFileError(
+                f"The manifest of {data_dir} has built={built!r}, stale={stale!r}; expected integers with "
+                f"0 <= stale <= built <= {size} (the saved rows)."
+            )
+        self._built, self._stale = built, stale
         if self._built:
             self._structure = self._load_structure(data_dir)
 

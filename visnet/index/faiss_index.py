@@ -77,6 +77,7 @@ class FaissIndex(BufferedIndex):
 
     name = "faiss"
     exact = False
+    structure_files = (STRUCTURE_FILE,)
 
     def __init__(self, dim: int | None = None, kind: str = "hnsw", M: int = 32, ef_construction: int = 100,
                  ef_search: int = 96, nlist: int | None = None, nprobe: int = 32,

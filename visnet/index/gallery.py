@@ -8,8 +8,9 @@ and a save never copies a half-applied change.
 from __future__ import annotations
 
 import os
+import sqlite3
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -71,26 +72,37 @@ class Gallery:
             return self.catalogue.get(id)
 
     def add(self, item: Mapping[str, Any], vector: Any) -> None:
-        """Adds a product: its record (a dict with "id", see `Catalogue.add`) and its vector."""
-        self._add([item], lambda: self.index.add(item["id"], vector))
+        """Adds a product: its record (a dict with "id", see `Catalogue.add`) and its vector.
+
+        ValueError (nothing changed) when the record or the vector is bad: NaN or infinite
+        values, zero norm or the wrong dimension.
+        """
+        self._add([item], vector, single=True)
 
     def add_many(self, items: Sequence[Mapping[str, Any]], vectors: Any) -> None:
         """Adds products and their (n, dim) vectors, all or none."""
-        items = list(items)
-        self._add(items, lambda: self.index.add_batch([item["id"] for item in items], vectors))
+        self._add(list(items), vectors, single=False)
 
-    def _add(self, items: list[Mapping[str, Any]], add_vectors: Callable[[], None]) -> None:
+    def _add(self, items: list[Mapping[str, Any]], vectors: Any, single: bool) -> None:
         with self._lock:
-            self.catalogue.add_many(items)  # validates the records and rejects known ids
+            ids = [row[0] for row in self.catalogue.check_items(items)]
+            self.index.check_vectors(ids, vectors, single=single)  # both checked before any change
+            self.catalogue.add_many(items)  # rejects known ids
             try:
-                add_vectors()
+                if single:
+                    self.index.add(ids[0], vectors)
+                else:
+                    self.index.add_batch(ids, vectors)
             except BaseException:
-                for item in items:
-                    self.catalogue.remove(item["id"])
+                for id in ids:
+                    self.catalogue.remove(id)
                 raise
 
     def update(self, id: str, vector: Any = None, **fields: Any) -> dict[str, Any]:
         """Replaces the vector (when given) and some record fields of a known product.
+
+        The fields and the vector are both checked before either changes: a refused update
+        (ValueError, KeyError) leaves the product as it was.
 
         Returns:
             dict. The record as it is now.
@@ -100,8 +112,11 @@ class Gallery:
             if id not in self.index:
                 raise KeyError(f"Unknown id: {id!r} is not in the gallery.")
             if vector is not None:
+                self.index.check_vectors([id], vector, single=True)
+            record = self.catalogue.update(id, **fields)
+            if vector is not None:
                 self.index.update(id, vector)
-            return self.catalogue.update(id, **fields)
+            return record
 
     def remove(self, id: str) -> None:
         """Removes a known product (KeyError when unknown)."""
@@ -154,8 +169,17 @@ class Gallery:
                 f"{directory!r} holds an index without a catalogue; load it with VectorIndex.load."
             )
         index = VectorIndex.from_files(manifest, data_dir)
-        catalogue = Catalogue.restore(os.path.join(data_dir, manifest["catalogue"]["file"]), catalogue_path)
-        return cls(index, catalogue)
+        name = manifest["catalogue"].get("file") if isinstance(manifest["catalogue"], dict) else None
+        path = storage.require_listed(manifest, data_dir, name, what=f"The catalogue file {name!r}")
+        catalogue = None
+        try:
+            catalogue = Catalogue.restore(path, catalogue_path)
+            catalogue.verify()
+            return cls(index, catalogue)
+        except (ValueError, sqlite3.DatabaseError) as error:
+            if catalogue is not None:
+                catalogue.close()
+            raise storage.IndexFileError(f"{path}: {error}") from None
 
     def __repr__(self) -> str:
         return f"Gallery(index={self.index!r}, items={len(self)})"

@@ -163,6 +163,24 @@ def check_model(saved: Mapping[str, Any] | None, expected: str | Mapping[str, An
             )
 
 
+def require_listed(manifest: Mapping[str, Any], data_dir: str, name: Any, what: str = "") -> str:
+    """The path of the data file `name`, or IndexFileError unless the manifest lists it (and so
+    `read_snapshot` verified its checksum): a loader opens no file the manifest does not vouch for.
+
+    Args:
+        manifest: dict. A manifest returned by `read_snapshot`.
+        data_dir: str. Its data directory.
+        name: the file name, as a manifest field gives it.
+        what: str. How the error names the file (default: its path).
+    """
+    files = manifest.get("files")
+    if not isinstance(name, str) or not isinstance(files, Mapping) or name not in files:
+        shown = what or (os.path.join(data_dir, name) if isinstance(name, str) else repr(name))
+        where = os.path.join(os.path.dirname(os.path.normpath(data_dir)), MANIFEST)
+        raise IndexFileError(f"{shown} is not listed in {where}, so its checksum was not verified.")
+    return os.path.join(data_dir, name)
+
+
 def read_snapshot(directory: str, expected_model: str | Mapping[str, Any] | None = None) -> tuple[dict, str]:
     """Reads and checks a saved index's manifest and data files.
 
@@ -196,11 +214,16 @@ def read_snapshot(directory: str, expected_model: str | Mapping[str, Any] | None
             f"{path} has format_version {version!r}; this visnet reads versions up to {FORMAT_VERSION}."
         )
     check_model(manifest.get("model"), expected_model, directory)
-    names = [manifest.get("data", ""), *manifest.get("files", {})]
-    if not names[0].startswith(DATA_PREFIX) or any(not name or os.path.basename(name) != name for name in names):
+    files = manifest.get("files")
+    if not isinstance(files, dict) or not all(
+            isinstance(info, dict) and isinstance(info.get("sha256"), str) for info in files.values()):
+        raise IndexFileError(f"{path} has no valid \"files\" table (name: {{\"sha256\": ...}}).")
+    names = [manifest.get("data", ""), *files]
+    if not isinstance(names[0], str) or not names[0].startswith(DATA_PREFIX) or any(
+            not name or name in (".", "..") or os.path.basename(name) != name for name in names):
         raise IndexFileError(f"{path} names data files outside its directory: {names}")
     data_dir = os.path.join(directory, manifest["data"])
-    for name, info in manifest["files"].items():
+    for name, info in files.items():
         file = os.path.join(data_dir, name)
         if not os.path.isfile(file):
             raise IndexFileError(f"{file} is missing; the manifest lists it.")

@@ -3,12 +3,51 @@
 from __future__ import annotations
 
 import csv
+import errno
 import os
+import stat
 
 from visnet.data.records import Dataset, EmptyDatasetError, Record, SkipReport
 from visnet.data.validation import DEFAULT_MAX_PIXELS, check_images
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp")
+
+
+#: The skip reason of a symlink loop, worded as `check_image_file` words the OS error for one.
+SYMLINK_LOOP = f"unreadable file ({os.strerror(errno.ELOOP)})"
+
+
+def stat_entry(path: str) -> tuple[os.stat_result | None, str | None]:
+    """`os.stat(path)` (symlinks followed), or None and the reason the entry is skipped.
+
+    The reasons are those `visnet.data.validation.check_image_file` gives the same path, so a
+    broken symlink or a symlink loop is counted alike whether a folder listing or a CSV row
+    named it: "missing file", or "unreadable file (<OS error>)" (a loop:
+    `SYMLINK_LOOP`).
+    """
+    try:
+        return os.stat(path), None
+    except FileNotFoundError:
+        return None, "missing file"
+    except OSError as error:
+        return None, f"unreadable file ({error.strerror})"
+
+
+def is_regular(info: os.stat_result) -> bool:
+    return stat.S_ISREG(info.st_mode)
+
+
+def is_directory(info: os.stat_result) -> bool:
+    return stat.S_ISDIR(info.st_mode)
+
+
+def loops_back(path: str, folder: str) -> bool:
+    """Whether the directory `path` (an entry of `folder`) resolves to `folder` or one of its
+    ancestors: a directory symlink that makes the tree a loop."""
+    if not os.path.islink(path):
+        return False
+    target, here = os.path.realpath(path), os.path.realpath(folder)
+    return here == target or here.startswith(target.rstrip(os.sep) + os.sep)
 
 
 def require_file(path: str, what: str) -> str:
