@@ -46,9 +46,13 @@ class BatchingPredictor(Predictor):
         return self.predictor.predict(inputs, signature)
 
     def embed(self, images: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
+        return self.submit(images).result()
+
+    def submit(self, images: list[bytes]) -> Future:
+        """Queues `images` for the next batch; the future's result is `embed`'s (for asyncio: `asyncio.wrap_future`)."""
         future: Future = Future()
         self._queue.put((list(images), future))
-        return future.result()
+        return future
 
     def close(self) -> None:
         self._queue.put(None)

@@ -109,3 +109,69 @@ def write_png_bomb(path, side: int = 20000) -> str:
         handle.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", b"".join(parts))
                      + chunk(b"IEND", b""))
     return str(path)
+
+
+# The search API over real HTTP ---------------------------------------------------------------
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def http_call(url, method="GET", body=None, headers=None, content_type=None, timeout=60):
+    """(status, parsed JSON or text) of one request; never raises on HTTP errors."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    if isinstance(body, dict):
+        body, content_type = json.dumps(body).encode(), "application/json"
+    request = urllib.request.Request(url, data=body, method=method, headers=dict(headers or {}))
+    if content_type:
+        request.add_header("Content-Type", content_type)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            raw, status, kind = response.read(), response.status, response.headers.get("content-type", "")
+    except urllib.error.HTTPError as error:
+        raw, status, kind = error.read(), error.code, error.headers.get("content-type", "")
+    return status, (json.loads(raw) if "json" in kind else raw.decode("utf-8", "replace"))
+
+
+def multipart_body(fields: dict, image: bytes | None = None, filename="photo.jpg"):
+    """(body, content type) of a multipart form with `fields` and, if given, the file `image`."""
+    import uuid
+
+    boundary = uuid.uuid4().hex
+    parts = []
+    for key, value in fields.items():
+        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{key}"\r\n\r\n{value}\r\n'.encode())
+    if image is not None:
+        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="{filename}"\r\n'
+                     f"Content-Type: application/octet-stream\r\n\r\n".encode() + image + b"\r\n")
+    parts.append(f"--{boundary}--\r\n".encode())
+    return b"".join(parts), f"multipart/form-data; boundary={boundary}"
+
+
+def serve_in_thread(app):
+    """Serves an ASGI app with uvicorn on a free loopback port in a daemon thread: (base URL, stop())."""
+    import threading
+    import time
+
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    for _ in range(200):
+        if server.started:
+            break
+        time.sleep(0.05)
+
+    def stop():
+        server.should_exit = True
+        thread.join(timeout=10)
+
+    return f"http://127.0.0.1:{port}", stop

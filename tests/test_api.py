@@ -4,98 +4,16 @@ import base64
 import json
 import os
 import shutil
-import socket
-import threading
 import time
-import urllib.error
-import urllib.request
-import uuid
 
 import numpy as np
 import pytest
+from helpers import free_port as _free_port
+from helpers import http_call as call
+from helpers import multipart_body as multipart
 from helpers import write_image, write_png_bomb, write_text, write_truncated_jpeg
 
 KEY = "test-key"
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def gallery_files(weak_run, catalogue, tmp_path_factory):
-    """An export of the tiny weak-label run and a saved gallery of the catalogue's first 30 photos."""
-    from visnet.data.readers import load_dataset
-    from visnet.exported import ExportedModel
-    from visnet.exporting import export_run
-    from visnet.index import Gallery
-
-    root = tmp_path_factory.mktemp("service")
-    model_path = str(root / "models" / "words")
-    export_run(weak_run, model_path, which="last")
-    model = ExportedModel(model_path)
-    dataset = load_dataset(catalogue)
-    records = [dataset[i] for i in range(30)]
-    vectors, valid = model.embed([open(r.path, "rb").read() for r in records])
-    assert valid.all()
-    gallery = Gallery("brute")
-    gallery.add_many([{"id": r.id, "image": r.path, "label": r.label, "text": r.text} for r in records], vectors)
-    gallery.save(str(root / "index"), model={"name": "words", "version": "1"})
-    return model_path, str(root / "index"), records, model
-
-
-@pytest.fixture(scope="module")
-def service(gallery_files, tmp_path_factory):
-    """The API served by uvicorn in a thread: (base URL, model, records, index path)."""
-    import uvicorn
-
-    from serving.api import ApiSettings, create_app
-
-    model_path, index, records, model = gallery_files
-    index_copy = str(tmp_path_factory.mktemp("live") / "index")
-    shutil.copytree(index, index_copy)
-    app = create_app(ApiSettings(model=model_path, index=index_copy, api_key=KEY, max_pixels=4_000_000),
-                     predictor=model)
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    for _ in range(200):
-        if server.started:
-            break
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}", model, records, index_copy
-    server.should_exit = True
-    thread.join(timeout=10)
-
-
-def call(url, method="GET", body=None, headers=None, content_type=None):
-    """(status, parsed JSON or text) of one request; never raises on HTTP errors."""
-    if isinstance(body, dict):
-        body, content_type = json.dumps(body).encode(), "application/json"
-    request = urllib.request.Request(url, data=body, method=method, headers=dict(headers or {}))
-    if content_type:
-        request.add_header("Content-Type", content_type)
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            raw, status, kind = response.read(), response.status, response.headers.get("content-type", "")
-    except urllib.error.HTTPError as error:
-        raw, status, kind = error.read(), error.code, error.headers.get("content-type", "")
-    return status, (json.loads(raw) if "json" in kind else raw.decode("utf-8", "replace"))
-
-
-def multipart(fields: dict, image: bytes | None = None, filename="photo.jpg"):
-    boundary = uuid.uuid4().hex
-    parts = []
-    for key, value in fields.items():
-        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{key}"\r\n\r\n{value}\r\n'.encode())
-    if image is not None:
-        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="{filename}"\r\n'
-                     f"Content-Type: application/octet-stream\r\n\r\n".encode() + image + b"\r\n")
-    parts.append(f"--{boundary}--\r\n".encode())
-    return b"".join(parts), f"multipart/form-data; boundary={boundary}"
 
 
 def test_search_by_photo_finds_the_photo_itself_first(service):
@@ -331,7 +249,7 @@ def test_embeddings_through_tf_serving_over_grpc(gallery_files):
     server = grpc_server(model, 0)
     try:
         app = create_app(ApiSettings(model=model_path, index=index, tf_serving=f"127.0.0.1:{server.port}"))
-        assert isinstance(app.app.state.service.predictor.predictor, GrpcClient)  # behind the batcher
+        assert isinstance(app.service.predictor.predictor, GrpcClient)  # behind the batcher
         client = TestClient(app)
         assert client.get("/healthz").json()["embeddings"] == f"tf-serving 127.0.0.1:{server.port}"
         photo = base64.b64encode(open(records[3].path, "rb").read()).decode()
