@@ -1,31 +1,38 @@
-"""The large-image lane: expensive decodes run one at a time, at low priority, within a CPU budget.
+"""The large-image lane: expensive decodes run one at a time, in a separate low-priority process,
+within a CPU budget.
 
     lane = CostLane(share=0.25)
-    data = lane.run(prepare, header, target)   # or raises Busy (answered 503 with Retry-After)
-    data = await asyncio.wrap_future(lane.submit(prepare, header, target))
+    data = lane.run(decode_for_model, upload, max_pixels, target)       # or raises Busy (HTTP 503)
+    data = await asyncio.wrap_future(lane.submit(decode_for_model, upload, max_pixels, target))
 
 A search's usual cost is the model's; decoding a large PNG, WebP or TIFF (tens of megapixels)
 costs a hundred times that. Left in the common pool such requests starve everyone else. The lane
 gives them:
 
-- one worker thread, niced to the lowest CPU priority (Linux: per thread), so the kernel runs
-  every ordinary request first when the cores are busy;
+- one worker process (spawned: no TensorFlow in it), at the lowest CPU priority (nice 19), so
+  the kernel runs every ordinary request first when the cores are busy, and whose decodes share
+  no interpreter lock and no memory with the service; its address space is capped
+  (`memory_mb`), so a decode that would exhaust memory fails there, not in the service, and a
+  worker that dies is replaced;
 - a budget: the lane may spend `share` of one core on average (a token bucket of CPU seconds,
   refilled at `share` per second, holding at most `burst` seconds). When it is spent, a large
-  image is answered at once with `Busy` (HTTP 503 and a Retry-After of when the budget will
-  allow it) instead of waiting;
+  image is answered at once with `Busy` (HTTP 503 and a Retry-After of when the budget allows
+  it) instead of waiting;
 - at most `max_waiting` requests queued behind the one decoding; more are `Busy` too.
 
-The CPU time charged is the worker's own (`time.thread_time`), measured per decode.
+The CPU time charged is the worker's own (`time.process_time` around each call).
+`process=False` runs the lane in a thread of this process instead (niced on Linux; tests).
 """
 
 from __future__ import annotations
 
 import math
+import multiprocessing
 import os
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 
 
 class Busy(Exception):
@@ -36,11 +43,39 @@ class Busy(Exception):
         self.retry_after = retry_after
 
 
-def _lowest_priority() -> None:
+class LaneFailed(RuntimeError):
+    """The worker died during a call (e.g. killed for memory); it has been replaced."""
+
+
+def _lowest_priority(memory_mb: int | None = None) -> None:
     try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)  # Linux: this thread only
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)  # Linux: this thread (or process) only
     except (AttributeError, OSError):
         pass  # elsewhere the budget alone bounds the lane
+    if memory_mb:
+        try:
+            import resource
+
+            resource.setrlimit(resource.RLIMIT_AS, (memory_mb << 20, memory_mb << 20))
+        except (ImportError, ValueError, OSError):
+            pass
+
+
+def _timed(function, args):
+    """In the worker process: the call and the CPU time it took (the process runs nothing else)."""
+    begin = time.process_time()
+    result = function(*args)
+    return result, time.process_time() - begin
+
+
+def _thread_timed(function, args):
+    begin = time.thread_time()
+    result = function(*args)
+    return result, time.thread_time() - begin
+
+
+def _ready() -> bool:
+    return True
 
 
 class CostLane:
@@ -50,9 +85,12 @@ class CostLane:
         share: float. Average fraction of one core the lane may use (0 < share <= 1).
         burst: float. CPU seconds the lane may spend at once after being idle.
         max_waiting: int. Calls that may queue behind the running one.
+        process: bool. Run calls in a worker process (default) or in a thread of this one.
+        memory_mb: int. Address-space cap of the worker process.
     """
 
-    def __init__(self, share: float = 0.25, burst: float = 2.0, max_waiting: int = 1):
+    def __init__(self, share: float = 0.25, burst: float = 2.0, max_waiting: int = 1, process: bool = True,
+                 memory_mb: int = 3072):
         if not 0 < share <= 1:
             raise ValueError(f"share must be in (0, 1]. Received: share={share}")
         if burst <= 0:
@@ -60,11 +98,20 @@ class CostLane:
         if max_waiting < 0:
             raise ValueError(f"max_waiting must be >= 0. Received: max_waiting={max_waiting}")
         self.share, self.burst, self.max_waiting = share, burst, max_waiting
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="large-images", initializer=_lowest_priority)
+        self.process, self.memory_mb = process, memory_mb
         self._lock = threading.Lock()
         self._tokens, self._stamp, self._inflight = burst, time.monotonic(), 0
-        self.ran = self.refused = 0  # counters for metrics and tests
+        self.ran = self.refused = self.failed = 0  # counters for metrics and tests
         self.cpu_seconds = 0.0
+        self._executor = self._start()
+
+    def _start(self):
+        if not self.process:
+            return ThreadPoolExecutor(1, thread_name_prefix="large-images", initializer=_lowest_priority)
+        executor = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
+                                       initializer=_lowest_priority, initargs=(self.memory_mb,))
+        executor.submit(_ready)  # start the worker now, not on the first large image
+        return executor
 
     def _refill(self) -> None:
         now = time.monotonic()
@@ -81,36 +128,54 @@ class CostLane:
                            f"retry in {math.ceil(wait)} s or send a smaller image.", wait)
             self._inflight += 1
 
-    def _release(self, _=None) -> None:
-        with self._lock:
-            self._inflight -= 1
-
     def run(self, function, *args):
-        """`function(*args)` in the lane, waiting for it; `Busy` when the budget or the queue is full."""
+        """`function(*args)` in the lane, waiting for it; `Busy` when the budget or the queue is full.
+        With a worker process, `function` and its arguments must pickle."""
         return self.submit(function, *args).result()
 
     def submit(self, function, *args) -> Future:
         """Like `run`, without waiting: a future (for asyncio: `asyncio.wrap_future`)."""
         self._admit()
+        out: Future = Future()
         try:
-            future = self._executor.submit(self._timed, function, args)
-        except RuntimeError:  # shut down
-            self._release()
-            raise Busy("The server is shutting down.", 1.0) from None
-        future.add_done_callback(self._release)
-        return future
+            inner = self._executor.submit(_timed if self.process else _thread_timed, function, args)
+        except (RuntimeError, BrokenProcessPool):  # shut down, or the worker died since the last call
+            self._finish(None)
+            self._replace()
+            raise Busy("The large-image lane is restarting; retry.", 1.0) from None
+        inner.add_done_callback(lambda done: self._settle(done, out))
+        return out
 
-    def _timed(self, function, args):
-        begin = time.thread_time()
+    def _settle(self, done: Future, out: Future) -> None:
         try:
-            return function(*args)
-        finally:
-            spent = time.thread_time() - begin
-            with self._lock:
+            result, spent = done.result()
+        except BrokenProcessPool:
+            self._finish(None)
+            self.failed += 1
+            self._replace()
+            out.set_exception(LaneFailed("The image could not be decoded within this server's limits (the decoder "
+                                         "ran out of memory or was stopped)."))
+            return
+        except BaseException as error:  # the function's own error (e.g. a damaged image), passed on
+            self._finish(None)
+            out.set_exception(error)
+            return
+        self._finish(spent)
+        out.set_result(result)
+
+    def _finish(self, spent: float | None) -> None:
+        with self._lock:
+            self._inflight -= 1
+            if spent is not None:
                 self._refill()
                 self._tokens -= spent
                 self.cpu_seconds += spent
                 self.ran += 1
+
+    def _replace(self) -> None:
+        with self._lock:
+            old, self._executor = self._executor, self._start()
+        old.shutdown(wait=False, cancel_futures=True)
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)

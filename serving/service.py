@@ -16,10 +16,10 @@ import os
 import threading
 import time
 
-from serving.budget import Busy, CostLane
+from serving.budget import Busy, CostLane, LaneFailed
 from serving.requests import MAX_K, MAX_QUERY_TEXT, ApiError, check_id, item_fields, parse_k
 from serving.settings import ApiSettings
-from serving.uploads import UploadError, prepare, read_header
+from serving.uploads import UploadError, decode_for_model, prepare, read_header
 
 #: Images whose decode makes at most this many pixels are checked on the event loop itself (< 1 ms).
 INLINE_PIXELS = 250_000
@@ -93,12 +93,15 @@ class SearchService:
             raise ApiError(error.status, str(error)) from None
         except Busy as busy:
             raise ApiError(503, str(busy), {"Retry-After": str(max(1, math.ceil(busy.retry_after)))}) from None
+        except LaneFailed as error:
+            raise ApiError(413, str(error)) from None
 
     def model_bytes(self, data: bytes, name: str = "the upload") -> bytes:
         """The upload checked and decoded once, at a bounded cost (`serving.uploads`, `serving.budget`)."""
         header, cost = self._header(data, name)
         if cost > self.settings.large_image_pixels:
-            return self._prepared(lambda: self.large_images.run(prepare, header, self.input_size))
+            return self._prepared(lambda: self.large_images.run(decode_for_model, data, self.settings.max_pixels,
+                                                                self.input_size, name))
         return self._prepared(lambda: prepare(header, self.input_size))
 
     def _vector(self, vectors, valid, name: str):
@@ -126,7 +129,8 @@ class SearchService:
 
         header, cost = self._header(data, name)
         if cost > self.settings.large_image_pixels:
-            future = self._prepared(lambda: self.large_images.submit(prepare, header, self.input_size))
+            future = self._prepared(lambda: self.large_images.submit(decode_for_model, data, self.settings.max_pixels,
+                                                                     self.input_size, name))
             model_data = await asyncio.wrap_future(future)
         elif cost > INLINE_PIXELS:
             model_data = await asyncio.to_thread(prepare, header, self.input_size)
@@ -157,6 +161,8 @@ class SearchService:
             raise ApiError(error.status, str(error)) from None
         except Busy as busy:
             raise ApiError(503, str(busy), {"Retry-After": str(max(1, math.ceil(busy.retry_after)))}) from None
+        except LaneFailed as error:
+            raise ApiError(413, str(error)) from None
         return self._answer(vector, k, begin)
 
     def _answer(self, vector, k: int, begin: float) -> dict:

@@ -46,6 +46,9 @@ class UploadError(ValueError):
         super().__init__(message)
         self.status = status
 
+    def __reduce__(self):  # raised in the large-image lane's worker process, answered by the service
+        return UploadError, (self.status, str(self))
+
 
 def known_format(data: bytes) -> str | None:
     """The format a file's first bytes claim (None for none we know)."""
@@ -159,6 +162,11 @@ def _png(image: Image.Image) -> bytes:
     out = io.BytesIO()
     image.save(out, format="PNG", compress_level=1)
     return out.getvalue()
+
+
+def decode_for_model(data: bytes, max_pixels: int, target: tuple[int, int] | None, name: str = "the upload") -> bytes:
+    """`read_header` then `prepare`, from bytes alone (what the large-image lane's worker process runs)."""
+    return prepare(read_header(data, max_pixels, name), target)
 
 
 def check_image(data: bytes, max_pixels: int, name: str = "the upload", target: tuple[int, int] | None = None) -> bytes:

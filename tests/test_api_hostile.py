@@ -313,7 +313,7 @@ def test_the_large_image_lane_refuses_past_its_budget_with_503_and_retry_after(g
 def test_the_cost_lane_runs_one_at_a_time_within_its_budget():
     from serving.budget import Busy, CostLane
 
-    lane = CostLane(share=0.5, burst=0.05, max_waiting=0)
+    lane = CostLane(share=0.5, burst=0.05, max_waiting=0, process=False)
 
     def burn(seconds):
         end = time.thread_time() + seconds
@@ -329,6 +329,26 @@ def test_the_cost_lane_runs_one_at_a_time_within_its_budget():
     assert lane.run(burn, 0.01)
     assert lane.ran == 2 and lane.refused == 1 and lane.cpu_seconds >= 0.1
     lane.close()
+
+
+def test_the_lane_decodes_in_a_worker_process_and_replaces_one_that_dies():
+    from serving.budget import CostLane, LaneFailed
+    from serving.uploads import UploadError, decode_for_model
+
+    lane = CostLane(share=1.0, burst=5.0)
+    try:
+        big = encoded(Image.new("RGB", (3000, 2000), (9, 9, 9)), "PNG")
+        small = lane.run(decode_for_model, big, 40_000_000, (64, 48))
+        assert Image.open(io.BytesIO(small)).size == (192, 128)  # each side at least twice the input, aspect kept
+        with pytest.raises(UploadError) as damaged:
+            lane.run(decode_for_model, big[: len(big) // 2], 40_000_000, (64, 48))
+        assert damaged.value.status == 422
+        with pytest.raises(LaneFailed):
+            lane.run(os._exit, 1)
+        assert lane.run(decode_for_model, big, 40_000_000, (64, 48)) == small  # a new worker took over
+        assert lane.failed == 1 and lane.ran == 2
+    finally:
+        lane.close()
 
 
 # The real service, attacked ------------------------------------------------------------------

@@ -123,8 +123,16 @@ class ExportedModel(Predictor):
                                          f"(available: {', '.join(self.signatures)}).")
         return self._signatures[signature]
 
+    def output_names(self, signature: str) -> list[str]:
+        """The output aliases of `signature`, sorted."""
+        return sorted(self._signature(signature).structured_outputs)
+
     def predict(self, inputs: dict, signature: str = "serving_default", output_filter=None) -> dict:
-        """Runs `signature` on `inputs` (name -> array-like); returns name -> numpy array."""
+        """Runs `signature` on `inputs` (name -> array-like); returns name -> numpy array.
+
+        Integer inputs are checked against their dtype's range before conversion (TensorFlow would
+        wrap 2**32 + 1 to 1 silently), and `word_ids` against the vocabulary (0..size-1, -1 pads).
+        """
         import tensorflow as tf
 
         specs = self.input_specs(signature)
@@ -135,12 +143,21 @@ class ExportedModel(Predictor):
         missing = set(specs) - set(inputs)
         if missing:
             raise InvalidInputError(f"signature {signature!r} needs inputs {sorted(missing)}.")
+        outputs_known = self.output_names(signature)
+        unknown = set(output_filter or ()) - set(outputs_known)
+        if unknown:
+            raise InvalidInputError(f"output tensor alias not found in signature {signature!r}: {sorted(unknown)} "
+                                    f"(outputs: {outputs_known}).")
         tensors = {}
         for key, spec in specs.items():
             value = inputs[key]
+            if spec.dtype.is_integer:
+                value = integer_array(key, value, spec.dtype.as_numpy_dtype)
+                if key == "word_ids" and self.vocabulary() is not None:
+                    check_word_ids(value, len(self.vocabulary()))
             try:
                 tensor = tf.convert_to_tensor(value, dtype=spec.dtype)
-            except (TypeError, ValueError) as error:
+            except (TypeError, ValueError, OverflowError) as error:
                 raise InvalidInputError(f"input {key!r} must be {spec.dtype.name}: {error}") from None
             if not spec.shape.is_compatible_with(tensor.shape):
                 raise InvalidInputError(f"input {key!r} must have shape {spec.shape}. Received: {tensor.shape}")
@@ -150,9 +167,6 @@ class ExportedModel(Predictor):
         except tf.errors.InvalidArgumentError as error:
             raise InvalidInputError(f"the model could not run on the inputs: {error.message.splitlines()[0]}") from None
         wanted = output_filter or list(outputs)
-        unknown = set(wanted) - set(outputs)
-        if unknown:
-            raise InvalidInputError(f"output tensor alias not found in signature {signature!r}: {sorted(unknown)}")
         return {key: np.asarray(outputs[key].numpy()) for key in wanted}
 
     def vocabulary(self):
@@ -164,3 +178,48 @@ class ExportedModel(Predictor):
 
                 self._vocabulary = Vocabulary.load(path)
         return self._vocabulary
+
+
+# Input checks ----------------------------------------------------------------------------------
+def integer_array(key: str, value, dtype) -> np.ndarray:
+    """`value` as a numpy array of the integer `dtype`, refusing what TensorFlow would convert silently:
+    values outside the dtype's range (wrapped modulo 2**bits), floats, booleans, strings, null."""
+    dtype = np.dtype(dtype)
+    info = np.iinfo(dtype)
+    try:
+        array = np.asarray(value)
+    except (ValueError, TypeError, OverflowError) as error:
+        raise InvalidInputError(f"input {key!r} must be a rectangular array of {dtype.name}: {error}") from None
+    if array.size == 0:
+        return array.astype(dtype)
+    if array.dtype.kind in "iu":
+        low, high = array.min(), array.max()
+    elif array.dtype.kind in "fO" and not isinstance(value, np.ndarray):
+        # Python ints beyond int64 come back as float64 or object: look at the items themselves.
+        items = np.asarray(value, dtype=object).ravel()
+        for item in items:
+            if not isinstance(item, (int, np.integer)) or isinstance(item, (bool, np.bool_)):
+                raise InvalidInputError(f"input {key!r} must hold integers ({dtype.name}). "
+                                        f"Received: {_short(item)} ({type(item).__name__})")
+        low, high = min(items), max(items)
+    else:
+        raise InvalidInputError(f"input {key!r} must hold integers ({dtype.name}). Received {array.dtype} values.")
+    for bad in (low, high):
+        if not info.min <= int(bad) <= info.max:
+            raise InvalidInputError(f"input {key!r} holds {int(bad)}, outside the range of {dtype.name} "
+                                    f"[{info.min}, {info.max}].")
+    return array.astype(dtype)
+
+
+def check_word_ids(word_ids: np.ndarray, vocabulary_size: int) -> None:
+    """`text_query` ids are vocabulary rows (0..size-1) or -1 (padding): the graph would read anything below
+    -1 as padding and fail on ids past the end, so both are refused here with the offending id."""
+    bad = word_ids[(word_ids < -1) | (word_ids >= vocabulary_size)]
+    if bad.size:
+        raise InvalidInputError(f"input 'word_ids' holds {int(bad.flat[0])}, which is not a word id: ids are "
+                                f"0..{vocabulary_size - 1} (the vocabulary) and -1 (padding).")
+
+
+def _short(item, limit: int = 60) -> str:
+    text = repr(item)
+    return text if len(text) <= limit else text[:limit] + "..."
