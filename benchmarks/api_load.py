@@ -2,7 +2,8 @@
 
 Starts `python -m serving.api --model M --index I` as its own process (embedding in-process, as a
 single-machine deployment does), waits for /healthz, warms it up, then runs each scenario with
-its clients sending one request after another over keep-alive connections:
+its clients sending one request after another over keep-alive connections (first `single`: one
+client alone, the latency of one search over HTTP):
 
 - `clean`: every client sends photo searches (`POST /search?k=10`, a multipart photo drawn,
   seeded, from the gallery's own images);
@@ -15,7 +16,9 @@ its clients sending one request after another over keep-alive connections:
 
 A good search counts when it is a 200 with k results; anything else is an error. Latency is per
 request, client-side. `--before REF` runs every scenario against the service as it was at git
-commit REF too (a temporary `git worktree`), in the same run, for a before/after table.
+commit REF too (a temporary `git worktree`), in the same run, for a before/after table. Last, the
+in-process profile of one search by stage (`stage_profile`: Pillow, model, index, SQLite, JSON)
+says what the model costs and what the service adds.
 
     python benchmarks/api_load.py --model demo/models/shop --index demo/index --before 963384f
 """
@@ -207,10 +210,10 @@ def load(args, code: str, cwd: str, photos, bad, heavy) -> list[dict]:
     try:
         warm = Tally()
         client(port, "good", photos, bad, heavy, args.k, time.perf_counter() + 3, np.random.default_rng(1), warm)
-        plan = {"clean": ["good"] * args.clients, "bad": ["mixed"] * args.clients,
+        plan = {"single": ["good"], "clean": ["good"] * args.clients, "bad": ["mixed"] * args.clients,
                 "good-only": ["good"] * (args.clients - 2), "heavy": ["good"] * (args.clients - 2) + ["heavy"] * 2}
-        for name in [s for scenario in args.scenarios for s in (("good-only", "heavy") if scenario == "heavy"
-                                                                 else (scenario,))]:
+        for name in ["single"] + [s for scenario in args.scenarios
+                                  for s in (("good-only", "heavy") if scenario == "heavy" else (scenario,))]:
             row = {"code": code, "scenario": name, **run_scenario(port, plan[name], photos, bad, heavy, args,
                                                                    [args.seed, len(rows)])}
             alive = server.poll() is None
@@ -234,6 +237,48 @@ def load(args, code: str, cwd: str, photos, bad, heavy) -> list[dict]:
     return rows
 
 
+def stage_profile(args, photos: list[bytes], repeats: int = 300) -> dict:
+    """Where one search's time goes, in this process, one request at a time: the median ms of each stage
+    of `SearchService` (no HTTP), and of the model alone on a batch of `clients` images (per image)."""
+    import json as json_module
+
+    from serving.requests import parse_k
+    from serving.service import SearchService
+    from serving.settings import ApiSettings
+    from serving.uploads import prepare, read_header
+
+    service = SearchService(ApiSettings(model=args.model, index=args.index, batch_size=1))
+    times: dict[str, list[float]] = {name: [] for name in ("check and decode (Pillow)", "model (1 image)",
+                                                           "index search", "catalogue records (SQLite)",
+                                                           "JSON encoding")}
+    for i in range(repeats):
+        data = photos[i % len(photos)]
+        t0 = time.perf_counter()
+        header = read_header(data, service.settings.max_pixels)
+        model_data = prepare(header, service.input_size)
+        t1 = time.perf_counter()
+        vectors, _ = service.predictor.embed([model_data])
+        t2 = time.perf_counter()
+        results = service.gallery.search(vectors[0], parse_k(args.k, 12))
+        t3 = time.perf_counter()
+        answer = {"results": [service.present(r) for r in results]}
+        t4 = time.perf_counter()
+        json_module.dumps(answer)
+        t5 = time.perf_counter()
+        for name, (a, b) in zip(times, [(t0, t1), (t1, t2), (t2, t3), (t3, t4), (t4, t5)]):
+            times[name].append(b - a)
+    batch = [prepare(read_header(p, service.settings.max_pixels), service.input_size) for p in photos[:args.clients]]
+    batched = []
+    for _ in range(max(20, repeats // 10)):
+        t0 = time.perf_counter()
+        service.predictor.embed(batch)
+        batched.append((time.perf_counter() - t0) / len(batch))
+    service.close()
+    stages = {name: float(np.median(values) * 1000) for name, values in times.items()}
+    stages[f"model, per image in a batch of {len(batch)}"] = float(np.median(batched) * 1000)
+    return stages
+
+
 def markdown(report: dict) -> str:
     s = report["settings"]
     lines = [
@@ -253,6 +298,8 @@ def markdown(report: dict) -> str:
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in report["rows"]:
+        if "scenario" not in r:
+            continue
         bad_total = r["bad_as_documented"] + r["bad_otherwise"]
         documented = f"{r['bad_as_documented']}/{bad_total}" if bad_total else "-"
         heavy = ", ".join(f"{n} x {code}" for code, n in r["heavy"].items()) or "-"
@@ -260,6 +307,15 @@ def markdown(report: dict) -> str:
                      f"| {r['p99_ms']:.0f} | {r['max_ms']:.0f} | {r['errors']} | {r['server_errors']} | "
                      f"{documented} | {heavy} | "
                      f"{r['server_peak_rss_mb']:.0f} |")
+    single = next((r for r in report["rows"] if r.get("scenario") == "single" and r["code"] == "now"), None)
+    if report.get("stages"):
+        lines += ["", "Where one search's time goes (`now`, in-process, one request at a time, median ms):", "",
+                  "| stage | ms |", "|---|---|"]
+        lines += [f"| {name} | {ms:.2f} |" for name, ms in report["stages"].items()]
+        if single:
+            inside = sum(ms for name, ms in report["stages"].items() if not name.startswith("model, per image"))
+            lines.append(f"| one search over HTTP, one client (p50) | {single['p50_ms']:.2f} |")
+            lines.append(f"| of which HTTP, multipart and the framework | {single['p50_ms'] - inside:.2f} |")
     return "\n".join(lines + [""])
 
 
@@ -274,6 +330,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--k", type=int, default=10, help="results per search (default 10)")
     parser.add_argument("--batch-size", type=int, default=16, help="the service's --batch-size (default 16)")
     parser.add_argument("--before", metavar="REF", help="also run every scenario against the service at git REF")
+    parser.add_argument("--no-profile", action="store_true", help="skip the in-process per-stage profile")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=os.path.join(HERE, "results", "api_load"),
                         help="output path without extension: writes OUT.json and OUT.md")
@@ -313,6 +370,7 @@ def main(argv: list[str] | None = None) -> int:
         if worktree:
             subprocess.run(["git", "worktree", "remove", "--force", worktree], cwd=ROOT, capture_output=True)
             shutil.rmtree(worktree, ignore_errors=True)
+    stages = stage_profile(args, photos) if not args.no_profile else {}
     health = next(r["health"] for r in rows if "health" in r)
     report = {
         **header("api_load", "benchmarks/api_load.py", argv if argv is not None else sys.argv[1:],
@@ -321,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
                      "batch_size": args.batch_size, "scenarios": args.scenarios, "before": args.before,
                      "heavy_image_bytes": len(heavy), "items": items, "input": f"{spec['height']}x{spec['width']}",
                      "model": f"{health['model']['name']} v{health['model']['version']} ({health['arch']})"},
-        "wall_seconds": round(time.perf_counter() - began, 1), "rows": rows,
+        "wall_seconds": round(time.perf_counter() - began, 1), "rows": rows, "stages": stages,
     }
     write_report(report, args.out, markdown)
     now = [r for r in rows if r["code"] == "now"]
