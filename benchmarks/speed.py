@@ -50,7 +50,9 @@ def gather(results_dir: str) -> dict:
         out["export"] = {**report["results"], "run": report["settings"]["run"],
                          "batch_size": report["settings"]["batch_size"]}
     if "api_load" in found:
-        out["api"] = found["api_load"]["rows"]
+        api = found["api_load"]
+        rows = [row for row in api["rows"] if row.get("code", "now") == "now" and row.get("scenario", "clean") == "clean"]
+        out["api"] = [{**row, "batch_size": row.get("batch_size", api["settings"].get("batch_size"))} for row in rows]
     if "index_search" in found:
         out["index"] = [{k: row[k] for k in ("backend", "size", "latency_ms_median", "latency_ms_p99", "recall_at_10",
                                              "build_seconds")} for row in found["index_search"]["rows"]]
