@@ -48,7 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--index", required=True, help="the gallery directory (python -m visnet.index build)")
     parser.add_argument("--tf-serving", metavar="HOST:PORT",
                         help="embed through TF Serving's gRPC API (default: the SavedModel in this process)")
-    parser.add_argument("--backend", default="brute", help="index backend of a new, empty gallery (default brute)")
+    parser.add_argument("--backend", default="brute",
+                        help="index backend of a new, empty gallery (default brute); milvus keeps the vectors in "
+                             "Milvus Lite inside --index, milvus:URI in a Milvus file or server (http://host:19530)")
     parser.add_argument("--api-key", help="key for write requests (default: $VISNET_API_KEY; none: writes disabled)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")

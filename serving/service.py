@@ -55,6 +55,8 @@ class SearchService:
         if gallery is None:
             if os.path.exists(os.path.join(settings.index, MANIFEST)):
                 gallery = Gallery.load(settings.index, expected_model=self.model_info)
+            elif settings.backend == "milvus":  # Milvus Lite beside the catalogue, unless a URI says otherwise
+                gallery = Gallery({"name": "milvus", "uri": os.path.join(settings.index, "milvus.db")})
             else:
                 gallery = Gallery(settings.backend)
         self.gallery = gallery

@@ -528,14 +528,19 @@ def test_the_hostile_corpus_gets_documented_4xx_and_the_service_keeps_serving_in
     assert 'status="500"' not in metrics
 
 
-def test_kill_9_during_writes_loses_no_acknowledged_write(gallery_files, tmp_path):
-    """Writes go on from two clients while the service is killed; every 201 it sent is in the saved gallery."""
+@pytest.mark.parametrize("backend", ["folder", "milvus"])
+def test_kill_9_during_writes_loses_no_acknowledged_write(gallery_files, tmp_path, backend):
+    """Writes go on from two clients while the service is killed; every 201 it sent is in the saved gallery
+    (a folder gallery, or vectors in Milvus Lite with the catalogue beside them)."""
     from visnet.index import Gallery
 
     model_path, index, _, _ = gallery_files
     copy = str(tmp_path / "index")
-    shutil.copytree(index, copy)
-    process, url = start_service(model_path, copy)
+    if backend == "folder":
+        shutil.copytree(index, copy)
+        process, url = start_service(model_path, copy)
+    else:
+        process, url = start_service(model_path, copy, "--backend", "milvus")
     acknowledged, stop = [], threading.Event()
 
     def writer(prefix):
@@ -567,3 +572,4 @@ def test_kill_9_during_writes_loses_no_acknowledged_write(gallery_files, tmp_pat
     gallery = Gallery.load(copy)
     missing = [id for id in acknowledged if id not in gallery]
     assert not missing, missing
+    assert type(gallery.index).name == ("milvus" if backend == "milvus" else "brute")

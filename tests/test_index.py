@@ -32,8 +32,19 @@ BACKENDS = {
     "balltree": {"name": "balltree", "leaf_size": 8},
     "faiss-hnsw": {"name": "faiss-hnsw", "M": 16, "ef_construction": 64, "ef_search": 64},
     "faiss-ivf": {"name": "faiss-ivf", "nlist": 10, "nprobe": 5},
+    # A real engine: Milvus Lite, in a file of the test's own (`milvus_file` below).
+    "milvus-flat": {"name": "milvus", "index_type": "FLAT"},
+    "milvus-hnsw": {"name": "milvus", "index_type": "HNSW", "M": 16, "ef_construction": 64, "ef_search": 64},
 }
-EXACT = ("brute", "balltree")
+EXACT = ("brute", "balltree", "milvus-flat")
+#: Backends that rebuild a structure from buffered changes (`pending`, `builds`, `rebuild_fraction`).
+BUFFERED = ("balltree", "faiss-hnsw", "faiss-ivf")
+
+
+@pytest.fixture(autouse=True)
+def milvus_file(tmp_path, monkeypatch):
+    """Each test's Milvus indexes live in its own Milvus Lite file (the default URI of `MilvusIndex`)."""
+    monkeypatch.setenv("VISNET_MILVUS_URI", str(tmp_path / "milvus.db"))
 
 
 def unit(x):
@@ -123,7 +134,7 @@ def test_interleaved_adds_updates_removes_match_a_fresh_exact_search(backend):
             pending.append(getattr(index, "pending", 0))
     recalls.append(check_against_reference(index, contents, queries, backend in EXACT))
     assert np.mean(recalls) >= 0.9
-    if backend != "brute":
+    if backend in BUFFERED:
         assert any(pending) and index.builds > 1  # searched with a buffer and tombstones, and rebuilt
 
 
@@ -181,7 +192,8 @@ def test_faiss_grows_in_place_with_additions_and_rebuilds_for_removals(kind):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_mostly_tombstones_still_give_k_live_results(backend):
     vectors, queries = mixture(300), mixture(10, seed=1)
-    index = visnet.index.get({**BACKENDS[backend], "rebuild_fraction": 100.0} if backend != "brute" else "brute")
+    index = visnet.index.get({**BACKENDS[backend], "rebuild_fraction": 100.0} if backend in BUFFERED
+                             else BACKENDS[backend])
     contents = {f"p{i}": v for i, v in enumerate(vectors)}
     index.add_batch(list(contents), vectors)
     index.build()
@@ -369,12 +381,15 @@ def test_save_and_load_return_the_same_results(backend, tmp_path):
     assert (manifest["backend"], manifest["dim"], manifest["count"]) == (index.name, 16, 300)
     assert manifest["model"] == {"name": "visnet", "version": "1.0"}
     expected_files = {"vectors.npy", "ids.npy", "order.npy"} | ({"faiss.index"} if index.name == "faiss" else set())
+    if index.live:  # the engine holds the vectors: the snapshot names the collection
+        expected_files = set()
     assert set(manifest["files"]) == expected_files
     assert data_dirs(tmp_path / "index") == [manifest["data"]]
     for name, info in manifest["files"].items():
         assert info["sha256"] == storage.sha256(str(tmp_path / "index" / manifest["data"] / name))
-    ids = np.load(tmp_path / "index" / manifest["data"] / "ids.npy", allow_pickle=False)
-    assert ids.dtype.kind == "U"
+    if not index.live:
+        ids = np.load(tmp_path / "index" / manifest["data"] / "ids.npy", allow_pickle=False)
+        assert ids.dtype.kind == "U"
 
     loaded.add("later", vectors[320])  # a loaded index keeps working
     assert "later" in loaded and loaded.search(vectors[320], 1)[0][0] == "later"
@@ -475,6 +490,51 @@ def test_a_save_killed_before_its_commit_leaves_the_previous_index(tmp_path):
     np.testing.assert_array_equal(after[1], expected[1])
     manifest = small.save(directory, model={"version": "1"})
     assert data_dirs(directory) == [manifest["data"]]  # the orphan is cleaned up
+
+
+def test_a_milvus_gallery_killed_mid_write_keeps_every_acknowledged_item(tmp_path):
+    """Milvus holds the vectors, the snapshot the catalogue: killed after a vector reached Milvus but
+    before the save that would acknowledge it, the gallery loads with every acknowledged item and
+    without the half-written one (`Gallery._reconcile`)."""
+    directory, uri = str(tmp_path / "gallery"), str(tmp_path / "gallery.db")
+    script = textwrap.dedent(f"""
+        import os, sys
+        import numpy as np
+        import visnet.index
+        from visnet.index import storage
+        gallery = visnet.index.Gallery(visnet.index.get("milvus", uri={uri!r}, index_type="FLAT"))
+        vectors = np.random.default_rng(0).normal(size=(40, 16)).astype(np.float32)
+        for i in range(40):
+            gallery.add({{"id": f"p{{i}}", "label": "shirt"}}, vectors[i])
+            if i == 25:
+                os.environ[storage.PAUSE_ENV] = "60"  # this save stops before its commit
+            gallery.save({directory!r}, model={{"name": "m", "version": "1"}})
+            print(f"ack p{{i}}", flush=True)
+    """)
+    process = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    watchdog = threading.Timer(120, process.kill)
+    watchdog.start()
+    try:
+        for line in process.stderr:
+            if storage.PAUSE_MESSAGE in line:
+                break
+        process.send_signal(signal.SIGKILL)
+        assert process.wait(timeout=30) == -signal.SIGKILL
+        acknowledged = [line.split()[1] for line in process.stdout.read().splitlines() if line.startswith("ack ")]
+    finally:
+        watchdog.cancel()
+        process.stdout.close()
+        process.stderr.close()
+    assert acknowledged == [f"p{i}" for i in range(25)]
+
+    gallery = Gallery.load(directory, expected_model={"name": "m", "version": "1"})
+    assert gallery.ids() == acknowledged  # p25 reached Milvus, was never acknowledged, and is gone
+    assert [hit["id"] for hit in gallery.search(np.random.default_rng(0).normal(size=(40, 16))[3], 1)] == ["p3"]
+    with pytest.raises(ModelMismatchError):
+        Gallery.load(directory, expected_model={"name": "m", "version": "2"})
+    with pytest.raises(ModelMismatchError):  # the collection itself remembers its model
+        gallery.save(str(tmp_path / "other"), model={"name": "m", "version": "2"})
 
 
 # -- catalogue -----------------------------------------------------------------------------------

@@ -47,6 +47,47 @@ def test_build_indexes_every_readable_image_and_skips_the_rest(export, tmp_path,
     assert "6 items" in capsys.readouterr().out
 
 
+def test_build_into_milvus_then_serve_and_change_it_end_to_end(export, tmp_path):
+    """`visnet.index build --backend milvus` fills a Milvus Lite collection; the search API serves it,
+    writes reach Milvus and survive a reload; a non-empty collection is not built into twice."""
+    from helpers import http_call, multipart_body, serve_in_thread
+
+    from serving.api import ApiSettings, create_app
+    from visnet.index import Gallery, MilvusIndex
+    from visnet.index import __main__ as cli
+
+    photos = tmp_path / "photos"
+    for label in ("red", "blue"):
+        for i in range(3):
+            write_image(photos / label / f"{i}.jpg", size=(40, 30), seed=i + (10 if label == "red" else 20),
+                        fmt="JPEG")
+    out = str(tmp_path / "index")
+    args = ["build", "--model", export, "--data", f"folder:{photos}", "--out", out, "--backend", "milvus",
+            "--backend-option", "index_type=FLAT", "--batch-size", "4", "--no-progress"]
+    assert cli.main(args) == 0  # (no capsys: Milvus Lite's in-process server logs from its own threads)
+    gallery = Gallery.load(out, expected_model={"name": "shop", "version": "1"})
+    assert isinstance(gallery.index, MilvusIndex) and len(gallery) == 6
+    assert gallery.index.uri == os.path.join(out, "milvus.db") and gallery.index.model()["name"] == "shop"
+    assert cli.main(args) == 2  # the collection already holds 6 vectors
+    assert len(Gallery.load(out)) == 6
+
+    app = create_app(ApiSettings(model=export, index=out, api_key="k", batch_size=1))
+    url, stop = serve_in_thread(app)
+    try:
+        query = open(photos / "red" / "1.jpg", "rb").read()
+        body, kind = multipart_body({}, query)
+        status, found = http_call(url + "/search?k=2", "POST", body, content_type=kind)
+        assert status == 200 and found["results"][0]["id"] == "red/1.jpg", found
+        body, kind = multipart_body({"id": "new/1", "label": "green"}, query)
+        assert http_call(url + "/items", "POST", body, {"X-API-Key": "k"}, kind)[0] == 201
+        assert http_call(url + "/items/red/2.jpg", "DELETE", headers={"X-API-Key": "k"})[0] == 200
+    finally:
+        stop()
+    reloaded = Gallery.load(out)
+    assert len(reloaded) == 6 and "new/1" in reloaded and "red/2.jpg" not in reloaded
+    assert "new/1" in MilvusIndex(uri=os.path.join(out, "milvus.db"))  # in the engine itself
+
+
 def test_build_names_a_bad_backend_or_model_before_reading(export, tmp_path, capsys):
     from visnet.index import __main__ as cli
 

@@ -3,7 +3,8 @@
 `visnet.index.get("balltree", leaf_size=20)`; names: `brute` (exact, one matrix product),
 `balltree` (exact, scikit-learn ball tree), `faiss` (approximate, `kind="hnsw"` or `"ivf"`;
 the optional `visnet[faiss]` extra) — `get("faiss-hnsw")` is short for
-`get("faiss", kind="hnsw")`. Every index has the `VectorIndex` interface and saves to a
+`get("faiss", kind="hnsw")`; `milvus` (Milvus Lite in a local file, or a Milvus server or
+cluster by URI; the optional `visnet[milvus]` extra) — `get("milvus:PATH_OR_URI")`. Every index has the `VectorIndex` interface and saves to a
 checksummed, atomically committed directory (`visnet.index.storage`). A `Gallery` keeps an
 index and a SQLite `Catalogue` of product records in step for the search service.
 
@@ -18,6 +19,7 @@ from visnet.index.brute import BruteForceIndex
 from visnet.index.catalogue import Catalogue
 from visnet.index.faiss_index import FaissIndex
 from visnet.index.gallery import Gallery
+from visnet.index.milvus_index import MilvusIndex
 from visnet.index.storage import IndexFileError, ModelMismatchError
 from visnet.registry import Registry
 
@@ -25,13 +27,15 @@ indexes = Registry("index")
 indexes.register(BruteForceIndex.name)(BruteForceIndex)
 indexes.register(BallTreeIndex.name)(BallTreeIndex)
 indexes.register(FaissIndex.name)(FaissIndex)
+indexes.register(MilvusIndex.name)(MilvusIndex)
 
 
 def get(identifier: Any, **kwargs: Any) -> VectorIndex:
     """An index from a name, a config dict (`{"name": ..., **options}`) or an instance.
 
     Args:
-        identifier: "brute", "balltree", "faiss", "faiss-hnsw", "faiss-ivf", a dict or a VectorIndex.
+        identifier: "brute", "balltree", "faiss", "faiss-hnsw", "faiss-ivf", "milvus", "milvus:URI"
+            (a Milvus Lite file or a server URI), a dict or a VectorIndex.
         **kwargs: constructor options used with a name or dict.
 
     Example:
@@ -47,6 +51,8 @@ def get(identifier: Any, **kwargs: Any) -> VectorIndex:
         kwargs = {**config, **kwargs}
     if isinstance(identifier, str) and identifier.lower().startswith("faiss-"):
         identifier, kwargs = "faiss", {"kind": identifier[len("faiss-"):].lower(), **kwargs}
+    if isinstance(identifier, str) and identifier.lower().startswith("milvus:"):
+        identifier, kwargs = "milvus", {"uri": identifier[len("milvus:"):], **kwargs}
     index = indexes.get(identifier, **kwargs)
     if not isinstance(index, VectorIndex):
         raise TypeError(f"Expected an index name, config dict or VectorIndex. Received: {identifier!r}")
@@ -78,6 +84,6 @@ def choose_backend(size: int) -> str:
 
 
 __all__ = [
-    "AUTO_THRESHOLD", "BallTreeIndex", "BruteForceIndex", "Catalogue", "FaissIndex", "Gallery", "IndexFileError",
+    "AUTO_THRESHOLD", "BallTreeIndex", "BruteForceIndex", "Catalogue", "FaissIndex", "Gallery", "IndexFileError", "MilvusIndex",
     "ModelMismatchError", "VectorIndex", "choose_backend", "get", "indexes",
 ]

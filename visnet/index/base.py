@@ -324,6 +324,14 @@ class VectorIndex(abc.ABC):
         """JSON-able internal state saved in the manifest (subclasses extend it)."""
         return {"next_order": self._next_order}
 
+    def bind_model(self, model: Mapping[str, Any] | None) -> None:  # noqa: B027 - optional hook
+        """Called by `save` (and `Gallery.save`) with the model the vectors came from. An index whose
+        vectors live in an engine records it there and refuses another (`MilvusIndex`); here, nothing."""
+
+    #: True when the vectors live in an engine that is the store of record (`load` reconnects to what
+    #: it holds now, not to a snapshot); a `Gallery` then reconciles its catalogue at load.
+    live: ClassVar[bool] = False
+
     def _write_structure(self, data_dir: str) -> None:  # noqa: B027 - optional hook
         """Writes backend files (beside vectors.npy, ids.npy, order.npy) into `data_dir`."""
 
@@ -381,13 +389,19 @@ class VectorIndex(abc.ABC):
         """
         from visnet.index import indexes
 
-        where = os.path.join(os.path.dirname(os.path.normpath(data_dir)), storage.MANIFEST)
         backend = indexes.lookup(manifest["backend"])
         if not issubclass(backend, cls):
             raise ValueError(
                 f"{data_dir} holds a {manifest['backend']!r} index, not a {cls.__name__}. "
                 f"Load it with VectorIndex.load. Received: backend={manifest['backend']!r}"
             )
+        return backend._load_files(manifest, data_dir)
+
+    @classmethod
+    def _load_files(cls, manifest: Mapping[str, Any], data_dir: str) -> VectorIndex:
+        """`from_files` for this backend (one that keeps its vectors elsewhere overrides it)."""
+        backend = cls
+        where = os.path.join(os.path.dirname(os.path.normpath(data_dir)), storage.MANIFEST)
         config = manifest.get("config")
         if not isinstance(config, Mapping) or not all(isinstance(key, str) for key in config):
             raise storage.IndexFileError(f"{where} has config={config!r}; expected a JSON object.")

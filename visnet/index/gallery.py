@@ -150,6 +150,7 @@ class Gallery:
             model: dict or None. What embedded the vectors, e.g. `{"name": "visnet", "version": "3"}`.
         """
         with self._lock:
+            self.index.bind_model(model)
             return storage.write_snapshot(directory, self._write_files, model)
 
     @classmethod
@@ -175,11 +176,31 @@ class Gallery:
         try:
             catalogue = Catalogue.restore(path, catalogue_path)
             catalogue.verify()
+            if index.live:
+                cls._reconcile(index, catalogue)
             return cls(index, catalogue)
         except (ValueError, sqlite3.DatabaseError) as error:
             if catalogue is not None:
                 catalogue.close()
             raise storage.IndexFileError(f"{path}: {error}") from None
+
+    @staticmethod
+    def _reconcile(index: VectorIndex, catalogue: Catalogue) -> None:
+        """A live engine (`index.live`) against the catalogue of the last save: what a crash left half
+        done is finished the way the last acknowledged state says. Vectors of ids the catalogue lacks
+        were written but never saved (so never acknowledged): removed. Records whose vector is gone
+        were being removed: removed too. Counts go to stderr."""
+        in_index, in_catalogue = set(index.ids()), set(catalogue.ids())
+        unsaved, removed = sorted(in_index - in_catalogue), sorted(in_catalogue - in_index)
+        if unsaved:
+            index.remove_batch(unsaved)
+        for id in removed:
+            catalogue.remove(id)
+        if unsaved or removed:
+            import sys
+
+            print(f"note: reconciled the gallery with {index!r}: {len(unsaved)} vectors written after the last "
+                  f"save removed, {len(removed)} records whose vectors were removed dropped.", file=sys.stderr)
 
     def __repr__(self) -> str:
         return f"Gallery(index={self.index!r}, items={len(self)})"
