@@ -23,7 +23,8 @@ Consequences, stated:
 
 Search asks the engine for a shortlist with the stored vectors (`limit` of max(2k, k + 16),
 widened while the k-th score ties with the last one returned) and re-ranks it exactly in float64
-by `visnet.index.ranking.rerank`, so scores equal every other backend's. `index_type` `FLAT` is
+by `visnet.index.ranking.rerank`, so scores equal every other backend's. A graph thinned by many
+deletions can return fewer than k: the limit is widened, then the collection scanned exactly. `index_type` `FLAT` is
 exact; `HNSW`, `HNSW_SQ`, `IVF_FLAT` and `IVF_SQ8` are approximate. Milvus Lite builds only these
 five; `IVF_PQ`, `DISKANN`, `SCANN` and `AUTOINDEX` need a Milvus server (refused with Lite).
 """
@@ -48,8 +49,9 @@ SERVER_INDEX_TYPES = (*LITE_INDEX_TYPES, "IVF_PQ", "DISKANN", "SCANN", "AUTOINDE
 MAX_ID_LENGTH = 2048
 MODEL_PROPERTY = "visnet.model"
 DEFAULT_URI_ENV = "VISNET_MILVUS_URI"
-# Rows fetched per call when listing ids (Milvus' query window).
+# Rows fetched per call when listing ids (Milvus' query window), and sent per insert call.
 _PAGE = 10_000
+_INSERT_ROWS = 10_000
 
 
 def import_pymilvus() -> Any:
@@ -240,9 +242,12 @@ class MilvusIndex(VectorIndex):
             if id in known:
                 raise ValueError(f"Id {id!r} is already in the index; use update() to change its vector. "
                                  f"Received: id={id!r}")
-        rows = [{"id": id, "order": order, "vector": vector.tolist()}
-                for id, order, vector in zip(ids, self._orders(len(ids)), vectors)]
-        self._client.insert(self.collection, rows)
+        orders = self._orders(len(ids))
+        for start in range(0, len(ids), _INSERT_ROWS):  # bounded requests; each is logged before it is answered
+            self._client.insert(self.collection, [
+                {"id": id, "order": order, "vector": vector}
+                for id, order, vector in zip(ids[start : start + _INSERT_ROWS], orders[start : start + _INSERT_ROWS],
+                                             vectors[start : start + _INSERT_ROWS])])
 
     def update(self, id: str, vector: Any) -> None:
         ids = self._check_ids([id])
@@ -273,6 +278,19 @@ class MilvusIndex(VectorIndex):
         self._check_known_in(ids, self._fetch(ids, ["id"]))
         self._client.delete(self.collection, ids=list(ids))
 
+    def build(self, timeout: float = 3600.0) -> None:
+        """Seals what was written (`flush`) and waits until the engine has indexed every row."""
+        if self._dim is None:
+            return
+        self._client.flush(self.collection)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            state = self._client.describe_index(self.collection, "vector")
+            if not state.get("pending_index_rows"):
+                return
+            time.sleep(0.2)
+        raise TimeoutError(f"Milvus had not indexed {self.collection!r} after {timeout:.0f} s.")
+
     # -- search --------------------------------------------------------------------------------
 
     def _search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -292,6 +310,11 @@ class MilvusIndex(VectorIndex):
             again = []
             for query, found in zip(todo, hits):
                 found = list(found)
+                if len(found) < kept:  # a graph thinned by deletions can return fewer than asked
+                    if limit < min(total, 16_384):
+                        again.append(query)
+                        continue
+                    found = self._scan(queries[query])
                 distances = np.array([hit["distance"] for hit in found], np.float64)
                 crowded = len(found) == limit < total and distances[kept - 1] - distances[-1] <= SCORE_TOLERANCE
                 if crowded and limit < 16_384:
@@ -304,6 +327,20 @@ class MilvusIndex(VectorIndex):
                 scores[query] = best[0]
             todo, limit = again, min(total, 4 * limit, 16_384)
         return ids, scores
+
+    def _scan(self, query: np.ndarray) -> list[dict]:
+        """Every row as a search hit (the exact fallback when the engine's index returns too few)."""
+        hits = []
+        iterator = self._client.query_iterator(self.collection, batch_size=_PAGE, filter="",
+                                               output_fields=["id", "order", "vector"])
+        try:
+            while page := iterator.next():
+                for row in page:
+                    hits.append({"id": row["id"], "distance": float(np.dot(row["vector"], query)),
+                                 "entity": {"order": row["order"], "vector": row["vector"]}})
+        finally:
+            iterator.close()
+        return sorted(hits, key=lambda hit: -hit["distance"])
 
     # -- configuration and persistence ---------------------------------------------------------
 
