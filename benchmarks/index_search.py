@@ -7,7 +7,9 @@ each vector is a centre plus isotropic Gaussian noise of total norm about `--spr
 vectors in 128-d are unrealistic for any approximate index: every point is about equally far
 from every other.) The exact neighbours come from a chunked float32 matrix product.
 
-Build: `add_batch` of all vectors then `build()`, with every core. Latency: `index.search(q, 10)`
+Build: `add_batch` of all vectors (insert throughput) then `build()` (for Milvus: flush and wait for
+its index), with every core; memory is the growth of this process's RSS (Milvus Lite runs in it).
+Batched: one `search_batch` of 100 queries. Latency: `index.search(q, 10)`
 one query at a time, with BLAS and faiss's OpenMP limited to one thread (per-query latency on
 a shared machine; the service answers concurrent requests from several threads). Each backend
 gets at most `--budget` seconds of queries per size; the rows say how many were measured.
@@ -33,6 +35,7 @@ from benchmarks.common import header, write_report  # noqa: E402
 from visnet.cli import int_list, key_value, name_list  # noqa: E402
 
 K = 10
+BATCH = 100  # queries per search_batch call in the batched measurement
 
 
 def mixture(n: int, centres: np.ndarray, spread: float, rng: np.random.Generator, chunk: int = 100_000) -> np.ndarray:
@@ -63,7 +66,7 @@ def index_config(backend: str, options: dict[str, dict]) -> dict:
 
 
 def measure(backend: str, config: dict, data: np.ndarray, ids: list[str], queries: np.ndarray,
-            truth: np.ndarray, budget: float) -> dict:
+            truth: np.ndarray, budget: float, dataset: str = "mixture") -> dict:
     """Build time, latency percentiles and recall@10 of one backend on one data set."""
     import visnet.index
 
@@ -73,11 +76,21 @@ def measure(backend: str, config: dict, data: np.ndarray, ids: list[str], querie
         faiss = None
     from threadpoolctl import threadpool_limits
 
+    workdir = None
+    if config["name"] == "milvus":  # a fresh Milvus Lite file per data set
+        import tempfile
+
+        workdir = tempfile.mkdtemp(prefix="visnet-milvus-")
+        config = {"uri": os.path.join(workdir, "bench.db"), **config}
+    memory = rss_mb()
     index = visnet.index.get(config)
     start = time.perf_counter()
     index.add_batch(ids, data)
+    inserted = time.perf_counter()
     index.build()
-    build = time.perf_counter() - start
+    built = time.perf_counter()
+    insert, build = inserted - start, built - inserted
+    memory = rss_mb() - memory
 
     latencies, hits = [], []
     threads = faiss.omp_get_max_threads() if faiss else None
@@ -93,17 +106,39 @@ def measure(backend: str, config: dict, data: np.ndarray, ids: list[str], querie
             hits.append(len({id for id, _ in found} & {ids[i] for i in exact}) / K)
             if time.perf_counter() - began > budget:
                 break
+        batch = queries[:BATCH]
+        start = time.perf_counter()
+        index.search_batch(batch, K)
+        batch_ms = (time.perf_counter() - start) * 1000 / len(batch)
     if faiss:
         faiss.omp_set_num_threads(threads)
     milliseconds = np.array(latencies) * 1000
-    row = {"backend": backend, "config": index.get_config(), "size": len(data), "build_seconds": round(build, 3),
+    row = {"backend": backend, "data": dataset, "config": index.get_config(), "size": len(data),
+           "insert_seconds": round(insert, 3), "inserts_per_second": round(len(data) / max(insert, 1e-9), 1),
+           "build_seconds": round(build, 3), "memory_mb": round(memory, 1),
            "latency_ms_median": round(float(np.median(milliseconds)), 4),
            "latency_ms_p99": round(float(np.percentile(milliseconds, 99)), 4),
+           "batch_ms_per_query": round(batch_ms, 4),
            "recall_at_10": round(float(np.mean(hits)), 4), "queries_measured": len(latencies)}
-    print(f"{len(data):>9} {backend:<12} build {build:8.2f}s  median {row['latency_ms_median']:8.3f} ms  "
-          f"p99 {row['latency_ms_p99']:8.3f} ms  recall@10 {row['recall_at_10']:.4f}  ({len(latencies)} queries)",
-          file=sys.stderr)
+    print(f"{dataset:<8} {len(data):>9} {backend:<12} insert {insert:8.2f}s build {build:8.2f}s "
+          f"+{memory:7.0f} MB median {row['latency_ms_median']:8.3f} ms p99 {row['latency_ms_p99']:8.3f} ms "
+          f"batch {batch_ms:7.3f} ms/q recall@10 {row['recall_at_10']:.4f} ({len(latencies)} queries)",
+          file=sys.stderr, flush=True)
+    if workdir:
+        index.close()
+        import shutil
+
+        shutil.rmtree(workdir, ignore_errors=True)
     return row
+
+
+def rss_mb() -> float:
+    """This process's resident memory (Linux), MB."""
+    try:
+        with open("/proc/self/status") as handle:
+            return next(int(line.split()[1]) / 1024 for line in handle if line.startswith("VmRSS"))
+    except (OSError, StopIteration):
+        return float("nan")
 
 
 def markdown(report: dict) -> str:
@@ -119,17 +154,33 @@ def markdown(report: dict) -> str:
         f"{report['versions']['scikit-learn']}, faiss-cpu {report['versions']['faiss-cpu']}; wall time "
         f"{report['wall_seconds']:.0f} s.",
         "",
-        "| vectors | index | settings | build (s) | median latency (ms) | p99 latency (ms) | recall@10 | queries |",
-        "|---|---|---|---|---|---|---|---|",
+        "| data | vectors | index | settings | insert (vectors/s) | build (s) | memory (MB) | median latency (ms) "
+        "| p99 latency (ms) | batched (ms/query) | recall@10 | queries |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in report["rows"]:
         unused = {"hnsw": ("nlist", "nprobe"), "ivf": ("M", "ef_construction", "ef_search")}.get(
             r["config"].get("kind"), ())
+        if r["backend"].startswith("milvus"):
+            unused = ("uri", "collection", "timeout", *(("M", "ef_construction", "ef_search")
+                                                       if not r["config"].get("index_type", "").startswith("HNSW")
+                                                       else ("nlist", "nprobe")))
         settings = ", ".join(f"{k}={v}" for k, v in r["config"].items()
                              if k not in ("dim", "kind", *unused) and v is not None)
-        lines.append(f"| {r['size']:,} | `{r['backend']}` | {settings or '-'} | {r['build_seconds']:.2f} | "
-                     f"{r['latency_ms_median']:.3f} | {r['latency_ms_p99']:.3f} | {r['recall_at_10']:.3f} | "
-                     f"{r['queries_measured']} |")
+        missing = "-"
+        lines.append(f"| {r.get('data', 'mixture')} | {r['size']:,} | `{r['backend']}` | {settings or '-'} | "
+                     f"{r['inserts_per_second']:,.0f} | {r['build_seconds']:.2f} | {r.get('memory_mb', missing)} | "
+                     f"{r['latency_ms_median']:.3f} | {r['latency_ms_p99']:.3f} | "
+                     f"{r.get('batch_ms_per_query', missing)} | {r['recall_at_10']:.3f} | {r['queries_measured']} |"
+                     if "inserts_per_second" in r else
+                     f"| {r.get('data', 'mixture')} | {r['size']:,} | `{r['backend']}` | {settings or '-'} | - | "
+                     f"{r['build_seconds']:.2f} | - | {r['latency_ms_median']:.3f} | {r['latency_ms_p99']:.3f} | - | "
+                     f"{r['recall_at_10']:.3f} | {r['queries_measured']} |")
+    if report["settings"].get("real"):
+        real = report["settings"]["real"]
+        lines += ["", f"`products`: real embeddings ({real['model']}, {real['dim']}-d) of {real['data']}: the gallery "
+                      f"holds every photo except {real['queries']:,} held-out ones and {real['copies']} augmented copies "
+                      "of every photo (`benchmarks/product_embeddings.py`); the held-out photos are the queries."]
     return "\n".join(lines) + "\n"
 
 
@@ -151,12 +202,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dim", type=int, default=128)
     parser.add_argument("--queries", type=int, default=1000)
     parser.add_argument("--backends", type=name_list, default=("balltree", "brute", "faiss-hnsw"),
-                        help="visnet.index names, comma-separated (faiss-hnsw, faiss-ivf, brute, balltree)")
+                        help="visnet.index names, comma-separated (faiss-hnsw, faiss-ivf, brute, balltree, milvus: "
+                             "Milvus Lite in a temporary file)")
     parser.add_argument("--option", action="append", default=[], metavar="BACKEND:KEY=VALUE",
                         help="index option, e.g. faiss-hnsw:ef_search=128 (repeatable)")
     parser.add_argument("--centres", type=int, default=1000)
     parser.add_argument("--spread", type=float, default=0.5, help="norm of the noise around a unit centre")
     parser.add_argument("--budget", type=float, default=300.0, help="seconds of queries per backend and size")
+    parser.add_argument("--real", metavar="NPZ", help="also real product embeddings (benchmarks/product_embeddings.py)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=os.path.join(HERE, "results", "index_search"),
                         help="output path without extension: writes OUT.json and OUT.md")
@@ -183,12 +236,25 @@ def main(argv: list[str] | None = None) -> int:
         del data, ids
         gc.collect()
 
+    real = None
+    if args.real:
+        stored = np.load(args.real)
+        gallery, real_queries = stored["gallery"].astype(np.float32), stored["queries"].astype(np.float32)
+        real = {"model": str(stored["model"]), "data": str(stored["data"]), "copies": int(stored["copies"]),
+                "queries": len(real_queries), "dim": gallery.shape[1], "size": len(gallery)}
+        ids = [f"r{i}" for i in range(len(gallery))]
+        truth = exact_neighbours(gallery, real_queries, K)
+        for backend in args.backends:
+            rows.append(measure(backend, index_config(backend, options), gallery, ids, real_queries, truth,
+                                args.budget, dataset="products"))
+            gc.collect()
+
     report = {
         **header("index_search", "benchmarks/index_search.py", argv if argv is not None else sys.argv[1:],
-                 ("faiss-cpu", "threadpoolctl")),
+                 ("faiss-cpu", "threadpoolctl", "pymilvus", "milvus-lite")),
         "settings": {"sizes": list(args.sizes), "dim": args.dim, "queries": args.queries, "k": K,
                      "backends": list(args.backends), "options": options, "centres": args.centres,
-                     "spread": args.spread, "seed": args.seed, "budget_seconds": args.budget,
+                     "spread": args.spread, "seed": args.seed, "budget_seconds": args.budget, "real": real,
                      "data": "Gaussian mixture of unit centres, normalised; queries from the same mixture",
                      "latency": "one query at a time, BLAS and faiss OpenMP limited to 1 thread"},
         "wall_seconds": round(time.perf_counter() - began, 1),

@@ -52,6 +52,8 @@ DEFAULT_URI_ENV = "VISNET_MILVUS_URI"
 # Rows fetched per call when listing ids (Milvus' query window), and sent per insert call.
 _PAGE = 10_000
 _INSERT_ROWS = 10_000
+# Milvus' largest search limit (topk).
+_MAX_LIMIT = 16_384
 
 
 def import_pymilvus() -> Any:
@@ -297,35 +299,43 @@ class MilvusIndex(VectorIndex):
         raise NotImplementedError("MilvusIndex searches in _search_checked")  # never called
 
     def _search_checked(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """One engine call in the common case (no count): the collection's size is asked for only when a
+        query gets fewer than k hits (a small collection, or a graph thinned by deletions)."""
         n = len(queries)
-        total = len(self)
-        kept = min(k, total)
-        ids, scores = np.empty((n, kept), object), np.empty((n, kept), np.float32)
-        if kept == 0:
-            return ids, scores
-        todo, limit = list(range(n)), min(total, max(2 * kept, kept + 16), 16_384)
+        if self._dim is None:
+            return np.empty((n, 0), object), np.empty((n, 0), np.float32)
+        accepted: dict[int, list] = {}
+        todo, limit, total = list(range(n)), min(max(2 * k, k + 16), _MAX_LIMIT), None
         while todo:
             hits = self._client.search(self.collection, data=queries[todo].tolist(), limit=limit,
                                        output_fields=["order", "vector"], search_params=self._search_params(limit))
             again = []
             for query, found in zip(todo, hits):
                 found = list(found)
-                if len(found) < kept:  # a graph thinned by deletions can return fewer than asked
-                    if limit < min(total, 16_384):
-                        again.append(query)
+                if len(found) < k:
+                    total = len(self) if total is None else total
+                    if len(found) < min(k, total):  # a graph thinned by deletions returned too few
+                        if limit < min(total, _MAX_LIMIT):
+                            again.append(query)
+                            continue
+                        found = self._scan(queries[query])
+                elif len(found) == limit and limit < _MAX_LIMIT:
+                    distances = [hit["distance"] for hit in found]
+                    if distances[k - 1] - distances[-1] <= SCORE_TOLERANCE:
+                        again.append(query)  # ties at the cut may go on past the shortlist
                         continue
-                    found = self._scan(queries[query])
-                distances = np.array([hit["distance"] for hit in found], np.float64)
-                crowded = len(found) == limit < total and distances[kept - 1] - distances[-1] <= SCORE_TOLERANCE
-                if crowded and limit < 16_384:
-                    again.append(query)  # ties at the cut may go on past the shortlist
-                    continue
-                vectors = np.asarray([hit["entity"]["vector"] for hit in found], np.float32)
-                order = np.asarray([hit["entity"]["order"] for hit in found], np.int64)
-                rows, best = rerank(vectors, order, queries[query : query + 1], np.arange(len(found))[None], kept)
-                ids[query] = [found[row]["id"] for row in rows[0]]
-                scores[query] = best[0]
-            todo, limit = again, min(total, 4 * limit, 16_384)
+                accepted[query] = found
+            todo, limit = again, min(4 * limit, _MAX_LIMIT)
+        kept = min(k, total) if total is not None else k
+        ids, scores = np.empty((n, kept), object), np.empty((n, kept), np.float32)
+        if kept == 0:
+            return ids, scores
+        for query, found in accepted.items():
+            vectors = np.asarray([hit["entity"]["vector"] for hit in found], np.float32)
+            order = np.asarray([hit["entity"]["order"] for hit in found], np.int64)
+            rows, best = rerank(vectors, order, queries[query : query + 1], np.arange(len(found))[None], kept)
+            ids[query] = [found[row]["id"] for row in rows[0]]
+            scores[query] = best[0]
         return ids, scores
 
     def _scan(self, query: np.ndarray) -> list[dict]:
