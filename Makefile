@@ -25,6 +25,8 @@ install: $(STAMP)
 # search over HTTP and stops (CI).
 PORT ?= 8000
 SERVE ?= yes
+# The gallery's index: auto (brute at this size), or e.g. milvus (Milvus Lite in $(DEMO)/index/milvus.db).
+INDEX_BACKEND ?= auto
 demo: $(STAMP)
 	rm -rf $(DEMO)/runs/weakly $(DEMO)/models/shop $(DEMO)/index
 	$(BIN)/python -m visnet.data.catalogue --out $(DEMO)/catalogue
@@ -36,7 +38,8 @@ demo: $(STAMP)
 	$(BIN)/python -m visnet.evaluate --run $(DEMO)/runs/weakly --data $(DEMO)/catalogue \
 		--classifiers prototype,1nn,mlp --out $(DEMO)/weakly-results.json
 	$(BIN)/python -m visnet.export --run $(DEMO)/runs/weakly --out $(DEMO)/models/shop
-	$(BIN)/python -m visnet.index build --model $(DEMO)/models/shop --data $(DEMO)/catalogue --out $(DEMO)/index
+	$(BIN)/python -m visnet.index build --model $(DEMO)/models/shop --data $(DEMO)/catalogue --out $(DEMO)/index \
+		--backend $(INDEX_BACKEND)
 	$(BIN)/python -m serving.api --model $(DEMO)/models/shop --index $(DEMO)/index --port $(PORT) \
 		$(if $(filter check,$(SERVE)),--check,)
 
