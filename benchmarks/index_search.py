@@ -31,7 +31,7 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
-from benchmarks.common import header, write_report  # noqa: E402
+from benchmarks.common import header, host, write_report  # noqa: E402
 from visnet.cli import int_list, key_value, name_list  # noqa: E402
 
 K = 10
@@ -150,9 +150,14 @@ def markdown(report: dict) -> str:
         f"Data: {s['dim']}-d unit vectors from a Gaussian mixture of {s['centres']} centres (noise norm "
         f"{s['spread']}), queries from the same mixture; recall@10 against exact search. Latency: one query at "
         f"a time through `index.search`, BLAS and faiss limited to 1 thread; builds use all "
-        f"{report['machine']['cpus']} CPUs. numpy {report['versions']['numpy']}, scikit-learn "
-        f"{report['versions']['scikit-learn']}, faiss-cpu {report['versions']['faiss-cpu']}; wall time "
-        f"{report['wall_seconds']:.0f} s.",
+        f"{report['machine']['cpus']} CPUs. Insert: `add_batch` throughput; build: `build()` after it (Milvus: flush "
+        "and wait for its index); memory: growth of this process's RSS over insert and build (Milvus Lite runs in "
+        "the process; meaningful at 1M, negative where memory freed by the previous row was reused); batched: one "
+        f"`search_batch` of {BATCH} queries. numpy {report['versions']['numpy']}, scikit-learn "
+        f"{report['versions']['scikit-learn']}, faiss-cpu {report['versions']['faiss-cpu']}"
+        + (f", pymilvus {report['versions'].get('pymilvus')}, milvus-lite {report['versions'].get('milvus-lite')}"
+           if report['versions'].get('pymilvus') else "")
+        + f"; {host(report['machine'])}; wall time {report['wall_seconds']:.0f} s.",
         "",
         "| data | vectors | index | settings | insert (vectors/s) | build (s) | memory (MB) | median latency (ms) "
         "| p99 latency (ms) | batched (ms/query) | recall@10 | queries |",

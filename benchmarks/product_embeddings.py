@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import os
 import sys
 import time
@@ -82,8 +83,11 @@ def main(argv: list[str] | None = None) -> int:
             if ok:
                 (queries if copy == 0 and i in held else gallery).append(vector)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    from benchmarks.common import machine
+
     np.savez(args.out, gallery=np.asarray(gallery, np.float32), queries=np.asarray(queries, np.float32),
-             model=f"{model.name} v{model.version}", data=args.data, copies=args.copies)
+             model=f"{model.name} v{model.version}", data=args.data, copies=args.copies,
+             machine=json.dumps(machine()), seconds=time.perf_counter() - began)
     print(f"{len(gallery)} gallery and {len(queries)} query embeddings of {model.name} v{model.version} "
           f"({len(records)} photos, {args.copies} copies each) in {time.perf_counter() - began:.0f} s -> {args.out}")
     return 0

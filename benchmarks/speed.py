@@ -55,7 +55,8 @@ def gather(results_dir: str) -> dict:
         out["api"] = [{**row, "batch_size": row.get("batch_size", api["settings"].get("batch_size"))} for row in rows]
     if "index_search" in found:
         out["index"] = [{k: row[k] for k in ("backend", "size", "latency_ms_median", "latency_ms_p99", "recall_at_10",
-                                             "build_seconds")} for row in found["index_search"]["rows"]]
+                                             "build_seconds")} for row in found["index_search"]["rows"]
+                        if row.get("data", "mixture") == "mixture"]
     return out
 
 

@@ -136,3 +136,66 @@ def test_host_settings_table_compares_each_setting_with_the_default():
               "skipped": {"tcmalloc": "not installed"}}
     text = host_settings.markdown(report)
     assert "| `jemalloc` | 25.0 (25.0) | 1.25 |" in text and "`tcmalloc` not measured: not installed" in text
+
+
+@pytest.mark.slow
+def test_index_benchmark_measures_milvus_beside_the_others_on_real_embeddings(tmp_path, monkeypatch):
+    """index_search on a tiny mixture and a tiny `--real` file: every backend, both data sets, one table."""
+    import numpy as np
+
+    from benchmarks import index_search
+
+    rng = np.random.default_rng(0)
+    gallery = rng.normal(size=(300, 8)).astype(np.float32)
+    queries = gallery[:20] + 0.01 * rng.normal(size=(20, 8)).astype(np.float32)
+    real = tmp_path / "products.npz"
+    np.savez(real, gallery=gallery / np.linalg.norm(gallery, axis=1, keepdims=True), queries=queries,
+             model="m v1", data="toy", copies=1)
+    out = str(tmp_path / "index_search")
+    assert index_search.main(["--sizes", "200", "--dim", "8", "--queries", "20", "--centres", "10", "--backends",
+                              "brute,milvus", "--option", "milvus:index_type=FLAT", "--real", str(real),
+                              "--out", out]) == 0
+    report = json.load(open(out + ".json"))
+    rows = {(row["data"], row["backend"]): row for row in report["rows"]}
+    assert set(rows) == {("mixture", "brute"), ("mixture", "milvus"), ("products", "brute"), ("products", "milvus")}
+    assert all(row["recall_at_10"] == 1.0 for row in rows.values())  # FLAT is exact
+    assert rows[("products", "milvus")]["size"] == 300 and rows[("mixture", "milvus")]["inserts_per_second"] > 0
+    text = open(out + ".md").read()
+    assert "| products | 300 | `milvus` | index_type=FLAT" in text and "held-out" in text
+
+
+@pytest.mark.slow
+def test_product_embeddings_hold_out_queries_and_add_augmented_copies(siamese_run, catalogue, tmp_path):
+    import numpy as np
+
+    from benchmarks import product_embeddings
+    from visnet.exporting import export_run
+
+    model = str(tmp_path / "models" / "shop")
+    export_run(siamese_run, model)
+    out = str(tmp_path / "products.npz")
+    assert product_embeddings.main(["--model", model, "--data", catalogue, "--copies", "1", "--queries", "5",
+                                    "--out", out]) == 0
+    stored = np.load(out)
+    photos = len(__import__("visnet.data.readers", fromlist=["load_dataset"]).load_dataset(catalogue, progress=False))
+    assert stored["queries"].shape[0] == 5 and stored["gallery"].shape[0] == 2 * photos - 5
+    assert np.allclose(np.linalg.norm(stored["gallery"], axis=1), 1, atol=1e-4)
+    # A held-out photo's nearest gallery vector is usually its own augmented copy.
+    assert (stored["queries"] @ stored["gallery"].T).max(axis=1).min() > 0.5
+
+
+@pytest.mark.slow
+def test_api_load_benchmark_runs_its_scenarios_and_profiles_a_search(gallery_files, tmp_path):
+    from benchmarks import api_load
+
+    model_path, index, _, _ = gallery_files
+    out = str(tmp_path / "api_load")
+    code = api_load.main(["--model", model_path, "--index", index, "--seconds", "1", "--scenarios", "clean,bad",
+                          "--clients", "3", "--out", out])
+    report = json.load(open(out + ".json"))
+    assert code == 0, report["rows"]
+    assert [row["scenario"] for row in report["rows"]] == ["single", "clean", "bad"]
+    bad = report["rows"][2]
+    assert bad["server_errors"] == 0 and bad["bad_otherwise"] == 0 and bad["bad_as_documented"] > 0
+    assert report["stages"]["model (1 image)"] > 0
+    assert "Where one search's time goes" in open(out + ".md").read()
