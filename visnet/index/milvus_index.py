@@ -20,6 +20,10 @@ Consequences, stated:
   first save; saving or loading with another model is a `ModelMismatchError`.
 - Insertion order (the tie-break of equal scores) is the write's microsecond timestamp, kept by
   `update`; several writers of one collection order ties by their clocks.
+- Reads use the `Session` consistency level: a client sees its own writes at once, other
+  clients' within the engine's staleness bound (`consistency="Strong"` waits for the engine's
+  time tick on every read: 615 ms per search on a Milvus 2.3 standalone, against 8 ms).
+  `len` and `ids()` are always `Strong`.
 
 Search asks the engine for a shortlist with the stored vectors (`limit` of max(2k, k + 16),
 widened while the k-th score ties with the last one returned) and re-ranks it exactly in float64
@@ -47,6 +51,7 @@ from visnet.index.ranking import SCORE_TOLERANCE, rerank
 LITE_INDEX_TYPES = ("FLAT", "HNSW", "HNSW_SQ", "IVF_FLAT", "IVF_SQ8")
 SERVER_INDEX_TYPES = (*LITE_INDEX_TYPES, "IVF_PQ", "DISKANN", "SCANN", "AUTOINDEX")
 MAX_ID_LENGTH = 2048
+CONSISTENCY_LEVELS = ("Session", "Strong", "Bounded", "Eventually")
 MODEL_PROPERTY = "visnet.model"
 DEFAULT_URI_ENV = "VISNET_MILVUS_URI"
 # Rows fetched per call when listing ids (Milvus' query window), and sent per insert call.
@@ -88,6 +93,12 @@ class MilvusIndex(VectorIndex):
         ef_search: int. HNSW search-time candidates (at least the shortlist's size is used).
         nlist, nprobe: int. IVF cells, and cells visited per query.
         timeout: float. Seconds per engine call.
+        consistency: str. What reads see. `Session` (default): this client's own writes at once,
+            other clients' within the engine's staleness bound; `Strong`: every write, at the cost
+            of waiting for the engine's time tick (measured on a Milvus 2.3 standalone: 615 ms per
+            search against 8 ms with `Session`); `Bounded`, `Eventually`. Counting (`len`) and listing ids
+            (`ids()`, which a `Gallery` uses to reconcile at load) are always `Strong`: a `Session`
+            count misses this client's own deletes for a moment.
     """
 
     name = "milvus"
@@ -95,7 +106,8 @@ class MilvusIndex(VectorIndex):
 
     def __init__(self, dim: int | None = None, uri: str | None = None, collection: str = "visnet",
                  token: str | None = None, index_type: str = "HNSW", M: int = 16, ef_construction: int = 200,
-                 ef_search: int = 64, nlist: int = 128, nprobe: int = 16, timeout: float = 30.0):
+                 ef_search: int = 64, nlist: int = 128, nprobe: int = 16, timeout: float = 30.0,
+                 consistency: str = "Session"):
         pymilvus = import_pymilvus()
         super().__init__(None)
         uri = uri or os.environ.get(DEFAULT_URI_ENV) or "visnet-milvus.db"
@@ -114,6 +126,11 @@ class MilvusIndex(VectorIndex):
         self.nlist = _check_positive_int("nlist", nlist)
         self.nprobe = _check_positive_int("nprobe", nprobe)
         self.timeout = float(timeout)
+        if consistency not in CONSISTENCY_LEVELS:
+            raise ValueError(f"consistency must be one of {', '.join(CONSISTENCY_LEVELS)}. Received: "
+                             f"consistency={consistency!r}")
+        self.consistency = consistency
+        self._read = {"consistency_level": consistency}
         token = token or os.environ.get("MILVUS_TOKEN")
         self._lock = threading.Lock()
         self._last_order = 0
@@ -172,13 +189,13 @@ class MilvusIndex(VectorIndex):
         params.add_index(field_name="vector", index_type=self.index_type, metric_type="IP",
                          params=self._index_params())
         self._client.create_collection(self.collection, schema=schema, index_params=params,
-                                       consistency_level="Strong")
+                                       consistency_level=self.consistency)
         self._dim = dim
 
     def _fetch(self, ids: Sequence[str], fields: Sequence[str]) -> dict[str, dict]:
         if self._dim is None or not ids:
             return {}
-        found = self._client.get(self.collection, ids=list(ids), output_fields=list(fields))
+        found = self._client.get(self.collection, ids=list(ids), output_fields=list(fields), **self._read)
         return {row["id"]: row for row in found}
 
     # -- contents ------------------------------------------------------------------------------
@@ -186,7 +203,8 @@ class MilvusIndex(VectorIndex):
     def __len__(self) -> int:
         if self._dim is None:
             return 0
-        result = self._client.query(self.collection, filter="", output_fields=["count(*)"])
+        # Strong: a Session count(*) misses this client's own deletes for a moment (measured on Milvus 2.3).
+        result = self._client.query(self.collection, filter="", output_fields=["count(*)"], consistency_level="Strong")
         return int(result[0]["count(*)"])
 
     def __contains__(self, id: object) -> bool:
@@ -198,7 +216,7 @@ class MilvusIndex(VectorIndex):
             return []
         rows = []
         iterator = self._client.query_iterator(self.collection, batch_size=_PAGE, filter="",
-                                               output_fields=["id", "order"])
+                                               output_fields=["id", "order"], consistency_level="Strong")
         try:
             while True:
                 page = iterator.next()
@@ -308,7 +326,8 @@ class MilvusIndex(VectorIndex):
         todo, limit, total = list(range(n)), min(max(2 * k, k + 16), _MAX_LIMIT), None
         while todo:
             hits = self._client.search(self.collection, data=queries[todo].tolist(), limit=limit,
-                                       output_fields=["order", "vector"], search_params=self._search_params(limit))
+                                       output_fields=["order", "vector"], search_params=self._search_params(limit),
+                                       **self._read)
             again = []
             for query, found in zip(todo, hits):
                 found = list(found)
@@ -342,7 +361,7 @@ class MilvusIndex(VectorIndex):
         """Every row as a search hit (the exact fallback when the engine's index returns too few)."""
         hits = []
         iterator = self._client.query_iterator(self.collection, batch_size=_PAGE, filter="",
-                                               output_fields=["id", "order", "vector"])
+                                               output_fields=["id", "order", "vector"], **self._read)
         try:
             while page := iterator.next():
                 for row in page:
@@ -357,7 +376,7 @@ class MilvusIndex(VectorIndex):
     def get_config(self) -> dict[str, Any]:
         return {"dim": self._dim, "uri": self.uri, "collection": self.collection, "index_type": self.index_type,
                 "M": self.M, "ef_construction": self.ef_construction, "ef_search": self.ef_search,
-                "nlist": self.nlist, "nprobe": self.nprobe, "timeout": self.timeout}
+                "nlist": self.nlist, "nprobe": self.nprobe, "timeout": self.timeout, "consistency": self.consistency}
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> MilvusIndex:
