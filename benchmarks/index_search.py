@@ -76,12 +76,17 @@ def measure(backend: str, config: dict, data: np.ndarray, ids: list[str], querie
         faiss = None
     from threadpoolctl import threadpool_limits
 
-    workdir = None
-    if config["name"] == "milvus":  # a fresh Milvus Lite file per data set
+    workdir, server = None, False
+    if config["name"] == "milvus":  # a fresh Milvus Lite file per data set, or a fresh collection on a server
         import tempfile
 
-        workdir = tempfile.mkdtemp(prefix="visnet-milvus-")
-        config = {"uri": os.path.join(workdir, "bench.db"), **config}
+        from visnet.index.milvus_index import is_lite
+
+        server = "uri" in config and not is_lite(config["uri"])
+        if not server:
+            workdir = tempfile.mkdtemp(prefix="visnet-milvus-")
+        config = {"uri": os.path.join(workdir, "bench.db") if workdir else config["uri"],
+                  "collection": f"bench_{dataset}_{len(data)}", **config}
     memory = rss_mb()
     index = visnet.index.get(config)
     start = time.perf_counter()
@@ -90,7 +95,7 @@ def measure(backend: str, config: dict, data: np.ndarray, ids: list[str], querie
     index.build()
     built = time.perf_counter()
     insert, build = inserted - start, built - inserted
-    memory = rss_mb() - memory
+    memory = rss_mb() - memory  # for a server, only the client's: not reported
 
     latencies, hits = [], []
     threads = faiss.omp_get_max_threads() if faiss else None
@@ -115,7 +120,7 @@ def measure(backend: str, config: dict, data: np.ndarray, ids: list[str], querie
     milliseconds = np.array(latencies) * 1000
     row = {"backend": backend, "data": dataset, "config": index.get_config(), "size": len(data),
            "insert_seconds": round(insert, 3), "inserts_per_second": round(len(data) / max(insert, 1e-9), 1),
-           "build_seconds": round(build, 3), "memory_mb": round(memory, 1),
+           "build_seconds": round(build, 3), "memory_mb": None if server else round(memory, 1),
            "latency_ms_median": round(float(np.median(milliseconds)), 4),
            "latency_ms_p99": round(float(np.percentile(milliseconds, 99)), 4),
            "batch_ms_per_query": round(batch_ms, 4),
@@ -124,6 +129,8 @@ def measure(backend: str, config: dict, data: np.ndarray, ids: list[str], querie
           f"+{memory:7.0f} MB median {row['latency_ms_median']:8.3f} ms p99 {row['latency_ms_p99']:8.3f} ms "
           f"batch {batch_ms:7.3f} ms/q recall@10 {row['recall_at_10']:.4f} ({len(latencies)} queries)",
           file=sys.stderr, flush=True)
+    if server:
+        index._client.drop_collection(index.collection)
     if workdir:
         index.close()
         import shutil
@@ -143,8 +150,10 @@ def rss_mb() -> float:
 
 def markdown(report: dict) -> str:
     s = report["settings"]
+    servers = sorted({r["config"]["uri"] for r in report["rows"] if "://" in str(r["config"].get("uri", ""))})
     lines = [
-        "### Retrieval index: build time, single-query latency and recall@10",
+        "### Retrieval index: build time, single-query latency and recall@10"
+        + (f" (a Milvus server at {', '.join(servers)}: client and server on the same host)" if servers else ""),
         "",
         f"Command: `{report['command']}`  ",
         f"Data: {s['dim']}-d unit vectors from a Gaussian mixture of {s['centres']} centres (noise norm "
@@ -174,7 +183,7 @@ def markdown(report: dict) -> str:
                              if k not in ("dim", "kind", *unused) and v is not None)
         missing = "-"
         lines.append(f"| {r.get('data', 'mixture')} | {r['size']:,} | `{r['backend']}` | {settings or '-'} | "
-                     f"{r['inserts_per_second']:,.0f} | {r['build_seconds']:.2f} | {r.get('memory_mb', missing)} | "
+                     f"{r['inserts_per_second']:,.0f} | {r['build_seconds']:.2f} | {missing if r.get('memory_mb') is None else r['memory_mb']} | "
                      f"{r['latency_ms_median']:.3f} | {r['latency_ms_p99']:.3f} | "
                      f"{r.get('batch_ms_per_query', missing)} | {r['recall_at_10']:.3f} | {r['queries_measured']} |"
                      if "inserts_per_second" in r else
