@@ -294,9 +294,15 @@ def test_registry_resolves_names_dicts_and_instances():
     assert visnet.index.get(instance) is instance
     config = visnet.index.get("faiss", kind="ivf", nlist=4, dim=8).get_config()
     assert FaissIndex.from_config(config).get_config() == config
-    assert visnet.index.indexes.names() == ["balltree", "brute", "faiss"]
-    with pytest.raises(ValueError, match=r"Unknown index: 'annoy'. Available: balltree, brute, faiss"):
+    assert visnet.index.indexes.names() == ["balltree", "brute", "faiss", "milvus"]
+    with pytest.raises(ValueError, match=r"Unknown index: 'annoy'. Available: balltree, brute, faiss, milvus"):
         visnet.index.get("annoy")
+    lite = visnet.index.get("milvus:" + os.path.join(os.environ["VISNET_MILVUS_URI"] + "-x", "m.db"), index_type="flat")
+    assert lite.uri.endswith(os.path.join("-x", "m.db")) and lite.index_type == "FLAT" and lite.exact
+    with pytest.raises(ValueError, match=r"DISKANN needs a Milvus server \(uri=http://host:19530\)"):
+        visnet.index.get("milvus", index_type="DISKANN")
+    with pytest.raises(ValueError, match=r"consistency must be one of Session, Strong"):
+        visnet.index.get("milvus", consistency="Sometimes")
     with pytest.raises(ValueError, match=r"The index 'brute' does not take leaf_size"):
         visnet.index.get("brute", leaf_size=3)
     with pytest.raises(ValueError, match=r"leaf_size must be an integer >= 1. Received: leaf_size=0"):
