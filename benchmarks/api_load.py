@@ -282,7 +282,7 @@ def stage_profile(args, photos: list[bytes], repeats: int = 300) -> dict:
 def markdown(report: dict) -> str:
     s = report["settings"]
     lines = [
-        "### Search API under load (loopback)",
+        f"### Search API under load (loopback): {s['model']}, {s['items']:,} items",
         "",
         f"Command: `{report['command']}`  ",
         f"{s['clients']} concurrent clients for {s['seconds']} s per scenario against `python -m serving.api "

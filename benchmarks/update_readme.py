@@ -16,7 +16,7 @@ BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 ORDER = ("quality", "pretrained", "photo_queries", "hog", "hog_grey_source", "pixels", "layer_removal",
          "metric_learning", "per_class_ap", "training_throughput", "maml_fewshot", "weak_labels",
          "weak_labels_siamese_trunk", "weak_labels_imagenet_trunk", "tuning_search", "export_throughput",
-         "index_search", "index_search_milvus_server", "api_load", "embedding_per_core", "host_settings", "speed")
+         "index_search", "index_search_milvus_server", "api_load", "api_load_fashion", "embedding_per_core", "host_settings", "speed")
 
 
 def _rank(path: str) -> tuple:
