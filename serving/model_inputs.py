@@ -42,7 +42,7 @@ import json
 import math
 from dataclasses import dataclass
 
-from visnet.exported import ExportedModel, InvalidInputError
+from visnet.exported import ExportedModel, InvalidInputError, check_input_names
 
 MIB = 1024 * 1024
 REST_TIMEOUT = 30.0  # seconds a REST socket may wait for the client (a read or a write)
@@ -189,21 +189,19 @@ def _string_enum() -> int:
     return types_pb2.DT_STRING
 
 
+def check_request_bytes(total: int, limits: Limits) -> None:
+    """InvalidInputError when a request's inputs expand to more than `max_request_bytes` (gRPC and REST)."""
+    if total > limits.max_request_bytes:
+        raise InvalidInputError(f"the inputs expand to {total} bytes: at most {limits.max_request_bytes} per request.")
+
+
 def arrays_from_protos(model: ExportedModel, signature: str, protos, limits: Limits = DEFAULT_LIMITS) -> dict:
     """A Predict request's inputs (alias -> TensorProto) as numpy arrays, each checked before it is expanded."""
     import tensorflow as tf
 
     specs = model.input_specs(signature)
-    unknown = set(protos) - set(specs)
-    if unknown:
-        raise InvalidInputError(f"input tensor alias not found in signature {signature!r}: {sorted(unknown)} "
-                                f"(inputs: {sorted(specs)}).")
-    missing = set(specs) - set(protos)
-    if missing:
-        raise InvalidInputError(f"signature {signature!r} needs inputs {sorted(missing)}.")
-    total = sum(check_tensor_proto(key, protos[key], spec, limits) for key, spec in specs.items())
-    if total > limits.max_request_bytes:
-        raise InvalidInputError(f"the inputs expand to {total} bytes: at most {limits.max_request_bytes} per request.")
+    check_input_names(signature, specs, protos)
+    check_request_bytes(sum(check_tensor_proto(key, protos[key], spec, limits) for key, spec in specs.items()), limits)
     arrays = {}
     for key in specs:
         try:

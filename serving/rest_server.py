@@ -19,6 +19,7 @@ from serving.model_inputs import (
     Limits,
     _short,
     check_json_input,
+    check_request_bytes,
     decode_json_value,
     parse_json_body,
 )
@@ -27,6 +28,7 @@ from visnet.exported import (
     InvalidInputError,
     ModelNotFoundError,
     SignatureNotFoundError,
+    check_input_names,
 )
 
 log = logging.getLogger(__name__)
@@ -66,16 +68,8 @@ def rest_predict(model: ExportedModel, body: dict, limits: Limits = DEFAULT_LIMI
             inputs = {next(iter(specs)): rows}
         else:
             raise InvalidInputError(f"instances must be objects naming the inputs {sorted(specs)}.")
-    unknown = set(inputs) - set(specs)
-    if unknown:
-        raise InvalidInputError(f"input tensor alias not found in signature {signature!r}: {sorted(unknown)} "
-                                f"(inputs: {sorted(specs)}).")
-    missing = set(specs) - set(inputs)
-    if missing:
-        raise InvalidInputError(f"signature {signature!r} needs inputs {sorted(missing)}.")
-    total = sum(check_json_input(key, inputs[key], spec, limits) for key, spec in specs.items())
-    if total > limits.max_request_bytes:
-        raise InvalidInputError(f"the inputs expand to {total} bytes: at most {limits.max_request_bytes} per request.")
+    check_input_names(signature, specs, inputs)
+    check_request_bytes(sum(check_json_input(key, inputs[key], spec, limits) for key, spec in specs.items()), limits)
     outputs = model.predict(inputs, signature)
     names = {k: k.endswith("_bytes") for k in outputs}
     if rows is None:

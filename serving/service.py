@@ -9,6 +9,7 @@ Answers never carry server paths: an item's photo is `image_url` (`/items/{id}/i
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import math
@@ -80,31 +81,34 @@ class SearchService:
     def check_k(self, k) -> int:
         return parse_k(k, self.settings.default_k)
 
-    def _header(self, data: bytes, name: str):
-        try:
-            header = read_header(data, self.settings.max_pixels, name)
-        except UploadError as error:
-            raise ApiError(error.status, str(error)) from None
-        return header, header.cost(self.input_size or (header.height, header.width))
-
     @staticmethod
-    def _prepared(future_or_call):
+    @contextlib.contextmanager
+    def _upload_errors(name: str = "the upload"):
+        """What can go wrong between an upload and its embedding, as the ApiError answered for it."""
+        from visnet.exported import InvalidInputError
+
         try:
-            return future_or_call()
+            yield
         except UploadError as error:
             raise ApiError(error.status, str(error)) from None
         except Busy as busy:
             raise ApiError(503, str(busy), {"Retry-After": str(max(1, math.ceil(busy.retry_after)))}) from None
         except LaneFailed as error:
             raise ApiError(413, str(error)) from None
+        except InvalidInputError as error:  # decodable by PIL, not by the model's decoder
+            raise ApiError(422, f"The model could not decode {name}: {error}") from None
+
+    def _header(self, data: bytes, name: str):
+        header = read_header(data, self.settings.max_pixels, name)
+        return header, header.cost(self.input_size or (header.height, header.width))
 
     def model_bytes(self, data: bytes, name: str = "the upload") -> bytes:
         """The upload checked and decoded once, at a bounded cost (`serving.uploads`, `serving.budget`)."""
-        header, cost = self._header(data, name)
-        if cost > self.settings.large_image_pixels:
-            return self._prepared(lambda: self.large_images.run(decode_for_model, data, self.settings.max_pixels,
-                                                                self.input_size, name))
-        return self._prepared(lambda: prepare(header, self.input_size))
+        with self._upload_errors(name):
+            header, cost = self._header(data, name)
+            if cost > self.settings.large_image_pixels:
+                return self.large_images.run(decode_for_model, data, self.settings.max_pixels, self.input_size, name)
+            return prepare(header, self.input_size)
 
     def _vector(self, vectors, valid, name: str):
         if not valid[0]:
@@ -113,12 +117,8 @@ class SearchService:
 
     def embed(self, data: bytes, name: str = "the upload"):
         """(the upload as sent, its embedding), in the calling thread (writes)."""
-        from visnet.exported import InvalidInputError
-
-        try:
+        with self._upload_errors(name):
             vectors, valid = self.predictor.embed([self.model_bytes(data, name)])
-        except InvalidInputError as error:  # decodable by PIL, not by the model's decoder
-            raise ApiError(422, f"The model could not decode {name}: {error}") from None
         return data, self._vector(vectors, valid, name)
 
     async def embed_async(self, data: bytes, name: str = "the upload"):
@@ -127,24 +127,19 @@ class SearchService:
         the large-image lane; the model call is awaited on the batcher."""
         import asyncio
 
-        from visnet.exported import InvalidInputError
-
-        header, cost = self._header(data, name)
-        if cost > self.settings.large_image_pixels:
-            future = self._prepared(lambda: self.large_images.submit(decode_for_model, data, self.settings.max_pixels,
-                                                                     self.input_size, name))
-            model_data = await asyncio.wrap_future(future)
-        elif cost > INLINE_PIXELS:
-            model_data = await asyncio.to_thread(prepare, header, self.input_size)
-        else:
-            model_data = prepare(header, self.input_size)
-        try:
+        with self._upload_errors(name):
+            header, cost = self._header(data, name)
+            if cost > self.settings.large_image_pixels:
+                model_data = await asyncio.wrap_future(
+                    self.large_images.submit(decode_for_model, data, self.settings.max_pixels, self.input_size, name))
+            elif cost > INLINE_PIXELS:
+                model_data = await asyncio.to_thread(prepare, header, self.input_size)
+            else:
+                model_data = prepare(header, self.input_size)
             if hasattr(self.predictor, "submit"):
                 vectors, valid = await asyncio.wrap_future(self.predictor.submit([model_data]))
             else:
                 vectors, valid = await asyncio.to_thread(self.predictor.embed, [model_data])
-        except InvalidInputError as error:
-            raise ApiError(422, f"The model could not decode {name}: {error}") from None
         return self._vector(vectors, valid, name)
 
     def search(self, data: bytes, k) -> dict:
@@ -157,15 +152,7 @@ class SearchService:
         """`search` for the event loop (see `embed_async`); the index search itself is a millisecond."""
         k = self.check_k(k)
         begin = time.perf_counter()
-        try:
-            vector = await self.embed_async(data)
-        except UploadError as error:
-            raise ApiError(error.status, str(error)) from None
-        except Busy as busy:
-            raise ApiError(503, str(busy), {"Retry-After": str(max(1, math.ceil(busy.retry_after)))}) from None
-        except LaneFailed as error:
-            raise ApiError(413, str(error)) from None
-        return self._answer(vector, k, begin)
+        return self._answer(await self.embed_async(data), k, begin)
 
     def _answer(self, vector, k: int, begin: float) -> dict:
         results = self.gallery.search(vector, k)

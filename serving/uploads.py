@@ -167,8 +167,3 @@ def _png(image: Image.Image) -> bytes:
 def decode_for_model(data: bytes, max_pixels: int, target: tuple[int, int] | None, name: str = "the upload") -> bytes:
     """`read_header` then `prepare`, from bytes alone (what the large-image lane's worker process runs)."""
     return prepare(read_header(data, max_pixels, name), target)
-
-
-def check_image(data: bytes, max_pixels: int, name: str = "the upload", target: tuple[int, int] | None = None) -> bytes:
-    """`read_header` then `prepare`: validated bytes in a format the model decodes."""
-    return prepare(read_header(data, max_pixels, name), target)

@@ -104,6 +104,28 @@ def test_search_matches_exhaustive_reference(backend):
     assert scores.dtype == np.float32
 
 
+def change_at_random(index, contents, pool, rng, fresh, operations=("add", "update", "remove", "readd"),
+                     p=(0.35, 0.3, 0.3, 0.05)) -> int:
+    """One random add, update, remove or re-add, made to `index` and to the reference `contents`
+    (id -> vector); new ids take pool row `fresh`. Returns the next fresh row."""
+    operation = rng.choice(list(operations), p=list(p) if p is not None else None)
+    if operation == "add":
+        contents[f"p{fresh}"] = pool[fresh]
+        index.add(f"p{fresh}", pool[fresh])
+        return fresh + 1
+    id = str(rng.choice(sorted(contents)))
+    if operation == "update":
+        contents[id] = pool[rng.integers(len(pool))] + rng.normal(size=16).astype(np.float32)
+        index.update(id, contents[id])
+    else:
+        del contents[id]
+        index.remove(id)
+        if operation == "readd":  # back at the end of the insertion order
+            contents[id] = pool[rng.integers(len(pool))]
+            index.add(id, contents[id])
+    return fresh
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_interleaved_adds_updates_removes_match_a_fresh_exact_search(backend):
     rng = np.random.default_rng(7)
@@ -113,22 +135,7 @@ def test_interleaved_adds_updates_removes_match_a_fresh_exact_search(backend):
     index.add_batch(list(contents), pool[:300])
     fresh, recalls, pending = 300, [], []
     for step in range(360):
-        operation = rng.choice(["add", "update", "remove", "readd"], p=[0.35, 0.3, 0.3, 0.05])
-        if operation == "add":
-            contents[f"p{fresh}"] = pool[fresh]
-            index.add(f"p{fresh}", pool[fresh])
-            fresh += 1
-        else:
-            id = str(rng.choice(sorted(contents)))
-            if operation == "update":
-                contents[id] = pool[rng.integers(len(pool))] + rng.normal(size=16).astype(np.float32)
-                index.update(id, contents[id])
-            else:
-                del contents[id]
-                index.remove(id)
-                if operation == "readd":  # back at the end of the insertion order
-                    contents[id] = pool[rng.integers(len(pool))]
-                    index.add(id, contents[id])
+        fresh = change_at_random(index, contents, pool, rng, fresh)
         if step % 15 == 0:
             recalls.append(check_against_reference(index, contents, queries, backend in EXACT))
             pending.append(getattr(index, "pending", 0))
@@ -498,6 +505,27 @@ def test_a_save_killed_before_its_commit_leaves_the_previous_index(tmp_path):
     assert data_dirs(directory) == [manifest["data"]]  # the orphan is cleaned up
 
 
+def kill_when_a_save_pauses(script: str, timeout: float) -> tuple[int, list[str]]:
+    """Runs `script`, which prints "ack ID" after each acknowledged write and makes one save pause before
+    its commit (`storage.PAUSE_ENV`); SIGKILLs it there. Returns (exit code, the acknowledged ids)."""
+    process = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    watchdog = threading.Timer(timeout, process.kill)
+    watchdog.start()
+    try:
+        for line in process.stderr:
+            if storage.PAUSE_MESSAGE in line:
+                break
+        process.send_signal(signal.SIGKILL)
+        code = process.wait(timeout=30)
+        acknowledged = [line.split()[1] for line in process.stdout.read().splitlines() if line.startswith("ack ")]
+    finally:
+        watchdog.cancel()
+        process.stdout.close()
+        process.stderr.close()
+    return code, acknowledged
+
+
 def test_a_milvus_gallery_killed_mid_write_keeps_every_acknowledged_item(tmp_path):
     """Milvus holds the vectors, the snapshot the catalogue: killed after a vector reached Milvus but
     before the save that would acknowledge it, the gallery loads with every acknowledged item and
@@ -517,21 +545,8 @@ def test_a_milvus_gallery_killed_mid_write_keeps_every_acknowledged_item(tmp_pat
             gallery.save({directory!r}, model={{"name": "m", "version": "1"}})
             print(f"ack p{{i}}", flush=True)
     """)
-    process = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
-    watchdog = threading.Timer(120, process.kill)
-    watchdog.start()
-    try:
-        for line in process.stderr:
-            if storage.PAUSE_MESSAGE in line:
-                break
-        process.send_signal(signal.SIGKILL)
-        assert process.wait(timeout=30) == -signal.SIGKILL
-        acknowledged = [line.split()[1] for line in process.stdout.read().splitlines() if line.startswith("ack ")]
-    finally:
-        watchdog.cancel()
-        process.stdout.close()
-        process.stderr.close()
+    code, acknowledged = kill_when_a_save_pauses(script, timeout=120)
+    assert code == -signal.SIGKILL
     assert acknowledged == [f"p{i}" for i in range(25)]
 
     gallery = Gallery.load(directory, expected_model={"name": "m", "version": "1"})

@@ -9,16 +9,21 @@ import socket
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 import uuid
 
 import numpy as np
 import pytest
-from test_index import ROOT, check_against_reference, mixture, unit
+from test_index import (
+    change_at_random,
+    check_against_reference,
+    kill_when_a_save_pauses,
+    mixture,
+    unit,
+)
 
 import visnet.index
-from visnet.index import Gallery, ModelMismatchError, VectorIndex, storage
+from visnet.index import Gallery, ModelMismatchError, VectorIndex
 
 URI = "http://127.0.0.1:19530"
 
@@ -99,19 +104,7 @@ def test_changes_on_a_server_match_a_fresh_exact_search(server):
     index.add_batch(list(contents), pool[:150])
     fresh = 150
     for step in range(60):
-        operation = rng.choice(["add", "update", "remove"])
-        if operation == "add":
-            contents[f"p{fresh}"] = pool[fresh]
-            index.add(f"p{fresh}", pool[fresh])
-            fresh += 1
-        else:
-            id = str(rng.choice(sorted(contents)))
-            if operation == "update":
-                contents[id] = pool[rng.integers(len(pool))] + rng.normal(size=16).astype(np.float32)
-                index.update(id, contents[id])
-            else:
-                del contents[id]
-                index.remove(id)
+        fresh = change_at_random(index, contents, pool, rng, fresh, ("add", "update", "remove"), p=None)
         if step % 20 == 0:  # read-your-writes: the Session level sees this client's changes at once
             assert check_against_reference(index, contents, queries, exact=True) == 1.0
     assert check_against_reference(index, contents, queries, exact=True) == 1.0
@@ -167,21 +160,7 @@ def test_a_gallery_on_a_server_killed_mid_write_keeps_every_acknowledged_item(se
             gallery.save({directory!r}, model={{"version": "1"}})
             print(f"ack p{{i}}", flush=True)
     """)
-    process = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
-    watchdog = threading.Timer(180, process.kill)
-    watchdog.start()
-    try:
-        for line in process.stderr:
-            if storage.PAUSE_MESSAGE in line:
-                break
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=30)
-        acknowledged = [line.split()[1] for line in process.stdout.read().splitlines() if line.startswith("ack ")]
-    finally:
-        watchdog.cancel()
-        process.stdout.close()
-        process.stderr.close()
+    _, acknowledged = kill_when_a_save_pauses(script, timeout=180)
     assert acknowledged == [f"p{i}" for i in range(12)]
     gallery = Gallery.load(directory)
     assert gallery.ids() == acknowledged  # p12 reached the server, was never acknowledged, and is gone

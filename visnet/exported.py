@@ -41,6 +41,17 @@ class DeadlineError(ServingError):
     """The server did not answer within the timeout."""
 
 
+def check_input_names(signature: str, specs, names) -> None:
+    """InvalidInputError unless `names` are exactly the signature's inputs (TF Serving's messages)."""
+    unknown = set(names) - set(specs)
+    if unknown:
+        raise InvalidInputError(f"input tensor alias not found in signature {signature!r}: {sorted(unknown)} "
+                                f"(inputs: {sorted(specs)}).")
+    missing = set(specs) - set(names)
+    if missing:
+        raise InvalidInputError(f"signature {signature!r} needs inputs {sorted(missing)}.")
+
+
 # The interface ---------------------------------------------------------------------------------
 class Predictor:
     """A model behind `predict`; subclasses implement `predict` (a subclass that only embeds, such as a
@@ -136,13 +147,7 @@ class ExportedModel(Predictor):
         import tensorflow as tf
 
         specs = self.input_specs(signature)
-        unknown = set(inputs) - set(specs)
-        if unknown:
-            raise InvalidInputError(f"input tensor alias not found in signature {signature!r}: {sorted(unknown)} "
-                                    f"(inputs: {sorted(specs)}).")
-        missing = set(specs) - set(inputs)
-        if missing:
-            raise InvalidInputError(f"signature {signature!r} needs inputs {sorted(missing)}.")
+        check_input_names(signature, specs, inputs)
         outputs_known = self.output_names(signature)
         unknown = set(output_filter or ()) - set(outputs_known)
         if unknown:
