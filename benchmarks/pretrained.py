@@ -56,6 +56,15 @@ RECIPES = {
     "effnet-hybrid": dict(arch="hybrid", split="open-set", arch_options={"hog_weight": 0.8}, **SHORT),
     "effnet-visnet": dict(arch="visnet", split="open-set", arch_options={"deep_dim": 512, "shallow_filters": 48},
                           **SHORT),
+    # The default recipe (photo augmentation, head then top 3 blocks) trained at 224x168, the
+    # input size the off-the-shelf trunk ranks best at: each step costs about 3x one at 128x96.
+    "effnet-photo-224": dict(arch="siamese", split="open-set", image_size=(224, 168), augmentation=PHOTO, **SHORT),
+    # MAML runs its own loop (no phases, no batch-norm setting): the ImageNet trunk frozen, the
+    # embedding and the 5-way head meta-learned, second order, on 5-way 1-shot episodes with the
+    # settings of the conv-4 MAML measured in benchmarks/maml_fewshot.py (inner lr 0.01, meta-batch 2).
+    "effnet-maml": dict(arch="maml", split="open-set", loss=None, scale=None, p=5, k=6, shots=1, trainable="none",
+                        phases=None, freeze_batchnorm=None, epochs=4, steps_per_epoch=100, augment=False,
+                        augmentation={}, arch_options={"inner_lr": 0.01, "meta_batch": 2}),
 }
 #: Off the shelf: the ImageNet trunk's head averaged and L2-normalised, at the fine-tuned input size.
 OFF_THE_SHELF = {"efficientnet-lite0 ImageNet, off the shelf (128x96)": (128, 96)}
@@ -172,9 +181,9 @@ def main(argv: list[str] | None = None) -> int:
 
 #: recipe -> (architecture, the from-scratch row of results/quality.json beside it).
 SCRATCH = {"effnet-siamese": ("siamese", "siamese"), "effnet-closed": ("siamese", None),
-           "effnet-photo": ("siamese", None), "effnet-siamese-bn": ("siamese", None),
+           "effnet-photo": ("siamese", None), "effnet-photo-224": ("siamese", None), "effnet-siamese-bn": ("siamese", None),
            "effnet-hybrid": ("hybrid", "hybrid"), "effnet-visnet": ("visnet", "visnet"),
-           "effnet-protonet": ("protonet", "protonet")}
+           "effnet-protonet": ("protonet", "protonet"), "effnet-maml": ("maml", "maml")}
 
 
 def _other_results(results_dir: str) -> tuple[dict, dict | None]:
@@ -237,9 +246,12 @@ def markdown(report: dict, results_dir: str = os.path.join(HERE, "results")) -> 
             extras.append("photo augmentation")
         if row["recipe"].get("freeze_batchnorm") is False:
             extras.append("batch norm trained")
+        if tuple(row["recipe"].get("image_size", COMMON["image_size"])) != COMMON["image_size"]:
+            extras.append("trained at {}x{}".format(*row["recipe"]["image_size"]))
         if row.get("eval_size"):
             extras.append(f"run at {row['eval_size'][0]}x{row['eval_size'][1]}")
-        trunk = "EfficientNet-Lite0, ImageNet, fine-tuned" + (f" ({', '.join(extras)})" if extras else "")
+        tuned = "frozen, embedding and head meta-learned" if row["recipe"].get("trainable") == "none" else "fine-tuned"
+        trunk = f"EfficientNet-Lite0, ImageNet, {tuned}" + (f" ({', '.join(extras)})" if extras else "")
         training = f"{row['train_seconds'] / 60:.0f} min, {row['epochs']} epochs (best {row['best_epoch']})"
         lines.append(_line(f"`{arch}` (`{row['name'].split('@')[0]}`)", trunk, split, row["results"], training,
                            closed_mark="" if row["split"] == "closed-set" else "*",

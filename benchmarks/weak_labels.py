@@ -85,6 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--recipe", choices=sorted(RECIPES), default="scratch",
                         help="scratch (default) or siamese-trunk (needs the siamese run of metric_learning.py)")
     parser.add_argument("--epochs", type=int, help="override the recipe's epochs (for a quick check)")
+    parser.add_argument("--word-power", type=float, default=0.0, metavar="A",
+                        help="training words drawn in proportion to their count ** A (default 0: uniform over "
+                             "words); a value other than 0 is a run and a result of its own (suffix -powerA)")
     parser.add_argument("--out-dir", default=os.path.join(HERE, "results"))
     args = parser.parse_args(argv)
 
@@ -108,9 +111,12 @@ def main(argv: list[str] | None = None) -> int:
 
     recipe = RECIPES[args.recipe]
     settings = dict(recipe, epochs=args.epochs or recipe["epochs"])
+    suffix = f"-power{args.word_power:g}" if args.word_power else ""
+    if args.word_power:
+        settings["word_power"] = args.word_power
     if args.recipe == "siamese-trunk":
         settings["weights"] = trunk_weights(args.runs_dir)
-    name = "weakly" if args.recipe == "scratch" else f"weakly-{args.recipe}"
+    name = ("weakly" if args.recipe == "scratch" else f"weakly-{args.recipe}") + suffix
     out = os.path.join(args.runs_dir, name)
     config = TrainConfig(data=args.data, out=out, **settings)
     state = load_state(out)
@@ -157,7 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "benchmark": "weak_labels", "data": args.data, "protocol": protocol.name,
         "recipe": args.recipe,
-        "command": f"python benchmarks/weak_labels.py --data {args.data} --recipe {args.recipe}",
+        "command": f"python benchmarks/weak_labels.py --data {args.data} --recipe {args.recipe}"
+                   + (f" --word-power {args.word_power:g}" if args.word_power else ""),
         "date": time.strftime("%Y-%m-%d"), "machine": machine(),
         "settings": settings,
         "train_command": (command(config) + f" --data {args.data} --out runs/{name}").replace(ROOT + os.sep, ""),
@@ -174,9 +181,10 @@ def main(argv: list[str] | None = None) -> int:
         "neighbours": examples, "sample_tags": sample_tags, "retrieval": retrieval,
     }
     os.makedirs(args.out_dir, exist_ok=True)
-    with open(os.path.join(args.out_dir, RESULT_NAMES[args.recipe] + ".json"), "w") as handle:
+    result = RESULT_NAMES[args.recipe] + suffix.replace("-", "_")
+    with open(os.path.join(args.out_dir, result + ".json"), "w") as handle:
         json.dump(report, handle, indent=2, default=float)
-    with open(os.path.join(args.out_dir, RESULT_NAMES[args.recipe] + ".md"), "w") as handle:
+    with open(os.path.join(args.out_dir, result + ".md"), "w") as handle:
         handle.write(markdown(report))
     print(markdown(report))
     return 0
@@ -197,7 +205,9 @@ def markdown(r: dict) -> str:
 
     t, x = r["tags"], r["text_to_image"]
     lines = [
-        f"### Weak-label image-text model, {TITLES[r.get('recipe', 'scratch')]} (trained on base-class images and "
+        f"### Weak-label image-text model, {TITLES[r.get('recipe', 'scratch')]}"
+        + (f", words drawn as count ** {r['settings']['word_power']:g}" if r["settings"].get("word_power") else "")
+        + " (trained on base-class images and "
         "names; measured on the 16 novel classes)",
         "", f"Command: `{r['command']}` — training {r['train_seconds'] / 60:.0f} min ({r['epochs']} epochs), "
         f"measuring {r['eval_seconds'] / 60:.1f} min, {host(r.get('machine', {}))}", "",

@@ -112,3 +112,38 @@ def test_malformed_flags_exit_with_usage(capsys):
             evaluate.main(argv)
         assert exit_info.value.code == 2
     assert "usage:" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        evaluate.main(["--data", "x", "--expansion", "qe=two"])
+    assert exit_info.value.code == 2
+    assert "qe must be an integer. Received: qe='two'" in capsys.readouterr().err
+
+
+def test_expansion_reranks_open_set_retrieval_only_and_matches_the_reference(catalogue, tmp_path, capsys):
+
+    from visnet.baselines import embedders
+    from visnet.data.protocol import Protocol
+    from visnet.data.readers import load_dataset
+    from visnet.evaluation.embedding import embed_dataset
+    from visnet.evaluation.retrieval import retrieval_metrics
+    from visnet.index.expansion import Expansion
+
+    plain, reranked = tmp_path / "plain.json", tmp_path / "reranked.json"
+    common = ["--data", catalogue, "--episodes", "10", "--no-progress"]
+    assert run_cli(capsys, *common, "--out", str(plain))[0] == 0
+    code, stdout, _ = run_cli(capsys, *common, "--expansion", "qe=2,dba=3,alpha=1", "--out", str(reranked))
+    assert code == 0 and "re-ranked with qe=2,dba=3,alpha=1" in stdout
+    a, b = json.loads(plain.read_text()), json.loads(reranked.read_text())
+    assert "expansion" not in a["open_set"] and b["open_set"]["expansion"] == "qe=2,dba=3,alpha=1"
+    assert a["closed_set"] == b["closed_set"] and a["few_shot"] == b["few_shot"]
+    # The same figure by hand: HOG vectors of the support and query images, expanded, ranked.
+    protocol = Protocol.load(os.path.join(catalogue, "protocol.json"))
+    dataset = load_dataset(catalogue)
+    embedder = embedders.get("hog", image_size=(64, 48))
+    def part(ids):
+        records, vectors = embed_dataset(embedder, dataset.select(list(ids), "part"), progress=False)
+        return vectors, [r.label for r in records]
+    (q, q_labels), (g, g_labels) = part(protocol.query_ids), part(protocol.support_ids)
+    q, g = Expansion(qe=2, dba=3, alpha=1.0).apply(q, g)
+    expected = retrieval_metrics(q, q_labels, g, g_labels)
+    assert b["open_set"]["mAP"] == pytest.approx(expected.mean_average_precision, abs=1e-9)
+    assert b["open_set"]["mAP"] != pytest.approx(a["open_set"]["mAP"], abs=1e-6)

@@ -126,3 +126,24 @@ def test_word_sampler_is_deterministic_and_refuses_empty_bags():
         WordSampler([np.array([], np.int64)], 4)
     with pytest.raises(ValueError, match="batch_size=0"):
         WordSampler(bags, 0)
+
+
+def test_word_power_one_draws_words_as_often_as_they_occur():
+    # Word 0 is in all 40 images, word w in 40 // w of them: with power 1 draws follow those counts.
+    bags = [np.array([0] + [w for w in range(1, 10) if i % w == 0]) for i in range(1, 41)]
+    sampler = WordSampler(bags, batch_size=50, batches_per_epoch=40, seed=3, power=1.0)
+    images, words = sampler.epoch(0), sampler.targets(0)
+    assert all(w in bags[i] for i, w in zip(images.ravel(), words.ravel()))
+    holders = np.array([sum(w in b for b in bags) for w in range(10)], np.float64)
+    counts = np.bincount(words.ravel(), minlength=10)
+    expected = holders / holders.sum() * counts.sum()
+    assert np.sum((counts - expected) ** 2 / expected) < 27.88, counts  # 9 degrees of freedom, p = 0.001
+    # ...which uniform word sampling fails by far.
+    uniform = np.bincount(WordSampler(bags, 50, 40, seed=3).targets(0).ravel(), minlength=10)
+    assert np.sum((uniform - expected) ** 2 / expected) > 1000
+    # Power 0 is the uniform sampler, draw for draw.
+    np.testing.assert_array_equal(WordSampler(bags, 50, 40, seed=3, power=0.0).targets(0),
+                                  WordSampler(bags, 50, 40, seed=3).targets(0))
+    for bad in (-0.5, 1.5):
+        with pytest.raises(ValueError, match=f"power={bad}"):
+            WordSampler(bags, 50, power=bad)

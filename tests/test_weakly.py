@@ -226,3 +226,34 @@ def test_a_weak_run_evaluates_like_any_embedder(weak_run, catalogue, capsys):
 
     assert evaluate.main(["--run", weak_run.path, "--checkpoint", "last", "--data", catalogue, "--no-progress"]) == 0
     assert "mAP" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("power", [0.0, 0.5, 1.0])
+def test_tag_prior_puts_back_what_word_sampling_took_out(power):
+    # Words drawn in proportion to count ** power leave a factor count ** (power - 1) in what the
+    # head learns: the prior adds (1 - power) * log count, and nothing at power 1.
+    from visnet.data.text import Vocabulary
+    from visnet.layers import WordScores
+    from visnet.tagging import WordModel
+
+    vocabulary = Vocabulary(["red", "dress", "men"], [3, 20, 400])
+    head = WordScores(3, negatives=1)
+    head.build((None, 4))
+    words = WordModel(None, head, vocabulary, None, scale=8.0, word_power=power)
+    embeddings = np.random.default_rng(0).normal(size=(5, 4)).astype("float32")
+    plain = words.tag_scores(embeddings, prior=False)
+    np.testing.assert_allclose(plain, 8.0 * np.asarray(head.scores(embeddings)), rtol=1e-6)
+    np.testing.assert_allclose(words.tag_scores(embeddings) - plain,
+                               np.tile((1 - power) * np.log([3, 20, 400]), (5, 1)), rtol=1e-5, atol=1e-5)
+
+
+def test_word_power_reaches_the_sampler_and_is_checked():
+    from visnet.training.config import TrainConfig
+    from visnet.training.data import make_sampler
+
+    bags = [np.array([0, 1]), np.array([1, 2]), np.array([2])]
+    config = TrainConfig(arch="weakly", data="x", out="y", batch_size=2, word_power=0.5)
+    sampler = make_sampler(config, {"name": "sampled-softmax"}, np.zeros(3), seed=0, bags=bags)
+    assert sampler.power == 0.5
+    with pytest.raises(ValueError, match="word_power=2"):
+        TrainConfig(arch="weakly", data="x", out="y", word_power=2).validate()

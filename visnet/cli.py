@@ -55,6 +55,16 @@ def size(text: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
+def expansion(text: str):
+    """qe=K,dba=K,alpha=A (`visnet.index.expansion.Expansion`) as an argparse type."""
+    from visnet.index.expansion import Expansion
+
+    try:
+        return Expansion.parse(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def check_grid_args(args: argparse.Namespace, positive: tuple[str, ...] = ("queries", "episodes", "batch_size")) -> None:
     """The checks every few-shot grid command shares: counts >= 1, ways >= 2, `--out` a file prefix."""
     import os

@@ -15,7 +15,7 @@ import os
 import sys
 import time
 
-from visnet.cli import int_list, key_value, name_list, report_error
+from visnet.cli import expansion, int_list, key_value, name_list, report_error
 from visnet.data.image_spec import parse_size
 from visnet.data.validation import CHECK_MODES
 
@@ -62,6 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, help="episode seed (default: the protocol's)")
     parser.add_argument("--classifiers", type=name_list, default=("prototype",), metavar="NAME,NAME",
                         help=f"few-shot classifiers: {', '.join(classifiers.names())} (default prototype)")
+    parser.add_argument("--expansion", type=expansion, default="none", metavar="qe=K,dba=K,alpha=A",
+                        help="re-rank open-set retrieval: each query plus its K nearest support images (qe), each "
+                             "support image averaged with its K nearest (dba), weights cos**A (default none; the "
+                             "vectors are L2-normalised first)")
     parser.add_argument("--batch-size", type=int, default=64, help="embedding batch size (default 64)")
     parser.add_argument("--check-images", choices=CHECK_MODES, default="decode",
                         help="how image files are checked before use (default decode: every pixel)")
@@ -176,7 +180,7 @@ def run(args: argparse.Namespace) -> dict:
     settings = BenchmarkSettings(
         recall_ks=args.recall_ks, knn_ks=args.knn, ways=args.ways, shots=args.shots, queries=args.queries,
         episodes=args.episodes, seed=args.seed, classifiers=args.classifiers, metric=args.metric,
-        batch_size=args.batch_size,
+        batch_size=args.batch_size, expansion=args.expansion,
     )
     start = time.perf_counter()
     results = run_benchmark(embedder, dataset, protocol, settings, progress=not args.no_progress,

@@ -147,7 +147,9 @@ class ServingModule(tf.Module):
         if word_model is not None:
             self.head = word_model.head
             self.words = tf.constant(np.array(word_model.vocabulary.words, dtype=object))
-            self.log_counts = tf.constant(np.log(word_model.vocabulary.counts).astype(np.float32))
+            # The same prior as `WordModel.tag_scores`: (1 - word_power) * log count.
+            prior = (1.0 - float(word_model.word_power)) * np.log(word_model.vocabulary.counts)
+            self.log_counts = tf.constant(prior.astype(np.float32))
             self.scale = float(word_model.scale)
             self.tags_k = min(tags_k, len(word_model.vocabulary))
 

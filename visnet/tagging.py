@@ -21,19 +21,22 @@ class WordModel:
         vocabulary: `visnet.data.text.Vocabulary` the head was trained with.
         image_spec: `ImageSpec` images must be prepared with.
         scale: float. The inverse temperature the run trained with (its loss's `scale`).
+        word_power: float. The run's `word_power`: training drew words in proportion to their
+            count to this power (0: uniformly).
 
-    Word sampling in training is uniform over words, so the head learns p(word | image) as if
-    every word were equally common. `tag` puts the catalogue's word frequencies back (Bayes:
-    log p(word | image) = scale * cos + log count + const), which ranks "dress" above a rare
-    colour the picture only hints at; `scores` and text search use the cosines alone.
+    With uniform word sampling (`word_power` 0) the head learns p(word | image) as if every word
+    were equally common. `tag` puts the catalogue's word frequencies back (Bayes:
+    log p(word | image) = scale * cos + (1 - word_power) * log count + const), which ranks
+    "dress" above a rare colour the picture only hints at; `scores` and text search use the
+    cosines alone.
     """
 
-    def __init__(self, embedding_model, head, vocabulary, image_spec, scale: float = 16.0):
+    def __init__(self, embedding_model, head, vocabulary, image_spec, scale: float = 16.0, word_power: float = 0.0):
         if head.vocabulary_size != len(vocabulary):
             raise ValueError(f"The word head scores {head.vocabulary_size} words but the vocabulary has "
                              f"{len(vocabulary)}.")
         self.embedding_model, self.head, self.vocabulary, self.image_spec = embedding_model, head, vocabulary, image_spec
-        self.scale = scale
+        self.scale, self.word_power = scale, word_power
 
     @classmethod
     def from_run(cls, run, which: str = "best") -> WordModel:
@@ -48,7 +51,7 @@ class WordModel:
             raise ValueError(f"{run.path} is a {run.config.arch} run: tagging needs a run of --arch weakly.")
         model = keras.models.load_model(run.checkpoint(which), compile=False)
         return cls(embedding_model(model), model.get_layer("word_scores"), run.vocabulary(), run.image_spec,
-                   float(run.info["loss"].get("scale", 16.0)))
+                   float(run.info["loss"].get("scale", 16.0)), float(run.config.word_power))
 
     def embed(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
         """Embeddings of a batch of images prepared with `image_spec` (normalised)."""
@@ -61,9 +64,11 @@ class WordModel:
         return np.concatenate(parts) if parts else np.zeros((0, len(self.vocabulary)), np.float32)
 
     def tag_scores(self, embeddings: np.ndarray, prior: bool = True) -> np.ndarray:
-        """(n, K) log-odds of each word for each image: `scale * cos` (+ log word count with `prior`)."""
+        """(n, K) log-odds of each word for each image: `scale * cos` (+ (1 - word_power) * log word count
+        with `prior`)."""
         scores = self.scale * self.scores(embeddings)
-        return scores + np.log(self.vocabulary.counts)[None, :] if prior else scores
+        weight = 1.0 - self.word_power
+        return scores + weight * np.log(self.vocabulary.counts)[None, :] if prior and weight else scores
 
     def tag(self, embeddings: np.ndarray, k: int = 5, prior: bool = True) -> list[list[tuple[str, float]]]:
         """The k most likely words of each image with their probabilities (softmax over the vocabulary), best first."""

@@ -88,6 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
     text.add_argument("--negatives", type=int, help="sampled negative words per positive (default 100)")
     text.add_argument("--close-negatives", type=int,
                       help="how many negatives are drawn from the positive's 10 nearest words (default 0)")
+    text.add_argument("--word-power", type=float, default=d.word_power, metavar="A",
+                      help="training words are drawn in proportion to (images holding them) ** A: 0 uniform over "
+                           "words (default, rare words learn as much as common ones), 1 as often as they occur "
+                           "(better tags: most of a name is common words)")
     text.add_argument("--lexicon", help="word-type lexicon JSON for --arch-option types=4 (default: visnet's)")
     opt = p.add_argument_group("optimisation")
     opt.add_argument("--epochs", type=int, help=f"epochs (default {d.epochs}; with --resume: a new total, "
@@ -143,6 +147,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         batch_size=args.batch_size, p_same=args.p_same, vocabulary_size=args.vocabulary_size,
         text_columns=list(args.text_columns) if args.text_columns else None,
         text_languages=list(args.text_languages), drop_words=list(args.drop_words), min_word_count=args.min_word_count, negatives=args.negatives, close_negatives=args.close_negatives,
+        word_power=args.word_power,
         lexicon=args.lexicon, epochs=args.epochs, freeze_epochs=args.freeze_epochs,
         phases=list(args.phases) if args.phases else None, freeze_batchnorm=args.freeze_batchnorm,
         steps_per_epoch=args.steps_per_epoch,

@@ -252,26 +252,35 @@ class EpisodeSampler:
 
 
 class WordSampler:
-    """Uniform word sampling for weak image-text training: draw a word uniformly from the
-    vocabulary, then an image whose bag of words holds it; the word is the image's target.
+    """Word sampling for weak image-text training: draw a word from the vocabulary, then an
+    image whose bag of words holds it; the word is the image's target.
 
-    Drawing words, not images, counters the imbalance of a catalogue's text: "men" or "blue" in
-    every other name would otherwise swamp "paisley" (Corbière, internship report, sec. 2.2).
+    With `power` 0 (the default) words are drawn uniformly. Drawing words, not images, counters
+    the imbalance of a catalogue's text: "men" or "blue" in every other name would otherwise swamp
+    "paisley" (Corbière, internship report, sec. 2.2). With `power` a, a word is drawn with
+    probability proportional to (images holding it) ** a: 1 draws every (image, word) pair of
+    the catalogue equally often, as image sampling does, and trains the frequent words that tags
+    are mostly made of; values between trade one for the other. The head then learns
+    p(word | image) up to a factor count ** (a - 1), which tagging puts back
+    (`visnet.tagging.WordModel`).
 
     Args:
         bags: sequence of int arrays. The word ids of each record's text.
         batch_size: int. (image, word) pairs per batch.
         batches_per_epoch: int or None. Defaults to about one image per record per epoch.
         seed: int.
+        power: float in [0, 1]. Words are drawn in proportion to their image count to this power.
 
     Words no record holds can never be drawn; images with an empty bag are never used.
     `epoch(e)` gives the record indices, `targets(e)` the word of each (same shape).
     """
 
     def __init__(self, bags: Sequence[np.ndarray], batch_size: int, batches_per_epoch: int | None = None,
-                 seed: int = 0):
+                 seed: int = 0, power: float = 0.0):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1. Received: batch_size={batch_size}")
+        if not 0.0 <= power <= 1.0:
+            raise ValueError(f"power must be in [0, 1]. Received: power={power}")
         records = np.concatenate([np.full(len(b), i, np.int64) for i, b in enumerate(bags)] or [np.zeros(0, np.int64)])
         words = np.concatenate([np.asarray(b, np.int64) for b in bags] or [np.zeros(0, np.int64)])
         if not len(words):
@@ -279,6 +288,9 @@ class WordSampler:
         order = np.lexsort((records, words))
         self.words, starts = np.unique(words[order], return_index=True)
         self._members = np.split(records[order], starts[1:])
+        weights = np.array([len(m) for m in self._members], np.float64) ** power
+        self._p = weights / weights.sum()
+        self.power = power
         if batches_per_epoch is not None and batches_per_epoch < 1:
             raise ValueError(f"batches_per_epoch must be >= 1. Received: {batches_per_epoch}")
         self.batch_size, self.seed = batch_size, seed
@@ -294,7 +306,7 @@ class WordSampler:
             return self._last[1]
         rng = np.random.default_rng([self.seed, epoch, 11])
         n = self.batches_per_epoch * self.batch_size
-        picked = rng.integers(0, len(self.words), n)
+        picked = rng.integers(0, len(self.words), n) if self.power == 0 else rng.choice(len(self.words), n, p=self._p)
         images = np.array([self._members[w][rng.integers(len(self._members[w]))] for w in picked], np.int64)
         shape = (self.batches_per_epoch, self.batch_size)
         self._last = (epoch, (images.reshape(shape), self.words[picked].reshape(shape)))

@@ -16,11 +16,15 @@ from visnet.evaluation.classification import knn_accuracy
 from visnet.evaluation.embedding import Embedder, embed_dataset
 from visnet.evaluation.fewshot import accuracy_grid
 from visnet.evaluation.retrieval import RECALL_KS, retrieval_metrics
+from visnet.index.expansion import Expansion
 
 
 @dataclasses.dataclass(frozen=True)
 class BenchmarkSettings:
-    """What to measure. `None` for ways/shots/queries/episodes/seed means: as the protocol says."""
+    """What to measure. `None` for ways/shots/queries/episodes/seed means: as the protocol says.
+
+    `expansion` re-ranks open-set retrieval (query expansion and database-side augmentation over
+    the support images, `visnet.index.expansion`); closed-set k-NN and few-shot are unchanged."""
 
     recall_ks: tuple[int, ...] = RECALL_KS
     knn_ks: tuple[int, ...] = (1, 5)
@@ -32,6 +36,7 @@ class BenchmarkSettings:
     classifiers: tuple[str, ...] = ("prototype",)
     metric: str = "euclidean"
     batch_size: int = 64
+    expansion: Expansion = Expansion()
 
 
 def run_benchmark(
@@ -106,6 +111,9 @@ def run_benchmark(
     query_x, query_y = part(protocol.query_ids)
     open_ = {"support": len(support_y), "query": len(query_y)}
     if len(support_y) and len(query_y):
+        if settings.expansion.active:  # on unit vectors: euclidean ranks as cosine
+            query_x, support_x = settings.expansion.apply(query_x, support_x)
+            open_["expansion"] = str(settings.expansion)
         open_.update(retrieval_metrics(query_x, query_y, support_x, support_y, settings.recall_ks,
                                        settings.metric).to_dict())
         log("open-set retrieval done")
@@ -169,7 +177,8 @@ def format_results(results: dict, markdown: bool = False) -> str:
     else:
         table(["k", "accuracy"], [[k, _pct(v)] for k, v in closed["knn_accuracy"].items()])
     open_ = results["open_set"]
-    title(f"Open-set retrieval ({open_['query']} queries against {open_['support']} support images)")
+    reranked = f", re-ranked with {open_['expansion']}" if open_.get("expansion") else ""
+    title(f"Open-set retrieval ({open_['query']} queries against {open_['support']} support images{reranked})")
     if "skipped" in open_:
         lines += [f"skipped: {open_['skipped']}", ""]
     else:

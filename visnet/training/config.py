@@ -32,7 +32,9 @@ class TrainConfig:
     Text (the `weakly` architecture): `text_columns` (source columns joined into each record's
     text, for the benchmark, kaggle and csv layouts), `text_languages` (stop-word lists),
     `drop_words` (more words to drop, besides shop words and sizes), `vocabulary_size`,
-    `min_word_count`, `negatives`, `close_negatives`, `lexicon` (word-type lexicon file for
+    `min_word_count`, `negatives`, `close_negatives`, `word_power` (training words are drawn in
+    proportion to their image count to this power: 0 uniform over words, 1 as often as they
+    occur; see `visnet.data.samplers.WordSampler`), `lexicon` (word-type lexicon file for
     `types > 1`; default: visnet's).
 
     Optimisation: `epochs`, `freeze_epochs` (first epochs train with the backbone frozen, then
@@ -81,6 +83,7 @@ class TrainConfig:
     min_word_count: int = 2
     negatives: int | None = None
     close_negatives: int | None = None
+    word_power: float = 0.0
     lexicon: str | None = None
     epochs: int = 10
     freeze_epochs: int = 0
@@ -127,6 +130,7 @@ class TrainConfig:
 
             parse_trainable(self.trainable)
         need(self.vocabulary_size >= 2, f"vocabulary_size must be >= 2. Received: vocabulary_size={self.vocabulary_size}")
+        need(0.0 <= self.word_power <= 1.0, f"word_power must be in [0, 1]. Received: word_power={self.word_power}")
         need(self.min_word_count >= 1, f"min_word_count must be >= 1. Received: min_word_count={self.min_word_count}")
         need(self.p >= 1 and self.k >= 1, f"p and k must be >= 1. Received: p={self.p}, k={self.k}")
         need(self.batch_size >= 2, f"batch_size must be >= 2. Received: batch_size={self.batch_size}")

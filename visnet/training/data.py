@@ -145,7 +145,7 @@ def make_sampler(config: TrainConfig, loss_config: dict, labels: np.ndarray, see
     """The sampler a loss needs: P x K batches, pair batches, explicit triplet batches, or
     (image, word) batches of uniform word sampling (`bags`: each record's word ids)."""
     if loss_config["name"] == "sampled-softmax":
-        return WordSampler(bags, config.batch_size, seed=seed)
+        return WordSampler(bags, config.batch_size, seed=seed, power=config.word_power)
     n_classes = len(np.unique(labels))
     layout = batch_layout(loss_config)
     if layout == "pairs":
