@@ -74,8 +74,13 @@ benchmark: $(STAMP)
 	$(BIN)/python benchmarks/layer_removal.py --data ../shared/data/fashion-products
 	$(BIN)/python benchmarks/quality.py --data ../shared/data/fashion-products
 	$(BIN)/python benchmarks/pretrained.py --data ../shared/data/fashion-products \
-		--recipes effnet-siamese,effnet-closed,effnet-photo,effnet-hybrid,effnet-visnet,effnet-protonet
+		--recipes effnet-siamese,effnet-closed,effnet-photo,effnet-hybrid,effnet-visnet,effnet-protonet,effnet-maml
+	$(BIN)/python benchmarks/pretrained.py --data ../shared/data/fashion-products --recipes effnet-photo-224 \
+		--no-off-the-shelf --merge --eval-sizes 288x216
+	$(BIN)/python benchmarks/reranking.py --data ../shared/data/fashion-products --image-size 224x168 \
+		--run effnet-siamese=benchmarks/runs/effnet-siamese --run effnet-photo=benchmarks/runs/effnet-photo
 	$(BIN)/python benchmarks/weak_labels.py --data ../shared/data/fashion-products --recipe imagenet-trunk
+	$(BIN)/python benchmarks/weak_labels.py --data ../shared/data/fashion-products --recipe imagenet-trunk --word-power 1
 	$(BIN)/python benchmarks/pretrained.py --render
 	$(BIN)/python benchmarks/photo_queries.py --data ../shared/data/fashion-products \
 		--run effnet-siamese=benchmarks/runs/effnet-siamese --run effnet-photo=benchmarks/runs/effnet-photo

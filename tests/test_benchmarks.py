@@ -199,3 +199,29 @@ def test_api_load_benchmark_runs_its_scenarios_and_profiles_a_search(gallery_fil
     assert bad["server_errors"] == 0 and bad["bad_otherwise"] == 0 and bad["bad_as_documented"] > 0
     assert report["stages"]["model (1 image)"] > 0
     assert "Where one search's time goes" in open(out + ".md").read()
+
+
+def test_reranking_chooses_on_validation_and_measures_the_novel_classes_as_evaluate_does(
+        catalogue, siamese_run, tmp_path, capsys):
+    from benchmarks import reranking
+    from visnet import evaluate
+
+    out = str(tmp_path / "reranking")
+    assert reranking.main(["--data", catalogue, "--run", f"tiny={siamese_run.path}", "--out", out]) == 0
+    row = json.load(open(out + ".json"))["rows"][0]
+    assert len(row["validation"]) == len(reranking.grid()) == len(row["novel"])
+    best = max(row["validation"].values(), key=lambda v: v["mAP"])["mAP"]
+    assert row["validation"][row["chosen"]]["mAP"] == best
+    assert row["chosen"] != "none" or best == row["validation"]["none"]["mAP"]
+    assert row["qe_only"].startswith("qe=") and ",dba=0," in row["qe_only"] or row["qe_only"] == "none"
+    assert row["novel"][row["oracle"]]["mAP"] == max(v["mAP"] for v in row["novel"].values())
+    # The novel-class figures are visnet.evaluate's, with and without the chosen re-ranking.
+    for setting in ("none", row["chosen"]):
+        results = tmp_path / "evaluate.json"
+        assert evaluate.main(["--data", catalogue, "--run", siamese_run.path, "--episodes", "2", "--no-progress",
+                              "--expansion", setting, "--out", str(results)]) == 0
+        assert json.load(open(results))["open_set"]["mAP"] == pytest.approx(row["novel"][setting]["mAP"], abs=1e-6)
+    assert "QE + DBA" in open(out + ".md").read()
+    with pytest.raises(SystemExit):
+        reranking.main(["--data", catalogue, "--run", "nothing-here"])
+    assert "--run takes NAME=PATH" in capsys.readouterr().err
