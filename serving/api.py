@@ -70,6 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--large-image-cpu", type=float, default=0.25,
                         help="share of one core the large-image lane may spend on average; past it large images "
                              "are answered 503 with Retry-After (default 0.25)")
+    parser.add_argument("--expansion", default="none", metavar="qe=K[,alpha=A]",
+                        help="query expansion of photo searches: each query plus its K nearest products (weights "
+                             "cos**A), searched again; qe=1 measured +0.014 mAP at the same Recall@1 (README, "
+                             "Re-ranking) for one more index search (default none)")
     parser.add_argument("--check", action="store_true",
                         help="start, answer the page, /healthz and one photo search (a gallery item's own photo) over "
                              "HTTP, print the result, stop: a smoke test of a deployment")
@@ -89,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
                                max_pixels=args.max_pixels, default_k=args.default_k,
                                save_interval=args.save_interval, batch_size=args.batch_size,
                                batch_timeout_ms=args.batch_timeout_ms, large_image_pixels=args.large_image_pixels,
-                               large_image_cpu=args.large_image_cpu)
+                               large_image_cpu=args.large_image_cpu, expansion=args.expansion)
         app = create_app(settings)
     except (ValueError, TypeError, OSError, KeyError, RuntimeError) as error:
         return report_error(error)

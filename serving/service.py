@@ -155,7 +155,7 @@ class SearchService:
         return self._answer(await self.embed_async(data), k, begin)
 
     def _answer(self, vector, k: int, begin: float) -> dict:
-        results = self.gallery.search(vector, k)
+        results = self.gallery.search(vector, k, self.settings.query_expansion)
         return {"results": [self.present(r) for r in results], "took_ms": round(1000 * (time.perf_counter() - begin), 2)}
 
     def search_text(self, text, k) -> dict:

@@ -33,6 +33,8 @@ class ApiSettings:
             after DCT scaling) take the large-image lane (`serving.budget`).
         large_image_cpu: float. Share of one core the large-image lane may spend on average; past
             it, large images are answered 503 with Retry-After.
+        expansion: str. Query expansion of photo searches, `qe=K[,alpha=A]` (`visnet.index.expansion`):
+            each query plus its K nearest products searched again; `none` (default) searches once.
     """
 
     model: str
@@ -48,6 +50,7 @@ class ApiSettings:
     batch_timeout_ms: float = 2.0
     large_image_pixels: int = 2_000_000
     large_image_cpu: float = 0.25
+    expansion: str = "none"
 
     def __post_init__(self):
         if self.api_key is None:
@@ -63,6 +66,12 @@ class ApiSettings:
             raise ValueError(f"save_interval must be >= 0 seconds. Received: {self.save_interval}")
         if not 0 < self.large_image_cpu <= 1:
             raise ValueError(f"large_image_cpu must be in (0, 1]. Received: {self.large_image_cpu}")
+        from visnet.index.expansion import Expansion
+
+        self.query_expansion = Expansion.parse(self.expansion)
+        if self.query_expansion.dba > 1:
+            raise ValueError(f"expansion: the service expands queries only (qe=K,alpha=A); database-side "
+                             f"augmentation (dba) is for a fixed gallery. Received: {self.expansion!r}")
         if os.path.exists(self.index) and not os.path.isdir(self.index):
             raise ValueError(f"--index {self.index} is a file; it must name a gallery directory (or a path "
                              "to create one at).")

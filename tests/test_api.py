@@ -177,6 +177,34 @@ def test_writes_are_refused_without_a_configured_key(gallery_files, tmp_path, mo
     assert client.get("/healthz").json()["items"] == 0  # a missing index starts empty
 
 
+def test_query_expansion_reranks_photo_searches_as_the_gallery_does(gallery_files, catalogue, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from serving.api import ApiSettings, create_app
+    from visnet.data.readers import load_dataset
+    from visnet.index import Gallery
+    from visnet.index.expansion import Expansion
+
+    model_path, index, _, model = gallery_files
+    live = str(tmp_path / "live")
+    shutil.copytree(index, live)
+    client = TestClient(create_app(ApiSettings(model=model_path, index=live, batch_size=1,
+                                               expansion="qe=2,alpha=1"), predictor=model))
+    photo = open(load_dataset(catalogue)[40].path, "rb").read()  # not in the gallery (its first 30 photos)
+    body, kind = multipart({}, photo)
+    got = client.post("/search?k=8", content=body, headers={"Content-Type": kind}).json()["results"]
+    vector = model.embed([photo])[0][0]
+    gallery = Gallery.load(index)
+    expected = gallery.search(vector, 8, Expansion(qe=2, alpha=1.0))
+    assert [r["id"] for r in got] == [r["id"] for r in expected]
+    np.testing.assert_allclose([r["score"] for r in got], [r["score"] for r in expected], atol=1e-5)
+    assert [r["id"] for r in expected] != [r["id"] for r in gallery.search(vector, 8)] or \
+        [r["score"] for r in expected] != pytest.approx([r["score"] for r in gallery.search(vector, 8)])
+    for bad, message in (("qe=1,dba=3", "expands queries only"), ("qe=x", "qe must be an integer")):
+        with pytest.raises(ValueError, match=message):
+            ApiSettings(model=model_path, index=live, expansion=bad)
+
+
 @pytest.mark.slow
 def test_the_page_searches_by_photo_and_by_words_in_chromium(service, tmp_path):
     """End to end in headless Chromium (Debian's /usr/bin/chromium, driven by Playwright)."""

@@ -725,3 +725,26 @@ def test_gallery_serves_searches_while_it_changes():
         thread.join()
     assert errors == [] and len(found) == 80 and all(found)
     assert len(gallery) == 100 and set(gallery.ids()) == set(gallery.catalogue.ids())
+
+
+@pytest.mark.parametrize("backend", ["brute", "faiss-hnsw", "milvus-flat"])
+def test_gallery_query_expansion_equals_the_reference(backend):
+    from visnet.index.expansion import Expansion, query_expansion
+
+    vectors, queries = unit(mixture(60)), unit(mixture(5, seed=2))
+    gallery = Gallery(BACKENDS[backend])
+    gallery.add_many(gallery_items(60), vectors)
+    for expansion in (Expansion(qe=1), Expansion(qe=3, alpha=3.0)):
+        expected = query_expansion(queries, vectors, expansion.qe, expansion.alpha)
+        want_ids, want_scores = reference(dict(zip([f"p{i}" for i in range(60)], vectors)), expected, 7)
+        got = gallery.search_batch(queries, 7, expansion)
+        assert [[hit["id"] for hit in row] for row in got] == want_ids
+        np.testing.assert_allclose([[hit["score"] for hit in row] for row in got], want_scores, atol=1e-5)
+        assert [hit["id"] for hit in gallery.search(queries[0], 7, expansion)] == want_ids[0]
+    # No expansion, or qe=0, is the plain search; DBA is refused for a live gallery.
+    plain = [[hit["id"] for hit in row] for row in gallery.search_batch(queries, 7)]
+    assert [[hit["id"] for hit in row] for row in gallery.search_batch(queries, 7, Expansion())] == plain
+    assert plain == reference(dict(zip([f"p{i}" for i in range(60)], vectors)), queries, 7)[0]
+    with pytest.raises(ValueError, match="database-side augmentation"):
+        gallery.search(queries[0], 3, Expansion(qe=1, dba=3))
+    assert Gallery("brute").search(queries[0], 3, Expansion(qe=2)) == []

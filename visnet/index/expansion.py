@@ -40,6 +40,21 @@ def _check(name: str, x: np.ndarray) -> np.ndarray:
     return x
 
 
+def weighted_sum(neighbours: np.ndarray, scores: np.ndarray, alpha: float) -> np.ndarray:
+    """(n, d): each row's neighbour vectors (n, k, d) summed with weights max(cos, 0) ** alpha (n, k)."""
+    weights = np.maximum(np.asarray(scores, np.float32), 0.0) ** alpha
+    return np.einsum("nk,nkd->nd", weights, np.asarray(neighbours, np.float32))
+
+
+def expand_queries(queries: np.ndarray, neighbours: np.ndarray, scores: np.ndarray, alpha: float) -> np.ndarray:
+    """alpha-QE from neighbours already found (e.g. by an index search): each query (n, d) plus
+    its neighbours (n, k, d) weighted by their cosines (n, k), re-normalised."""
+    queries = np.asarray(queries, np.float32)
+    if not np.size(neighbours):
+        return queries
+    return _unit(queries + weighted_sum(neighbours, scores, alpha)).astype(np.float32)
+
+
 def _neighbour_sum(queries: np.ndarray, gallery: np.ndarray, k: int, alpha: float) -> np.ndarray:
     """For each query, the sum of its `k` nearest gallery vectors weighted by max(cos, 0) ** alpha.
 
@@ -49,8 +64,7 @@ def _neighbour_sum(queries: np.ndarray, gallery: np.ndarray, k: int, alpha: floa
     for start in range(0, len(queries), _BLOCK):
         scores = queries[start:start + _BLOCK] @ gallery.T
         nearest = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-        weights = np.maximum(np.take_along_axis(scores, nearest, axis=1), 0.0) ** alpha
-        out[start:start + _BLOCK] = np.einsum("nk,nkd->nd", weights, gallery[nearest])
+        out[start:start + _BLOCK] = weighted_sum(gallery[nearest], np.take_along_axis(scores, nearest, axis=1), alpha)
     return out
 
 

@@ -18,6 +18,7 @@ import numpy as np
 from visnet.index import storage
 from visnet.index.base import VectorIndex
 from visnet.index.catalogue import Catalogue, check_fields
+from visnet.index.expansion import Expansion, expand_queries
 
 CATALOGUE_FILE = "catalogue.sqlite"
 
@@ -124,13 +125,29 @@ class Gallery:
             self.index.remove(id)
             self.catalogue.remove(id)
 
-    def search(self, vector: Any, k: int = 10) -> list[dict[str, Any]]:
-        """The `k` nearest products, best first: dicts of id, score and the catalogue fields."""
-        return self.search_batch(np.asarray(vector, dtype=np.float32)[None], k)[0]
+    def search(self, vector: Any, k: int = 10, expansion: Expansion | None = None) -> list[dict[str, Any]]:
+        """The `k` nearest products, best first: dicts of id, score and the catalogue fields
+        (`expansion`: see `search_batch`)."""
+        return self.search_batch(np.asarray(vector, dtype=np.float32)[None], k, expansion)[0]
 
-    def search_batch(self, vectors: Any, k: int = 10) -> list[list[dict[str, Any]]]:
-        """`search` for each row of (n, dim) `vectors`."""
+    def search_batch(self, vectors: Any, k: int = 10, expansion: Expansion | None = None) -> list[list[dict[str, Any]]]:
+        """`search` for each row of (n, dim) `vectors`.
+
+        `expansion` with `qe` > 0 searches twice: each query plus its `qe` nearest products
+        (weights cos ** alpha, `visnet.index.expansion`), re-normalised, is the query of the second
+        search, whose results and scores are returned. Database-side augmentation (`dba`) re-averages
+        every stored vector and is refused here: a live gallery changes under it."""
+        if expansion is not None and expansion.dba > 1:
+            raise ValueError(f"A gallery expands queries only (qe); database-side augmentation re-averages every "
+                             f"stored vector and is for a fixed gallery (visnet.index.expansion). Received: {expansion}")
         with self._lock:
+            if expansion is not None and expansion.qe > 0:
+                vectors = np.asarray(vectors, dtype=np.float32)
+                near_ids, near_scores = self.index.search_batch(vectors, expansion.qe)
+                if near_ids.size:  # an empty gallery has no neighbours to add
+                    neighbours = np.array([[self.index.vector(i) for i in row] for row in near_ids.tolist()],
+                                          np.float32)
+                    vectors = expand_queries(vectors, neighbours, near_scores, expansion.alpha)
             ids, scores = self.index.search_batch(vectors, k)
             records = self.catalogue.get_many(ids.ravel().tolist())
         return [[{"id": id, "score": score, **{name: value for name, value in records[id].items() if name != "id"}}
