@@ -213,8 +213,11 @@ def markdown(r: dict) -> str:
         f"measuring {r['eval_seconds'] / 60:.1f} min, {host(r.get('machine', {}))}", "",
         f"| tags of novel-class images ({t['images']}) | precision@1 | precision@5 |", "|---|---|---|",
     ]
+    power = r.get("settings", {}).get("word_power", 0.0)
+    prior = (f"`weakly`, word frequencies as prior ((1 − {power:g}) × log count)" if power
+             else "`weakly`, word frequencies as prior")
     for name, key in (("frequency baseline (most common training words)", "frequency"),
-                      ("`weakly`, word frequencies as prior", "learned"),
+                      (prior, "learned"),
                       ("`weakly`, image-word similarity alone", "learned_no_prior")):
         lines.append(f"| {name} | {_at(t[key], 1):.3f} | {_at(t[key], 5):.3f} |")
     lines.append("")
