@@ -10,7 +10,8 @@ exactly as `python -m visnet.evaluate --expansion ...` measures. The best settin
 classes themselves is listed too, marked: it is what choosing on the test set would claim.
 
     python benchmarks/reranking.py --data ../shared/data/fashion-products \\
-        --run effnet-siamese=benchmarks/runs/effnet-siamese --image-size 224x168
+        --run effnet-siamese=benchmarks/runs/effnet-siamese --image-size 224x168 \\
+        --run effnet-photo-224=benchmarks/runs/effnet-photo-224@288x216
 """
 
 from __future__ import annotations
@@ -63,18 +64,25 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", required=True, help="the fashion-products folder")
-    parser.add_argument("--run", action="append", required=True, metavar="NAME=PATH",
-                        help="a trained run (repeatable); its validation classes choose the settings")
+    parser.add_argument("--run", action="append", required=True, metavar="NAME=PATH[@HxW]",
+                        help="a trained run (repeatable), optionally run at input size HxW; its validation classes "
+                             "choose the settings")
     parser.add_argument("--image-size", type=size, metavar="HxW", help="run the models at this input size "
-                        "(default: each run's own)")
+                        "(default: each run's own; NAME=PATH@HxW sets one run's)")
     parser.add_argument("--out", default=os.path.join(HERE, "results", "reranking"), help="output prefix")
     args = parser.parse_args(argv)
+    from visnet.data.image_spec import parse_size
+
     runs = []
     for item in args.run:
         name, sep, path = item.partition("=")
+        path, at, run_size = path.partition("@")
         if not sep or not name or not os.path.isdir(path):
-            parser.error(f"--run takes NAME=PATH of a run directory. Received: {item!r}")
-        runs.append((name, path))
+            parser.error(f"--run takes NAME=PATH[@HxW] of a run directory. Received: {item!r}")
+        try:
+            runs.append((name, path, parse_size(run_size) if at else args.image_size))
+        except ValueError as error:
+            parser.error(f"--run {item!r}: {error}")
 
     from visnet.data.protocol import Protocol
     from visnet.data.readers import load_dataset
@@ -88,9 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     split = protocol.open_set(dataset, missing="skip")
     settings = grid()
     rows = []
-    for name, path in runs:
+    for name, path, image_size in runs:
         run = Run(path)
-        embedder = run.embedder("best", image_size=args.image_size)
+        embedder = run.embedder("best", image_size=image_size)
         data = read_training_data(run.config, progress=False)
         if data.val is None:
             parser.error(f"the run {path} has no validation classes (val=none): nothing to choose settings on")

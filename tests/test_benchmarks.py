@@ -225,3 +225,6 @@ def test_reranking_chooses_on_validation_and_measures_the_novel_classes_as_evalu
     with pytest.raises(SystemExit):
         reranking.main(["--data", catalogue, "--run", "nothing-here"])
     assert "--run takes NAME=PATH" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        reranking.main(["--data", catalogue, "--run", f"tiny={siamese_run.path}@big"])
+    assert "'big'" in capsys.readouterr().err
