@@ -74,7 +74,7 @@ benchmark: $(STAMP)
 	$(BIN)/python benchmarks/layer_removal.py --data ../shared/data/fashion-products
 	$(BIN)/python benchmarks/quality.py --data ../shared/data/fashion-products
 	$(BIN)/python benchmarks/pretrained.py --data ../shared/data/fashion-products \
-		--recipes effnet-siamese,effnet-closed,effnet-photo,effnet-hybrid,effnet-visnet,effnet-protonet,effnet-maml
+		--recipes effnet-siamese,effnet-closed,effnet-photo,effnet-hybrid,effnet-visnet,effnet-protonet,effnet-maml,effnet-closed-224
 	$(BIN)/python benchmarks/pretrained.py --data ../shared/data/fashion-products --recipes effnet-photo-224 \
 		--no-off-the-shelf --merge --eval-sizes 288x216
 	$(BIN)/python benchmarks/reranking.py --data ../shared/data/fashion-products --image-size 224x168 \
