@@ -75,6 +75,8 @@ def test_settings_parse_and_bad_values_are_named():
                           ("dba=1.5", "dba='1.5'")]:
         with pytest.raises(ValueError, match=message):
             Expansion.parse(text)
+    with pytest.raises(ValueError, match="k must be an integer >= 1. Received: k=0"):
+        database_augmentation(np.eye(3), 0)  # would average nothing: zero vectors
     with pytest.raises(ValueError, match="not finite"):
         database_augmentation(np.array([[np.nan, 1.0]]), 2)
     with pytest.raises(ValueError, match="dimensions"):

@@ -80,7 +80,7 @@ def database_augmentation(gallery: np.ndarray, k: int, alpha: float = 0.0) -> np
         (n, d) float32 unit vectors.
     """
     gallery = _check("gallery", gallery)
-    _check_settings(k, alpha, "k")
+    _check_settings(k, alpha, "k", minimum=1)
     if not len(gallery):
         return gallery
     return _unit(_neighbour_sum(gallery, gallery, k, alpha)).astype(np.float32)
@@ -99,7 +99,7 @@ def query_expansion(queries: np.ndarray, gallery: np.ndarray, k: int, alpha: flo
         (m, d) float32 unit vectors.
     """
     queries, gallery = _check("queries", queries), _check("gallery", gallery)
-    _check_settings(k, alpha, "k")
+    _check_settings(k, alpha, "k", minimum=1)
     if queries.shape[1:] != gallery.shape[1:]:
         raise ValueError(f"queries have {queries.shape[1]} dimensions but the gallery {gallery.shape[1]}.")
     if not len(gallery) or not len(queries):
@@ -107,9 +107,9 @@ def query_expansion(queries: np.ndarray, gallery: np.ndarray, k: int, alpha: flo
     return _unit(queries + _neighbour_sum(queries, gallery, k, alpha)).astype(np.float32)
 
 
-def _check_settings(k, alpha, name: str) -> None:
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 0:
-        raise ValueError(f"{name} must be an integer >= 0. Received: {name}={k!r}")
+def _check_settings(k, alpha, name: str, minimum: int = 0) -> None:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}. Received: {name}={k!r}")
     if not np.isfinite(alpha) or alpha < 0:
         raise ValueError(f"alpha must be a finite number >= 0. Received: alpha={alpha!r}")
 
