@@ -101,7 +101,14 @@ def test_pretrained_table_puts_each_scratch_row_beside_its_pretrained_row(tmp_pa
         {"name": "efficientnet-lite0 ImageNet, off the shelf (128x96)", "recipe": None, "command": "x",
          "results": _results(0.73)}, row,
         {**row, "name": "effnet-siamese@224x168", "eval_size": [224, 168], "results": _results(0.79, closed=False)}]}
+    closed = _results(0.5)
+    closed["closed_set"].update(test=50, errors=10, confusions=[{"label": "Tops", "predicted": "Tshirts", "count": 6},
+                                                                 {"label": "Heels", "predicted": "Flats", "count": 2}])
+    report["rows"].append({**row, "name": "effnet-closed", "split": "closed-set", "results": closed,
+                           "recipe": {**pretrained.COMMON, **pretrained.RECIPES["effnet-closed"]}})
     lines = pretrained.markdown(report, str(results_dir)).splitlines()
+    assert ("Closed-set 1-NN mistakes of `effnet-closed`: 10 of 50 test photos; the six most frequent pairs hold 8 "
+            "(80%): Tops as Tshirts 6, Heels as Flats 2.") in lines
     table = [line for line in lines if line.startswith("| ")][1:]
     assert "off the shelf" in table[0] and "| 0.730 |" in table[0]
     assert table[1].startswith("| `siamese` | resnet18 w64 at 128x96, from scratch") and "| 0.680 |" in table[1]

@@ -3,7 +3,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from visnet.evaluation.classification import knn_accuracy, knn_predict, vote
+from visnet.evaluation.classification import confusions, knn_accuracy, knn_predict, vote
 
 
 def brute_knn(train, train_labels, test, k):
@@ -41,3 +41,19 @@ def test_hand_made_knn():
     assert knn_accuracy(train, labels, [[0.1], [10.4]], ["x", "z"], ks=(1, 3)) == {1: 1.0, 3: 0.5}
     with pytest.raises(ValueError, match=r"Every k must be in \[1, 5\]"):
         knn_predict(train, labels, [[0.0]], ks=(6,))
+
+
+def test_confusions_count_each_mistaken_pair_most_frequent_first():
+    rng = np.random.default_rng(1)
+    labels, predicted = rng.choice(list("abcd"), 300), rng.choice(list("abcd"), 300)
+    expected = Counter((a, b) for a, b in zip(labels, predicted) if a != b)
+    got = confusions(labels, predicted, top=100)
+    assert {(c["label"], c["predicted"]): c["count"] for c in got} == expected
+    assert [c["count"] for c in got] == sorted(expected.values(), reverse=True)
+    assert confusions(labels, predicted, top=3) == got[:3]
+    assert confusions(["a", "b"], ["a", "b"]) == []
+    top = confusions(["a", "a", "b", "c"], ["b", "b", "a", "a"])  # ties by the labels' names
+    assert top == [{"label": "a", "predicted": "b", "count": 2}, {"label": "b", "predicted": "a", "count": 1},
+                   {"label": "c", "predicted": "a", "count": 1}]
+    with pytest.raises(ValueError, match="3 labels but 2 predictions"):
+        confusions(["a", "b", "c"], ["a", "b"])

@@ -27,12 +27,16 @@ def test_hog_on_the_generated_catalogue(catalogue, tmp_path, capsys):
     assert open_["support"] + open_["query"] == 5 * 9
     # 12 visually distinct classes: HOG must beat chance (1/12, and 1/5 for episodes) by far.
     assert closed["knn_accuracy"]["1"] > 0.4
+    assert closed["errors"] == round((1 - closed["knn_accuracy"]["1"]) * closed["test"])
+    counts = [c["count"] for c in closed["confusions"]]
+    assert 0 < sum(counts) <= closed["errors"] and counts == sorted(counts, reverse=True)
+    assert all(c["label"] != c["predicted"] for c in closed["confusions"])
     assert 0.3 < open_["mAP"] <= 1 and open_["recall"]["1"] >= open_["mAP"] - 0.3
     tasks = {(r["classifier"], r["ways"], r["shots"]): r for r in results["few_shot"]}
     assert set(tasks) == {(c, 5, s) for c in ("prototype", "1nn") for s in (1, 5)}
     assert tasks[("prototype", 5, 5)]["accuracy"] > 0.5 and tasks[("prototype", 5, 5)]["episodes"] == 20
     assert tasks[("prototype", 5, 1)]["accuracy"] == tasks[("1nn", 5, 1)]["accuracy"]  # same episodes
-    assert "Closed-set k-NN accuracy" in stdout and "mAP" in stdout and "5-way 5-shot" in stdout
+    assert "Closed-set k-NN accuracy" in stdout and "Most frequent 1-NN mistakes" in stdout and "mAP" in stdout and "5-way 5-shot" in stdout
 
 
 def test_bad_images_are_skipped_counted_and_reported(catalogue, tmp_path, capsys):

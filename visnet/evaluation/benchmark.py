@@ -12,7 +12,7 @@ import numpy as np
 from visnet.data.image_spec import ImageSpec
 from visnet.data.protocol import Protocol
 from visnet.data.records import Dataset
-from visnet.evaluation.classification import knn_accuracy
+from visnet.evaluation.classification import confusions, knn_predict
 from visnet.evaluation.embedding import Embedder, embed_dataset
 from visnet.evaluation.fewshot import accuracy_grid
 from visnet.evaluation.retrieval import RECALL_KS, retrieval_metrics
@@ -98,8 +98,11 @@ def run_benchmark(
     closed = {"classes": len(protocol.classes), "train": len(train_y), "test": len(test_y)}
     if len(train_y) and len(test_y):
         k_values = [k for k in settings.knn_ks if k <= len(train_y)]
-        accuracy = knn_accuracy(train_x, train_y, test_x, test_y, k_values, settings.metric)
-        closed["knn_accuracy"] = {str(k): v for k, v in accuracy.items()}
+        predictions = knn_predict(train_x, train_y, test_x, k_values, settings.metric)
+        closed["knn_accuracy"] = {str(k): float(np.mean(p == test_y)) for k, p in predictions.items()}
+        if 1 in predictions:  # where nearest-neighbour classification goes wrong, most frequent first
+            closed["errors"] = int(np.sum(predictions[1] != test_y))
+            closed["confusions"] = confusions(test_y, predictions[1], top=10)
         log("closed-set k-NN done")
     else:
         closed["skipped"] = "the protocol has no closed-set train/test images"
@@ -176,6 +179,10 @@ def format_results(results: dict, markdown: bool = False) -> str:
         lines += [f"skipped: {closed['skipped']}", ""]
     else:
         table(["k", "accuracy"], [[k, _pct(v)] for k, v in closed["knn_accuracy"].items()])
+        if closed.get("confusions"):
+            title(f"Most frequent 1-NN mistakes (of {closed['errors']})")
+            table(["label", "predicted", "photos"], [[c["label"], c["predicted"], str(c["count"])]
+                                                     for c in closed["confusions"]])
     open_ = results["open_set"]
     reranked = f", re-ranked with {open_['expansion']}" if open_.get("expansion") else ""
     title(f"Open-set retrieval ({open_['query']} queries against {open_['support']} support images{reranked})")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 
 import numpy as np
@@ -55,6 +56,17 @@ def knn_predict(
         for k in ks:
             predictions[k].append(vote(labels[:, :k]))
     return {k: np.concatenate(p) for k, p in predictions.items()}
+
+
+def confusions(labels: Sequence, predicted: Sequence, top: int = 10) -> list[dict]:
+    """The `top` most frequent mistakes: `{"label", "predicted", "count"}` per (true label,
+    predicted label) pair that differ, by count (ties by the two labels' names)."""
+    labels, predicted = np.asarray(labels), np.asarray(predicted)
+    if labels.shape != predicted.shape:
+        raise ValueError(f"Got {len(labels)} labels but {len(predicted)} predictions.")
+    counts = Counter((str(a), str(b)) for a, b in zip(labels.tolist(), predicted.tolist()) if a != b)
+    ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:top]
+    return [{"label": a, "predicted": b, "count": n} for (a, b), n in ranked]
 
 
 def knn_accuracy(
