@@ -74,12 +74,18 @@ benchmark: $(STAMP)
 	$(BIN)/python benchmarks/layer_removal.py --data ../shared/data/fashion-products
 	$(BIN)/python benchmarks/quality.py --data ../shared/data/fashion-products
 	$(BIN)/python benchmarks/pretrained.py --data ../shared/data/fashion-products \
-		--recipes effnet-siamese,effnet-closed,effnet-photo,effnet-hybrid,effnet-visnet,effnet-protonet,effnet-maml,effnet-closed-224
+		--recipes effnet-siamese,effnet-closed,effnet-photo,effnet-hybrid,effnet-visnet,effnet-protonet,effnet-maml
+	$(BIN)/python benchmarks/pretrained.py --data ../shared/data/fashion-products --recipes effnet-closed-224 \
+		--no-off-the-shelf --merge --eval-sizes 288x216
 	$(BIN)/python benchmarks/pretrained.py --data ../shared/data/fashion-products --recipes effnet-photo-224 \
 		--no-off-the-shelf --merge --eval-sizes 288x216
+	$(BIN)/python benchmarks/pretrained.py --data ../shared/data/fashion-products --recipes effnet-photo-288 \
+		--no-off-the-shelf --merge --eval-sizes 352x264
 	$(BIN)/python benchmarks/reranking.py --data ../shared/data/fashion-products --image-size 224x168 \
 		--run effnet-siamese=benchmarks/runs/effnet-siamese --run effnet-photo=benchmarks/runs/effnet-photo \
-		--run effnet-photo-224=benchmarks/runs/effnet-photo-224@288x216
+		--run effnet-photo-224=benchmarks/runs/effnet-photo-224@288x216 \
+		--run effnet-photo-288=benchmarks/runs/effnet-photo-288@288x216 \
+		--run effnet-photo-288=benchmarks/runs/effnet-photo-288@352x264
 	$(BIN)/python benchmarks/weak_labels.py --data ../shared/data/fashion-products --recipe imagenet-trunk
 	$(BIN)/python benchmarks/weak_labels.py --data ../shared/data/fashion-products --recipe imagenet-trunk --word-power 1
 	$(BIN)/python benchmarks/pretrained.py --render
