@@ -13,7 +13,7 @@ gives them:
   the kernel runs every ordinary request first when the cores are busy, and whose decodes share
   no interpreter lock and no memory with the service; its address space is capped
   (`memory_mb`), so a decode that would exhaust memory fails there, not in the service, and a
-  worker that dies is replaced;
+  worker that dies is replaced, and one whose service died (even by SIGKILL) exits on its own;
 - a budget: the lane may spend `share` of one core on average (a token bucket of CPU seconds,
   refilled at `share` per second, holding at most `burst` seconds). When it is spent, a large
   image is answered at once with `Busy` (HTTP 503 and a Retry-After of when the budget allows
@@ -47,7 +47,11 @@ class LaneFailed(RuntimeError):
     """The worker died during a call (e.g. killed for memory); it has been replaced."""
 
 
-def _lowest_priority(memory_mb: int | None = None) -> None:
+def _lowest_priority(memory_mb: int | None = None, parent: int | None = None) -> None:
+    """Worker (or lane thread) set-up: nice 19, the address-space cap, and, in a worker process
+    (`parent` given), a watchdog that ends the worker when the service that started it is gone."""
+    if parent is not None:
+        threading.Thread(target=_exit_with_parent, args=(parent,), name="lane-parent-watchdog", daemon=True).start()
     try:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)  # Linux: this thread (or process) only
     except (AttributeError, OSError):
@@ -59,6 +63,15 @@ def _lowest_priority(memory_mb: int | None = None) -> None:
             resource.setrlimit(resource.RLIMIT_AS, (memory_mb << 20, memory_mb << 20))
         except (ImportError, ValueError, OSError):
             pass
+
+
+def _exit_with_parent(parent: int, every: float = 0.5) -> None:
+    """Ends this worker once `parent` is no longer its parent process. A service stopped by
+    SIGKILL (or the OOM killer) cannot shut its pool down; without this its worker (and the
+    multiprocessing resource tracker that waits on it) would live on, orphaned, forever."""
+    while os.getppid() == parent:
+        time.sleep(every)
+    os._exit(0)
 
 
 def _timed(function, args):
@@ -109,7 +122,7 @@ class CostLane:
         if not self.process:
             return ThreadPoolExecutor(1, thread_name_prefix="large-images", initializer=_lowest_priority)
         executor = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
-                                       initializer=_lowest_priority, initargs=(self.memory_mb,))
+                                       initializer=_lowest_priority, initargs=(self.memory_mb, os.getpid()))
         executor.submit(_ready)  # start the worker now, not on the first large image
         return executor
 

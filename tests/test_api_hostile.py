@@ -488,6 +488,31 @@ def _fields(count: int) -> bytes:
         b"--zz--\r\n"
 
 
+def _children(pid: int) -> list[int]:
+    """The process's children (Linux /proc); [] where that cannot be read."""
+    try:
+        return [int(child) for child in open(f"/proc/{pid}/task/{pid}/children").read().split()]
+    except OSError:
+        return []
+
+
+def _still_running(pids: list[int], seconds: float) -> list[int]:
+    """Those of `pids` still running (neither gone nor zombies) after waiting up to `seconds`."""
+    deadline = time.monotonic() + seconds
+    while True:
+        running = []
+        for pid in pids:
+            try:
+                state = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
+            except OSError:
+                continue
+            if state != "Z":
+                running.append(pid)
+        if not running or time.monotonic() >= deadline:
+            return running
+        time.sleep(0.2)
+
+
 def _vm(pid: int, field: str) -> float:
     with open(f"/proc/{pid}/status") as handle:
         return next(int(line.split()[1]) / 1024 for line in handle if line.startswith(field))
@@ -563,8 +588,12 @@ def test_kill_9_during_writes_loses_no_acknowledged_write(gallery_files, tmp_pat
     deadline = time.monotonic() + 60
     while len(acknowledged) < 12 and time.monotonic() < deadline:
         time.sleep(0.05)
+    children = _children(process.pid)
+    assert children  # the lane's worker starts with the service
     process.kill()
     process.wait(timeout=30)
+    # The large-image lane's worker (and its resource tracker) exit with the killed service.
+    assert not _still_running(children, seconds=15), f"orphaned after kill -9: {_still_running(children, 0)}"
     stop.set()
     for thread in threads:
         thread.join(timeout=30)
