@@ -101,10 +101,7 @@ def main(argv: list[str] | None = None) -> int:
             if row["recipe"] is not None:
                 name = row["name"].split("@")[0]
                 config = TrainConfig(data=report["data"], out=name, **row["recipe"])
-                row["command"] = command(config) + f" --data {report['data']} --out runs/{name}"
-                if row.get("eval_size"):
-                    row["command"] += (f"; python -m visnet.evaluate --run runs/{name} --image-size "
-                                       f"{row['eval_size'][0]}x{row['eval_size'][1]} --data {report['data']}")
+                row["command"] = _commands(config, report["data"], name, row.get("eval_size"))
         write_report(report, args.out, markdown)
         return 0
     if not args.data:
@@ -160,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         history = state["history"]
         rows.append({
             "name": name, "recipe": settings, "split": settings["split"],
-            "command": command(config) + f" --data {args.data} --out runs/{name}",
+            "command": _commands(config, args.data, name),
             "train_seconds": round(sum(h.get("epoch_seconds", 0) for h in history), 1),
             "epoch_seconds": [round(h.get("epoch_seconds", 0), 1) for h in history],
             "images_per_second": [round(h.get("images_per_second", 0), 1) for h in history],
@@ -176,8 +173,7 @@ def main(argv: list[str] | None = None) -> int:
                                     BenchmarkSettings(), progress=False)
             rows.append({**rows[-1], "name": f"{name}@{size[0]}x{size[1]}", "eval_size": list(size),
                          "eval_seconds": round(time.perf_counter() - start, 1), "results": results,
-                         "command": rows[-1]["command"] + f"; python -m visnet.evaluate --run runs/{name} "
-                                    f"--image-size {size[0]}x{size[1]} --data {args.data}"})
+                         "command": _commands(config, args.data, name, size)})
             print(f"{name} at {size}: mAP {results['open_set']['mAP']:.3f}", file=sys.stderr)
     report = {**header("pretrained", "benchmarks/pretrained.py", argv if argv is not None else sys.argv[1:]),
               "data": args.data, "protocol": protocol.name, "rows": rows,
@@ -188,6 +184,14 @@ def main(argv: list[str] | None = None) -> int:
         report["rows"] = kept + rows
     write_report(report, args.out, markdown)
     return 0
+
+
+def _commands(config, data: str, name: str, eval_size=None) -> str:
+    """The row's training command, and for a row run at another input size, its evaluation."""
+    text = command(config) + f" --data {data} --out runs/{name}"
+    if eval_size:
+        text += f"; python -m visnet.evaluate --run runs/{name} --image-size {eval_size[0]}x{eval_size[1]} --data {data}"
+    return text
 
 
 #: recipe -> (architecture, the from-scratch row of results/quality.json beside it).

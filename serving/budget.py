@@ -47,7 +47,7 @@ class LaneFailed(RuntimeError):
     """The worker died during a call (e.g. killed for memory); it has been replaced."""
 
 
-def _lowest_priority(memory_mb: int | None = None, parent: int | None = None) -> None:
+def _lane_setup(memory_mb: int | None = None, parent: int | None = None) -> None:
     """Worker (or lane thread) set-up: nice 19, the address-space cap, and, in a worker process
     (`parent` given), a watchdog that ends the worker when the service that started it is gone."""
     if parent is not None:
@@ -120,9 +120,9 @@ class CostLane:
 
     def _start(self):
         if not self.process:
-            return ThreadPoolExecutor(1, thread_name_prefix="large-images", initializer=_lowest_priority)
+            return ThreadPoolExecutor(1, thread_name_prefix="large-images", initializer=_lane_setup)
         executor = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
-                                       initializer=_lowest_priority, initargs=(self.memory_mb, os.getpid()))
+                                       initializer=_lane_setup, initargs=(self.memory_mb, os.getpid()))
         executor.submit(_ready)  # start the worker now, not on the first large image
         return executor
 
