@@ -49,8 +49,11 @@ chromium:
 		SUDO=$$(test "$$(id -u)" = 0 || echo sudo); \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
+# Two test processes, each taking whole files (a file's session fixtures are built once per process);
+# TEST_WORKERS=0 runs the suite in this one process.
+TEST_WORKERS ?= 2
 test: $(STAMP) chromium
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -85,6 +88,9 @@ benchmark: $(STAMP)
 		--run effnet-siamese=benchmarks/runs/effnet-siamese --run effnet-photo=benchmarks/runs/effnet-photo \
 		--run effnet-photo-224=benchmarks/runs/effnet-photo-224@288x216 \
 		--run effnet-photo-288=benchmarks/runs/effnet-photo-288@288x216 \
+		--run effnet-photo-288=benchmarks/runs/effnet-photo-288@352x264
+	$(BIN)/python benchmarks/transductive.py --data ../shared/data/fashion-products \
+		--run effnet-photo=benchmarks/runs/effnet-photo@224x168 \
 		--run effnet-photo-288=benchmarks/runs/effnet-photo-288@352x264
 	$(BIN)/python benchmarks/weak_labels.py --data ../shared/data/fashion-products --recipe imagenet-trunk
 	$(BIN)/python benchmarks/weak_labels.py --data ../shared/data/fashion-products --recipe imagenet-trunk --word-power 1

@@ -101,3 +101,21 @@ def last_line(text: str, default: str) -> str:
     """The last non-empty line of a process's stderr (its error message), or `default`."""
     lines = [line for line in text.strip().splitlines() if line.strip()]
     return lines[-1] if lines else default
+
+
+def parse_runs(parser, items: list[str], default_size=None) -> list[tuple[str, str, tuple | None]]:
+    """`--run NAME=PATH[@HxW]` values as (name, run directory, input size or `default_size`);
+    a malformed one is a parser error naming it."""
+    from visnet.data.image_spec import parse_size
+
+    runs = []
+    for item in items:
+        name, sep, path = item.partition("=")
+        path, at, run_size = path.partition("@")
+        if not sep or not name or not os.path.isdir(path):
+            parser.error(f"--run takes NAME=PATH[@HxW] of a run directory. Received: {item!r}")
+        try:
+            runs.append((name, path, parse_size(run_size) if at else default_size))
+        except ValueError as error:
+            parser.error(f"--run {item!r}: {error}")
+    return runs

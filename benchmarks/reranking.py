@@ -26,7 +26,7 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
-from benchmarks.common import header, host, write_report  # noqa: E402
+from benchmarks.common import header, host, parse_runs, write_report  # noqa: E402
 
 QE = (0, 1, 2, 3, 5, 10)
 DBA = (0, 2, 3, 4, 6, 11)
@@ -71,18 +71,7 @@ def main(argv: list[str] | None = None) -> int:
                         "(default: each run's own; NAME=PATH@HxW sets one run's)")
     parser.add_argument("--out", default=os.path.join(HERE, "results", "reranking"), help="output prefix")
     args = parser.parse_args(argv)
-    from visnet.data.image_spec import parse_size
-
-    runs = []
-    for item in args.run:
-        name, sep, path = item.partition("=")
-        path, at, run_size = path.partition("@")
-        if not sep or not name or not os.path.isdir(path):
-            parser.error(f"--run takes NAME=PATH[@HxW] of a run directory. Received: {item!r}")
-        try:
-            runs.append((name, path, parse_size(run_size) if at else args.image_size))
-        except ValueError as error:
-            parser.error(f"--run {item!r}: {error}")
+    runs = parse_runs(parser, args.run, args.image_size)
 
     from visnet.data.protocol import Protocol
     from visnet.data.readers import load_dataset

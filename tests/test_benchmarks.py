@@ -235,3 +235,34 @@ def test_reranking_chooses_on_validation_and_measures_the_novel_classes_as_evalu
     with pytest.raises(SystemExit):
         reranking.main(["--data", catalogue, "--run", f"tiny={siamese_run.path}@big"])
     assert "'big'" in capsys.readouterr().err
+
+
+def test_transductive_chooses_on_validation_and_measures_the_pool_as_evaluate_does(
+        catalogue, siamese_run, tmp_path, capsys):
+    from benchmarks import transductive
+    from visnet import evaluate
+
+    out = str(tmp_path / "transductive")
+    args = ["--data", catalogue, "--run", f"tiny={siamese_run.path}", "--episodes", "4", "--queries", "2"]
+    assert transductive.main([*args, "--out", out]) == 0
+    row = json.load(open(out + ".json"))["rows"][0]
+    settings = [transductive.setting(c) for c in transductive.grid()]
+    assert settings[0] == "prototype" and list(row["validation"]) == settings == list(row["novel"])
+    assert row["validation"]["prototype"]["5-way 5-shot"] is None  # 3 validation photos per class: not drawable
+    best = max(transductive.score(v) for v in row["validation"].values())
+    assert transductive.score(row["validation"][row["chosen"]]) == best
+    assert transductive.score(row["novel"][row["oracle"]]) == max(transductive.score(v) for v in row["novel"].values())
+    # The pool figures are visnet.evaluate's, for nearest prototype and for soft k-means at its defaults.
+    results = tmp_path / "evaluate.json"
+    assert evaluate.main(["--data", catalogue, "--run", siamese_run.path, "--episodes", "4", "--queries", "2",
+                          "--classifiers", "prototype,soft-kmeans", "--no-progress", "--out", str(results)]) == 0
+    for cell in json.load(open(results))["few_shot"]:
+        key = "prototype" if cell["classifier"] == "prototype" else "iterations=10,temperature=5"
+        assert cell["accuracy"] == pytest.approx(row["novel"][key][f"{cell['ways']}-way {cell['shots']}-shot"])
+    assert "soft k-means (transductive)" in open(out + ".md").read()
+    with pytest.raises(SystemExit):
+        transductive.main([*args[:4], "--queries", "20"])
+    assert "cannot fill a 5-way episode with 20 queries" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        transductive.main([*args[:4], "--episodes", "0"])
+    assert "--episodes must be >= 1. Received: 0" in capsys.readouterr().err

@@ -6,12 +6,13 @@ from visnet.evaluation.fewshot import (
     MLP,
     FewShotResult,
     NearestPrototype,
+    SoftKMeans,
     classifiers,
     evaluate_episodes,
 )
 
 
-@pytest.mark.parametrize("classifier", ["1nn", "knn", "prototype", "mlp", {"name": "mlp", "pca": 4}, "ensemble",
+@pytest.mark.parametrize("classifier", ["1nn", "knn", "prototype", "soft-kmeans", "mlp", {"name": "mlp", "pca": 4}, "ensemble",
                                         {"name": "ensemble", "voting": "hard", "members": ["1nn", "knn", "prototype"]},
                                         {"name": "ensemble", "members": [{"name": "prototype", "columns": [0, 8]},
                                                                          {"name": "1nn", "columns": [8, 16]}]}])
@@ -42,7 +43,7 @@ def test_prototypes_are_class_means():
 
 
 def test_registry_and_errors():
-    assert classifiers.names() == ["1nn", "ensemble", "knn", "mlp", "prototype"]
+    assert classifiers.names() == ["1nn", "ensemble", "knn", "mlp", "prototype", "soft-kmeans"]
     assert isinstance(classifiers.get({"name": "mlp", "hidden": 8}), MLP)
     x, y = clustered_embeddings(classes=3, per_class=5)
     with pytest.raises(ValueError, match="need 5 classes"):
@@ -54,7 +55,7 @@ def test_registry_and_errors():
 def test_scores_are_distributions_over_the_classes_in_order():
     x, y = clustered_embeddings(classes=4, per_class=5, dim=6)
     labels = np.array(list("dcba"))[y]
-    for name in ("1nn", "knn", "prototype", "mlp", "ensemble"):
+    for name in ("1nn", "knn", "prototype", "soft-kmeans", "mlp", "ensemble"):
         model = classifiers.get(name).fit(x, labels)
         scores = model.scores(x)
         assert scores.shape == (20, 4) and list(model.classes_) == ["a", "b", "c", "d"]
@@ -131,3 +132,59 @@ def test_mlp_solver_auto_takes_lbfgs_on_embeddings_and_adam_on_wide_features():
     assert MLP(solver="adam").fit(x, y).model_[-1].solver == "adam"
     with pytest.raises(ValueError, match="solver='sgd'"):
         MLP(solver="sgd")
+
+
+def _soft_kmeans_reference(support, labels, queries, iterations, temperature):
+    """Soft k-means prototypes written out one class and one query at a time."""
+    classes = sorted(set(labels.tolist()))
+    prototypes = [support[labels == c].mean(axis=0) for c in classes]
+    for _ in range(iterations):
+        weights = []
+        for q in queries:
+            logits = [-temperature * float(np.sum((q - p) ** 2)) for p in prototypes]
+            e = np.exp(np.array(logits) - max(logits))
+            weights.append(e / e.sum())
+        prototypes = [(support[labels == c].sum(axis=0) + sum(w[i] * q for w, q in zip(weights, queries)))
+                      / (np.sum(labels == c) + sum(w[i] for w in weights)) for i, c in enumerate(classes)]
+    return np.array(prototypes)
+
+
+@pytest.mark.parametrize("iterations,temperature", [(1, 5.0), (3, 0.5), (4, 20.0)])
+def test_soft_kmeans_equals_the_reference(iterations, temperature):
+    rng = np.random.default_rng(iterations)
+    support, labels = rng.normal(size=(9, 5)), np.array([0, 0, 1, 1, 1, 2, 2, 0, 2])
+    queries = rng.normal(size=(13, 5))
+    model = SoftKMeans(iterations, temperature).fit(support, labels)
+    expected = _soft_kmeans_reference(support, labels, queries, iterations, temperature)
+    np.testing.assert_allclose(model.refined_prototypes(queries), expected, rtol=1e-10, atol=1e-12)
+    distances = ((queries[:, None] - expected[None]) ** 2).sum(-1)
+    np.testing.assert_array_equal(model.predict(queries), distances.argmin(axis=1))
+
+
+def test_soft_kmeans_with_no_iterations_is_nearest_prototype():
+    x, y = np.random.default_rng(0).normal(size=(60, 8)), np.repeat(np.arange(6), 10)
+    a = evaluate_episodes(x, y, ways=5, shots=1, queries=5, episodes=30, classifier="prototype")
+    b = evaluate_episodes(x, y, ways=5, shots=1, queries=5, episodes=30,
+                          classifier={"name": "soft-kmeans", "iterations": 0})
+    np.testing.assert_array_equal(a.accuracies, b.accuracies)
+
+
+def test_soft_kmeans_uses_the_queries_where_one_shot_prototypes_mislead():
+    """One-shot supports drawn from wide clusters put prototypes off centre; the batch of queries
+    pulls them back, so the transductive rule must beat the inductive one on the same episodes."""
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(8, 16))
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    x = np.repeat(centres, 40, axis=0) + rng.normal(scale=0.22, size=(320, 16))
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    y = np.repeat(np.arange(8), 40)
+    inductive = evaluate_episodes(x, y, ways=5, shots=1, queries=15, episodes=100, classifier="prototype")
+    transductive = evaluate_episodes(x, y, ways=5, shots=1, queries=15, episodes=100, classifier="soft-kmeans")
+    assert inductive.mean < 0.97 and transductive.mean > inductive.mean + 0.02, (inductive.mean, transductive.mean)
+
+
+def test_soft_kmeans_errors_name_the_value():
+    with pytest.raises(ValueError, match="iterations must be an integer >= 0. Received: iterations=-1"):
+        SoftKMeans(iterations=-1)
+    with pytest.raises(ValueError, match="temperature must be > 0. Received: temperature=0"):
+        SoftKMeans(temperature=0)

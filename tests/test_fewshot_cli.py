@@ -31,6 +31,18 @@ def test_the_grid_is_written_as_csv_heatmap_and_json(catalogue, tmp_path, capsys
     assert "2-way  1-shot" in capsys.readouterr().out
 
 
+def test_the_transductive_classifier_runs_from_the_command_line(catalogue, tmp_path, capsys):
+    from visnet import fewshot
+
+    out = str(tmp_path / "soft")
+    code = fewshot.main(["--data", catalogue, "--ways", "3", "--shots", "1", "--episodes", "6", "--queries", "2",
+                         "--classifier", "soft-kmeans", "--out", out, "--no-progress"])
+    assert code == 0, capsys.readouterr().err
+    report = json.load(open(out + ".json"))
+    assert report["classifier"] == "soft-kmeans" and report["rows"][0]["classifier"] == "soft-kmeans"
+    assert 0 <= report["rows"][0]["accuracy"] <= 1 and report["rows"][0]["episodes"] == 6
+
+
 @pytest.mark.slow
 def test_an_ensemble_votes_over_two_runs(catalogue, siamese_run, weak_run, tmp_path, capsys):
     from visnet import fewshot
