@@ -83,7 +83,7 @@ class Fixed:
 def test_voting_breaks_ties_deterministically(monkeypatch):
     from visnet.evaluation import fewshot
 
-    monkeypatch.setattr(fewshot, "_build", lambda config, metric, seed: Fixed(config["label"]))
+    monkeypatch.setattr(fewshot, "build_classifier", lambda config, metric, seed: Fixed(config["label"]))
     x, y = np.zeros((4, 2)), np.array([0, 1, 2, 2])
     # Hard: 1 vote for "2", 1 for "0": the member listed first wins; a majority beats it.
     hard = fewshot.Ensemble([{"label": 2}, {"label": 0}], voting="hard").fit(x, y)

@@ -34,12 +34,23 @@ def test_python_blocks_run(code, tmp_path, monkeypatch, capsys):
 def test_commands_parse(command):
     from serving import api, grpc_server
     from tuning import search
-    from visnet import embed, evaluate, export, fewshot, layer_removal, report, tag, train
+    from visnet import (
+        embed,
+        evaluate,
+        export,
+        fewshot,
+        layer_removal,
+        recognise,
+        report,
+        tag,
+        train,
+    )
     from visnet.data import catalogue
     from visnet.index import __main__ as index
 
     parsers = {"visnet.evaluate": evaluate.build_parser, "visnet.data.catalogue": catalogue.build_parser,
                "visnet.train": train.build_parser, "visnet.embed": embed.build_parser, "visnet.tag": tag.build_parser,
+               "visnet.recognise": recognise.build_parser,
                "visnet.export": export.build_parser, "visnet.index": index.build_parser,
                "serving.api": api.build_parser, "serving.grpc_server": grpc_server.build_parser,
                "tuning.search": search.build_parser, "visnet.fewshot": fewshot.build_parser,

@@ -251,7 +251,7 @@ class Ensemble:
             config = {"name": member} if isinstance(member, str) else dict(member)
             columns = config.pop("columns", None)
             part = slice(*columns) if columns else slice(None)
-            model = _build(config, self.metric, self.seed + i)
+            model = build_classifier(config, self.metric, self.seed + i)
             self.fitted_.append((part, model.fit(x[:, part], y)))
         return self
 
@@ -343,7 +343,7 @@ def evaluate_episodes(
         episodes_iter = tqdm(episodes_iter, total=episodes, unit="episode", leave=False,
                              desc=f"{name} {ways}-way {shots}-shot")
     for e, episode in enumerate(episodes_iter):
-        model = _build(classifier, metric, seed + e)
+        model = build_classifier(classifier, metric, seed + e)
         model.fit(embeddings[episode.support], episode.support_labels)
         predictions = model.predict(embeddings[episode.query])
         accuracies[e] = np.mean(predictions == episode.query_labels)
@@ -359,8 +359,9 @@ def classifier_name(classifier) -> str:
     return type(classifier).__name__
 
 
-def _build(classifier, metric: str, seed: int):
-    """A fresh classifier per episode: MLPs get the episode's seed, the others the metric."""
+def build_classifier(classifier, metric: str = "euclidean", seed: int = 0):
+    """A fresh classifier from a name, a config dict or an object (returned as it is): MLPs and
+    ensembles get `seed`, the distance-based ones `metric`, unless the config sets them."""
     if isinstance(classifier, str):
         classifier = {"name": classifier}
     if isinstance(classifier, dict):
