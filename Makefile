@@ -84,6 +84,8 @@ benchmark: $(STAMP)
 		--no-off-the-shelf --merge --eval-sizes 288x216
 	$(BIN)/python benchmarks/pretrained.py --data ../shared/data/fashion-products --recipes effnet-photo-288 \
 		--no-off-the-shelf --merge --eval-sizes 352x264
+	$(BIN)/python benchmarks/pretrained.py --data ../shared/data/fashion-products --recipes effnet-photo-352 \
+		--no-off-the-shelf --merge
 	$(BIN)/python benchmarks/reranking.py --data ../shared/data/fashion-products --image-size 224x168 \
 		--run effnet-siamese=benchmarks/runs/effnet-siamese --run effnet-photo=benchmarks/runs/effnet-photo \
 		--run effnet-photo-224=benchmarks/runs/effnet-photo-224@288x216 \
