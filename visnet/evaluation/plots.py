@@ -50,8 +50,7 @@ def accuracy_heatmap(rows: Sequence[dict], path: str, title: str = "", row_key: 
     names = [(row_names or {}).get(w, f"{w}-way") for w in ways]
     longest = max(len(name) for name in names)
     figure, axes = plt.subplots(figsize=(1.2 + 1.3 * len(shots) + 0.07 * longest, 1.0 + 0.9 * len(ways)), dpi=100)
-    colours = plt.get_cmap("viridis").copy()
-    colours.set_bad("lightgrey")  # cells the pool could not fill
+    colours = plt.get_cmap("viridis").with_extremes(bad="lightgrey")  # grey: cells the pool could not fill
     image = axes.imshow(np.ma.masked_invalid(grid), cmap=colours, vmin=0, vmax=100, aspect="auto")
     for i in range(len(ways)):
         for j in range(len(shots)):
