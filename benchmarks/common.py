@@ -119,3 +119,35 @@ def parse_runs(parser, items: list[str], default_size=None) -> list[tuple[str, s
         except ValueError as error:
             parser.error(f"--run {item!r}: {error}")
     return runs
+
+
+def add_run_arguments(parser, default_out: str) -> None:
+    """`--data`, `--run NAME=PATH[@HxW]` (repeatable), `--image-size` and `--out`: the arguments of the
+    scripts that choose a setting on each trained run's validation classes."""
+    from visnet.cli import size
+
+    parser.add_argument("--data", required=True, help="the fashion-products folder")
+    parser.add_argument("--run", action="append", required=True, metavar="NAME=PATH[@HxW]",
+                        help="a trained run (repeatable), optionally run at input size HxW; its validation classes "
+                             "choose the setting")
+    parser.add_argument("--image-size", type=size, metavar="HxW", help="run the models at this input size "
+                        "(default: each run's own; NAME=PATH@HxW sets one run's)")
+    parser.add_argument("--out", default=default_out, help="output prefix")
+
+
+def validation_embeddings(parser, path: str, image_size):
+    """(embedder, vectors, labels) of a run's best checkpoint on its own validation classes; a run
+    without validation classes is a parser error."""
+    import numpy as np
+
+    from visnet.evaluation.embedding import embed_dataset
+    from visnet.training.data import read_training_data
+    from visnet.training.runs import Run
+
+    run = Run(path)
+    embedder = run.embedder("best", image_size=image_size)
+    data = read_training_data(run.config, progress=False)
+    if data.val is None:
+        parser.error(f"the run {path} has no validation classes (val=none): nothing to choose settings on")
+    records, vectors = embed_dataset(embedder, data.val, progress=False)
+    return embedder, vectors, np.array([r.label for r in records])

@@ -26,7 +26,14 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
-from benchmarks.common import header, host, parse_runs, write_report  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    add_run_arguments,
+    header,
+    host,
+    parse_runs,
+    validation_embeddings,
+    write_report,
+)
 
 QE = (0, 1, 2, 3, 5, 10)
 DBA = (0, 2, 3, 4, 6, 11)
@@ -60,24 +67,14 @@ def grid() -> list:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from visnet.cli import size
-
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", required=True, help="the fashion-products folder")
-    parser.add_argument("--run", action="append", required=True, metavar="NAME=PATH[@HxW]",
-                        help="a trained run (repeatable), optionally run at input size HxW; its validation classes "
-                             "choose the settings")
-    parser.add_argument("--image-size", type=size, metavar="HxW", help="run the models at this input size "
-                        "(default: each run's own; NAME=PATH@HxW sets one run's)")
-    parser.add_argument("--out", default=os.path.join(HERE, "results", "reranking"), help="output prefix")
+    add_run_arguments(parser, os.path.join(HERE, "results", "reranking"))
     args = parser.parse_args(argv)
     runs = parse_runs(parser, args.run, args.image_size)
 
     from visnet.data.protocol import Protocol
     from visnet.data.readers import load_dataset
     from visnet.evaluation.embedding import embed_dataset
-    from visnet.training.data import read_training_data
-    from visnet.training.runs import Run
 
     began = time.perf_counter()
     protocol = Protocol.load(os.path.join(args.data, "protocol.json"))
@@ -86,13 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = grid()
     rows = []
     for name, path, image_size in runs:
-        run = Run(path)
-        embedder = run.embedder("best", image_size=image_size)
-        data = read_training_data(run.config, progress=False)
-        if data.val is None:
-            parser.error(f"the run {path} has no validation classes (val=none): nothing to choose settings on")
-        val_records, val_vectors = embed_dataset(embedder, data.val, progress=False)
-        val_labels = np.array([r.label for r in val_records])
+        embedder, val_vectors, val_labels = validation_embeddings(parser, path, image_size)
         support = half_split(val_labels)
         start = time.perf_counter()
         validation = {str(e): measure(val_vectors[~support], val_labels[~support], val_vectors[support],

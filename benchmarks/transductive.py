@@ -26,7 +26,14 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
-from benchmarks.common import header, host, parse_runs, write_report  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    add_run_arguments,
+    header,
+    host,
+    parse_runs,
+    validation_embeddings,
+    write_report,
+)
 
 ITERATIONS = (0, 1, 2, 3, 5, 10)
 TEMPERATURES = (2.0, 5.0, 10.0, 20.0, 40.0)
@@ -64,18 +71,10 @@ def score(accuracies: dict) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from visnet.cli import size
-
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", required=True, help="the fashion-products folder")
-    parser.add_argument("--run", action="append", required=True, metavar="NAME=PATH[@HxW]",
-                        help="a trained run (repeatable), optionally run at input size HxW; its validation classes "
-                             "choose the setting")
-    parser.add_argument("--image-size", type=size, metavar="HxW", help="run the models at this input size "
-                        "(default: each run's own; NAME=PATH@HxW sets one run's)")
+    add_run_arguments(parser, os.path.join(HERE, "results", "transductive"))
     parser.add_argument("--episodes", type=int, default=600, help="episodes per cell (default 600, the protocol's)")
     parser.add_argument("--queries", type=int, help="query photos per class and episode (default: the protocol's, 15)")
-    parser.add_argument("--out", default=os.path.join(HERE, "results", "transductive"), help="output prefix")
     args = parser.parse_args(argv)
     for flag in ("episodes", "queries"):
         value = getattr(args, flag)
@@ -86,9 +85,6 @@ def main(argv: list[str] | None = None) -> int:
     from visnet.data.protocol import Protocol
     from visnet.data.readers import load_dataset
     from visnet.evaluation.benchmark import embed_pool
-    from visnet.evaluation.embedding import embed_dataset
-    from visnet.training.data import read_training_data
-    from visnet.training.runs import Run
 
     began = time.perf_counter()
     protocol = Protocol.load(os.path.join(args.data, "protocol.json"))
@@ -99,13 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = grid()
     rows = []
     for name, path, image_size in runs:
-        run = Run(path)
-        embedder = run.embedder("best", image_size=image_size)
-        data = read_training_data(run.config, progress=False)
-        if data.val is None:
-            parser.error(f"the run {path} has no validation classes (val=none): nothing to choose settings on")
-        val_records, val_x = embed_dataset(embedder, data.val, progress=False)
-        val_y = np.array([r.label for r in val_records])
+        embedder, val_x, val_y = validation_embeddings(parser, path, image_size)
         pool_x, pool_y = embed_pool(embedder, dataset, protocol, progress=False)
         start = time.perf_counter()
         validation = {setting(c): cells(val_x, val_y, c, VALIDATION_CELLS, queries, args.episodes, seed)
