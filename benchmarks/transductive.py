@@ -37,7 +37,8 @@ from benchmarks.common import (  # noqa: E402
 
 ITERATIONS = (0, 1, 2, 3, 5, 10)
 TEMPERATURES = (2.0, 5.0, 10.0, 20.0, 40.0)
-VALIDATION_CELLS = ((5, 1), (5, 5))
+#: Validation cells: 5-way, 1 and 5 shots.
+VALIDATION_WAYS, VALIDATION_SHOTS = (5,), (1, 5)
 
 
 def grid() -> list[dict]:
@@ -50,18 +51,12 @@ def setting(config: dict) -> str:
     return "prototype" if config["iterations"] == 0 else f"iterations={config['iterations']},temperature={config['temperature']:g}"
 
 
-def cells(x, y, config, ways_shots, queries, episodes, seed) -> dict:
-    """Accuracy per "N-way K-shot" cell; None where the photos cannot fill its episodes."""
-    from visnet.data.samplers import NotEnoughClassesError
-    from visnet.evaluation.fewshot import evaluate_episodes
+def cells(x, y, config, ways, shots, queries, episodes, seed) -> dict:
+    """Accuracy per "N-way K-shot" cell of ways x shots; None where the photos cannot fill its episodes."""
+    from visnet.evaluation.fewshot import accuracy_grid
 
-    out = {}
-    for w, k in ways_shots:
-        try:
-            out[f"{w}-way {k}-shot"] = evaluate_episodes(x, y, w, k, queries, episodes, seed, config).mean
-        except NotEnoughClassesError:
-            out[f"{w}-way {k}-shot"] = None
-    return out
+    rows = accuracy_grid(x, y, ways, shots, queries, episodes, seed, config)
+    return {f"{row['ways']}-way {row['shots']}-shot": row["accuracy"] for row in rows}
 
 
 def score(accuracies: dict) -> float:
@@ -90,7 +85,6 @@ def main(argv: list[str] | None = None) -> int:
     protocol = Protocol.load(os.path.join(args.data, "protocol.json"))
     dataset = load_dataset(args.data, check="none")
     episodes = protocol.episodes
-    novel_cells = [(w, k) for w in episodes.ways for k in episodes.shots]
     queries, seed = args.queries or episodes.queries_per_class, episodes.seed
     settings = grid()
     rows = []
@@ -98,12 +92,12 @@ def main(argv: list[str] | None = None) -> int:
         embedder, val_x, val_y = validation_embeddings(parser, path, image_size)
         pool_x, pool_y = embed_pool(embedder, dataset, protocol, progress=False)
         start = time.perf_counter()
-        validation = {setting(c): cells(val_x, val_y, c, VALIDATION_CELLS, queries, args.episodes, seed)
+        validation = {setting(c): cells(val_x, val_y, c, VALIDATION_WAYS, VALIDATION_SHOTS, queries, args.episodes, seed)
                       for c in settings}
         if all(a is None for a in validation["prototype"].values()):
             parser.error(f"the run {path}'s validation classes cannot fill a 5-way episode with {queries} queries "
                          "per class: nothing to choose settings on (try a smaller --queries)")
-        novel = {setting(c): cells(pool_x, pool_y, c, novel_cells, queries, args.episodes, seed) for c in settings}
+        novel = {setting(c): cells(pool_x, pool_y, c, episodes.ways, episodes.shots, queries, args.episodes, seed) for c in settings}
         grid_seconds = time.perf_counter() - start
         chosen = max(settings, key=lambda c: (score(validation[setting(c)]), -settings.index(c)))
         oracle = max(settings, key=lambda c: (score(novel[setting(c)]), -settings.index(c)))
