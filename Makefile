@@ -86,14 +86,20 @@ benchmark: $(STAMP)
 		--no-off-the-shelf --merge --eval-sizes 352x264
 	$(BIN)/python benchmarks/pretrained.py --data ../shared/data/fashion-products --recipes effnet-photo-352 \
 		--no-off-the-shelf --merge
+	$(BIN)/python benchmarks/pretrained.py --data ../shared/data/fashion-products --recipes effnet-photo-288-all \
+		--no-off-the-shelf --merge --eval-sizes 352x264
 	$(BIN)/python benchmarks/reranking.py --data ../shared/data/fashion-products --image-size 224x168 \
 		--run effnet-siamese=benchmarks/runs/effnet-siamese --run effnet-photo=benchmarks/runs/effnet-photo \
 		--run effnet-photo-224=benchmarks/runs/effnet-photo-224@288x216 \
 		--run effnet-photo-288=benchmarks/runs/effnet-photo-288@288x216 \
-		--run effnet-photo-288=benchmarks/runs/effnet-photo-288@352x264
+		--run effnet-photo-288=benchmarks/runs/effnet-photo-288@352x264 \
+		--run effnet-photo-288-all=benchmarks/runs/effnet-photo-288-all@352x264 \
+		--chosen-by effnet-photo-288-all=effnet-photo-288
 	$(BIN)/python benchmarks/transductive.py --data ../shared/data/fashion-products \
 		--run effnet-photo=benchmarks/runs/effnet-photo@224x168 \
-		--run effnet-photo-288=benchmarks/runs/effnet-photo-288@352x264
+		--run effnet-photo-288=benchmarks/runs/effnet-photo-288@352x264 \
+		--run effnet-photo-288-all=benchmarks/runs/effnet-photo-288-all@352x264 \
+		--chosen-by effnet-photo-288-all=effnet-photo-288
 	$(BIN)/python benchmarks/weak_labels.py --data ../shared/data/fashion-products --recipe imagenet-trunk
 	$(BIN)/python benchmarks/weak_labels.py --data ../shared/data/fashion-products --recipe imagenet-trunk --word-power 1
 	$(BIN)/python benchmarks/pretrained.py --render

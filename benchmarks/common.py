@@ -132,7 +132,44 @@ def add_run_arguments(parser, default_out: str) -> None:
                              "choose the setting")
     parser.add_argument("--image-size", type=size, metavar="HxW", help="run the models at this input size "
                         "(default: each run's own; NAME=PATH@HxW sets one run's)")
+    parser.add_argument("--chosen-by", action="append", default=[], metavar="NAME=OTHER",
+                        help="runs named NAME (trained without validation classes, val none) take the setting "
+                             "chosen for the latest earlier --run named OTHER (repeatable)")
     parser.add_argument("--out", default=default_out, help="output prefix")
+
+
+def parse_chosen_by(parser, items: list[str], runs: list[tuple]) -> dict[str, str]:
+    """`--chosen-by NAME=OTHER` values as {NAME: OTHER}; both must name runs, and every run named NAME
+    must come after one named OTHER (its setting is chosen first). A bad value is a parser error."""
+    names = [name for name, _, _ in runs]
+    sources = {}
+    for item in items:
+        name, sep, other = item.partition("=")
+        if not sep or name not in names or other not in names or name == other:
+            parser.error(f"--chosen-by takes NAME=OTHER, two different --run names (runs: {', '.join(names)}). "
+                         f"Received: {item!r}")
+        if names.index(other) > names.index(name):
+            parser.error(f"--chosen-by {item!r}: the --run named {other!r} must come before the one named {name!r}")
+        sources[name] = other
+    return sources
+
+
+def chosen_source(rows: list[dict], other: str) -> dict:
+    """The latest row measured for the run named `other` (whose chosen setting a run without
+    validation classes takes)."""
+    return [row for row in rows if row["name"] == other][-1]
+
+
+def chosen_on(row: dict) -> str:
+    """Where a row's setting was chosen: its own validation classes, or another run's."""
+    return f"validation of {row['chosen_by']}" if row.get("chosen_by") else "validation"
+
+
+def run_embedder(path: str, image_size):
+    """The embedder of a run's best checkpoint, at `image_size` (None: the run's own)."""
+    from visnet.training.runs import Run
+
+    return Run(path).embedder("best", image_size=image_size)
 
 
 def validation_embeddings(parser, path: str, image_size):
@@ -145,9 +182,10 @@ def validation_embeddings(parser, path: str, image_size):
     from visnet.training.runs import Run
 
     run = Run(path)
-    embedder = run.embedder("best", image_size=image_size)
+    embedder = run_embedder(path, image_size)
     data = read_training_data(run.config, progress=False)
     if data.val is None:
-        parser.error(f"the run {path} has no validation classes (val=none): nothing to choose settings on")
+        parser.error(f"the run {path} has no validation classes (val=none): nothing to choose settings on "
+                     "(--chosen-by NAME=OTHER takes another run's)")
     records, vectors = embed_dataset(embedder, data.val, progress=False)
     return embedder, vectors, np.array([r.label for r in records])

@@ -28,9 +28,13 @@ sys.path.insert(0, os.path.dirname(HERE))
 
 from benchmarks.common import (  # noqa: E402
     add_run_arguments,
+    chosen_on,
+    chosen_source,
     header,
     host,
+    parse_chosen_by,
     parse_runs,
+    run_embedder,
     validation_embeddings,
     write_report,
 )
@@ -71,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     add_run_arguments(parser, os.path.join(HERE, "results", "reranking"))
     args = parser.parse_args(argv)
     runs = parse_runs(parser, args.run, args.image_size)
+    sources = parse_chosen_by(parser, args.chosen_by, runs)
 
     from visnet.data.protocol import Protocol
     from visnet.data.readers import load_dataset
@@ -81,26 +86,38 @@ def main(argv: list[str] | None = None) -> int:
     dataset = load_dataset(args.data, check="none")
     split = protocol.open_set(dataset, missing="skip")
     settings = grid()
+    by_name = {str(e): e for e in settings}
     rows = []
     for name, path, image_size in runs:
-        embedder, val_vectors, val_labels = validation_embeddings(parser, path, image_size)
-        support = half_split(val_labels)
-        start = time.perf_counter()
-        validation = {str(e): measure(val_vectors[~support], val_labels[~support], val_vectors[support],
-                                      val_labels[support], e) for e in settings}
+        if name in sources:  # no validation classes of its own: another run's choice
+            source = chosen_source(rows, sources[name])
+            embedder = run_embedder(path, image_size)
+            start = time.perf_counter()
+            validation, val_classes, val_images = source["validation"], source["val_classes"], source["val_images"]
+        else:
+            source = None
+            embedder, val_vectors, val_labels = validation_embeddings(parser, path, image_size)
+            start = time.perf_counter()
+            support = half_split(val_labels)
+            validation = {str(e): measure(val_vectors[~support], val_labels[~support], val_vectors[support],
+                                          val_labels[support], e) for e in settings}
+            val_classes, val_images = sorted(set(val_labels.tolist())), len(val_labels)
         support_records, support_vectors = embed_dataset(embedder, split.support, progress=False)
         query_records, query_vectors = embed_dataset(embedder, split.query, progress=False)
         s_labels = np.array([r.label for r in support_records])
         q_labels = np.array([r.label for r in query_records])
         novel = {str(e): measure(query_vectors, q_labels, support_vectors, s_labels, e) for e in settings}
         grid_seconds = time.perf_counter() - start
-        chosen = max(settings, key=lambda e: (validation[str(e)]["mAP"], -settings.index(e)))
-        qe_only = max([e for e in settings if e.dba == 0],
-                      key=lambda e: (validation[str(e)]["mAP"], -settings.index(e)))
+        if source:
+            chosen, qe_only = by_name[source["chosen"]], by_name[source["qe_only"]]
+        else:
+            chosen = max(settings, key=lambda e: (validation[str(e)]["mAP"], -settings.index(e)))
+            qe_only = max([e for e in settings if e.dba == 0],
+                          key=lambda e: (validation[str(e)]["mAP"], -settings.index(e)))
         oracle = max(settings, key=lambda e: (novel[str(e)]["mAP"], -settings.index(e)))
         rows.append({"name": name, "run": path, "image_size": [embedder.image_spec.height,
                                                                     embedder.image_spec.width],
-                     "val_classes": sorted(set(val_labels.tolist())), "val_images": len(val_labels),
+                     "val_classes": val_classes, "val_images": val_images, "chosen_by": sources.get(name),
                      "chosen": str(chosen), "qe_only": str(qe_only), "oracle": str(oracle),
                      "validation": validation, "novel": novel, "grid_seconds": round(grid_seconds, 1)})
         print(f"{name}: none {novel['none']['mAP']:.3f}, {chosen} {novel[str(chosen)]['mAP']:.3f}", file=sys.stderr)
@@ -116,13 +133,14 @@ def markdown(report: dict) -> str:
              f"Command: `{report['command']}` on {host(report['machine'])}, {report['wall_seconds']:.0f} s. "
              f"Settings: qe in {list(report['grid']['qe'])}, dba in {list(report['grid']['dba'])}, alpha in "
              f"{list(report['grid']['alpha'])}, chosen by mAP on each run's validation classes (held out of its "
-             "training; half of each class's photos as support, half as queries); figures on the 16 novel classes, "
-             "each query against the support images.", "",
+             "training; half of each class's photos as support, half as queries), or for a run trained on every "
+             "base class, on those of the run named in \"chosen on\" (its recipe with 10 classes held out); "
+             "figures on the 16 novel classes, each query against the support images.", "",
              "| model | input | re-ranking | chosen on | val mAP | mAP | R@1 | R@5 |", "|---|---|---|---|---|---|---|---|"]
     for row in report["rows"]:
         size = "{}x{}".format(*row["image_size"])
-        for label, setting, where in (("none", "none", "–"), ("query expansion", row["qe_only"], "validation"),
-                                      ("QE + DBA", row["chosen"], "validation"),
+        for label, setting, where in (("none", "none", "–"), ("query expansion", row["qe_only"], chosen_on(row)),
+                                      ("QE + DBA", row["chosen"], chosen_on(row)),
                                       ("best on the novel classes (not a fair figure)", row["oracle"], "test")):
             n, v = row["novel"][setting], row["validation"][setting]
             lines.append(f"| {row['name']} | {size} | {label}: `{setting}` | {where} | {v['mAP']:.3f} | "

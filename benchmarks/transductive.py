@@ -28,9 +28,13 @@ sys.path.insert(0, os.path.dirname(HERE))
 
 from benchmarks.common import (  # noqa: E402
     add_run_arguments,
+    chosen_on,
+    chosen_source,
     header,
     host,
+    parse_chosen_by,
     parse_runs,
+    run_embedder,
     validation_embeddings,
     write_report,
 )
@@ -76,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         if value is not None and value < 1:
             parser.error(f"--{flag} must be >= 1. Received: {value}")
     runs = parse_runs(parser, args.run, args.image_size)
+    sources = parse_chosen_by(parser, args.chosen_by, runs)
 
     from visnet.data.protocol import Protocol
     from visnet.data.readers import load_dataset
@@ -87,24 +92,35 @@ def main(argv: list[str] | None = None) -> int:
     episodes = protocol.episodes
     queries, seed = args.queries or episodes.queries_per_class, episodes.seed
     settings = grid()
+    by_name = {setting(c): c for c in settings}
     rows = []
     for name, path, image_size in runs:
-        embedder, val_x, val_y = validation_embeddings(parser, path, image_size)
+        source = chosen_source(rows, sources[name]) if name in sources else None
+        if source:  # no validation classes of its own: another run's choice
+            embedder = run_embedder(path, image_size)
+        else:
+            embedder, val_x, val_y = validation_embeddings(parser, path, image_size)
         pool_x, pool_y = embed_pool(embedder, dataset, protocol, progress=False)
         start = time.perf_counter()
-        validation = {setting(c): cells(val_x, val_y, c, VALIDATION_WAYS, VALIDATION_SHOTS, queries, args.episodes, seed)
-                      for c in settings}
-        if all(a is None for a in validation["prototype"].values()):
-            parser.error(f"the run {path}'s validation classes cannot fill a 5-way episode with {queries} queries "
-                         "per class: nothing to choose settings on (try a smaller --queries)")
-        novel = {setting(c): cells(pool_x, pool_y, c, episodes.ways, episodes.shots, queries, args.episodes, seed) for c in settings}
+        if source:
+            validation, val_classes, val_images = source["validation"], source["val_classes"], source["val_images"]
+        else:
+            validation = {setting(c): cells(val_x, val_y, c, VALIDATION_WAYS, VALIDATION_SHOTS, queries,
+                                            args.episodes, seed) for c in settings}
+            if all(a is None for a in validation["prototype"].values()):
+                parser.error(f"the run {path}'s validation classes cannot fill a 5-way episode with {queries} "
+                             "queries per class: nothing to choose settings on (try a smaller --queries)")
+            val_classes, val_images = sorted(set(val_y.tolist())), len(val_y)
+        novel = {setting(c): cells(pool_x, pool_y, c, episodes.ways, episodes.shots, queries, args.episodes, seed)
+                 for c in settings}
         grid_seconds = time.perf_counter() - start
-        chosen = max(settings, key=lambda c: (score(validation[setting(c)]), -settings.index(c)))
+        chosen = (by_name[source["chosen"]] if source
+                  else max(settings, key=lambda c: (score(validation[setting(c)]), -settings.index(c))))
         oracle = max(settings, key=lambda c: (score(novel[setting(c)]), -settings.index(c)))
         rows.append({"name": name, "run": path, "image_size": [embedder.image_spec.height, embedder.image_spec.width],
-                     "val_classes": sorted(set(val_y.tolist())), "val_images": len(val_y), "pool_images": len(pool_y),
-                     "chosen": setting(chosen), "oracle": setting(oracle), "validation": validation, "novel": novel,
-                     "grid_seconds": round(grid_seconds, 1)})
+                     "val_classes": val_classes, "val_images": val_images, "pool_images": len(pool_y),
+                     "chosen_by": sources.get(name), "chosen": setting(chosen), "oracle": setting(oracle),
+                     "validation": validation, "novel": novel, "grid_seconds": round(grid_seconds, 1)})
         print(f"{name}: prototype {novel['prototype']}, {setting(chosen)} {novel[setting(chosen)]}", file=sys.stderr)
     report = {**header("transductive", "benchmarks/transductive.py", argv if argv is not None else sys.argv[1:]),
               "data": args.data, "protocol": protocol.name, "episodes": args.episodes, "queries_per_class": queries,
@@ -124,7 +140,8 @@ def markdown(report: dict) -> str:
              f"Command: `{report['command']}` on {host(report['machine'])}, {report['wall_seconds']:.0f} s. "
              f"Settings: iterations in {list(grid_['iterations'])}, temperature in {list(grid_['temperature'])}, "
              "chosen by the mean of 5-way 1-shot and 5-way 5-shot accuracy on each run's validation classes (held "
-             f"out of its training); figures on the 16 novel classes' pool, {report['episodes']} seeded episodes, "
+             "out of its training), or for a run trained on every base class, on those of the run named in \"chosen "
+             f"on\" (its recipe with 10 classes held out); figures on the 16 novel classes' pool, {report['episodes']} seeded episodes, "
              f"{report['queries_per_class']} queries per class classified together (n/a: too few photos for the cell).", ""]
     for row in report["rows"]:
         columns = list(next(iter(row["novel"].values())))
@@ -132,7 +149,7 @@ def markdown(report: dict) -> str:
                   "| classifier | chosen on | val 5-way 1-shot | val 5-way 5-shot | " + " | ".join(columns) + " |",
                   "|---|---|---|---|" + "---|" * len(columns)]
         for label, key, where in (("nearest prototype (inductive)", "prototype", "–"),
-                                  ("soft k-means (transductive)", row["chosen"], "validation"),
+                                  ("soft k-means (transductive)", row["chosen"], chosen_on(row)),
                                   ("best on the novel classes (not a fair figure)", row["oracle"], "test")):
             v, n = row["validation"][key], row["novel"][key]
             lines.append(f"| {label}: `{key}` | {where} | " + " | ".join(_pct(a) for a in v.values()) + " | "

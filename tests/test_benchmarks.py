@@ -208,6 +208,20 @@ def test_api_load_benchmark_runs_its_scenarios_and_profiles_a_search(gallery_fil
     assert "Where one search's time goes" in open(out + ".md").read()
 
 
+def _without_validation(run_path: str, folder) -> str:
+    """A copy of a run whose config says it held no validation classes out (val none), as a run
+    trained on every base class does; same weights, so the same figures."""
+    import shutil
+
+    copy = str(folder / "no-validation")
+    shutil.copytree(run_path, copy)
+    with open(os.path.join(copy, "config.json")) as handle:
+        config = json.load(handle)
+    with open(os.path.join(copy, "config.json"), "w") as handle:
+        json.dump({**config, "val": "none"}, handle)
+    return copy
+
+
 def test_reranking_chooses_on_validation_and_measures_the_novel_classes_as_evaluate_does(
         catalogue, siamese_run, tmp_path, capsys):
     from benchmarks import reranking
@@ -235,6 +249,22 @@ def test_reranking_chooses_on_validation_and_measures_the_novel_classes_as_evalu
     with pytest.raises(SystemExit):
         reranking.main(["--data", catalogue, "--run", f"tiny={siamese_run.path}@big"])
     assert "'big'" in capsys.readouterr().err
+    # A run without validation classes takes another run's choice, or is refused with a hint.
+    no_val = _without_validation(siamese_run.path, tmp_path)
+    with pytest.raises(SystemExit):
+        reranking.main(["--data", catalogue, "--run", f"all={no_val}"])
+    assert "no validation classes (val=none)" in capsys.readouterr().err
+    both = ["--data", catalogue, "--run", f"tiny={siamese_run.path}", "--run", f"all={no_val}"]
+    assert reranking.main([*both, "--chosen-by", "all=tiny", "--out", out]) == 0
+    tiny, taken = json.load(open(out + ".json"))["rows"]
+    assert taken["chosen_by"] == "tiny" and tiny["chosen_by"] is None
+    assert (taken["chosen"], taken["qe_only"], taken["validation"]) == (tiny["chosen"], tiny["qe_only"], tiny["validation"])
+    assert taken["novel"] == tiny["novel"]  # the same weights, measured the same way
+    assert "| validation of tiny |" in open(out + ".md").read()
+    for bad, message in (("tiny=all", "must come before"), ("x=tiny", "two different --run names")):
+        with pytest.raises(SystemExit):
+            reranking.main([*both, "--chosen-by", bad])
+        assert message in capsys.readouterr().err
 
 
 def test_transductive_chooses_on_validation_and_measures_the_pool_as_evaluate_does(
@@ -266,3 +296,9 @@ def test_transductive_chooses_on_validation_and_measures_the_pool_as_evaluate_do
     with pytest.raises(SystemExit):
         transductive.main([*args[:4], "--episodes", "0"])
     assert "--episodes must be >= 1. Received: 0" in capsys.readouterr().err
+    no_val = _without_validation(siamese_run.path, tmp_path)
+    assert transductive.main([*args, "--run", f"all={no_val}", "--chosen-by", "all=tiny", "--out", out]) == 0
+    tiny, taken = json.load(open(out + ".json"))["rows"]
+    assert taken["chosen_by"] == "tiny" and (taken["chosen"], taken["validation"]) == (tiny["chosen"], tiny["validation"])
+    assert taken["novel"] == tiny["novel"]
+    assert "| validation of tiny |" in open(out + ".md").read()
