@@ -8,6 +8,8 @@ best one by validation mAP (over all settings, and over query expansion alone) i
 once to the 16 novel classes of the protocol: each query image against the support images,
 exactly as `python -m visnet.evaluate --expansion ...` measures. The best setting on the novel
 classes themselves is listed too, marked: it is what choosing on the test set would claim.
+A run trained on every base class (`val none`) has no validation classes: `--chosen-by
+NAME=OTHER` gives it the setting chosen for the run named OTHER (its recipe with classes held out).
 
     python benchmarks/reranking.py --data ../shared/data/fashion-products \\
         --run effnet-siamese=benchmarks/runs/effnet-siamese --image-size 224x168 \\

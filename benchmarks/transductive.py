@@ -9,6 +9,8 @@ two cells is then applied once to the protocol's novel-class pool, on the same e
 `python -m visnet.evaluate` draws. `iterations=0` is nearest prototype. The best setting on
 the novel classes themselves is listed too, marked: it is what choosing on the test set would
 claim.
+A run trained on every base class (`val none`) has no validation classes: `--chosen-by
+NAME=OTHER` gives it the setting chosen for the run named OTHER (its recipe with classes held out).
 
     python benchmarks/transductive.py --data ../shared/data/fashion-products \\
         --run effnet-photo-288=benchmarks/runs/effnet-photo-288@352x264
