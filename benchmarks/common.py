@@ -182,7 +182,7 @@ def validation_embeddings(parser, path: str, image_size):
     from visnet.training.runs import Run
 
     run = Run(path)
-    embedder = run_embedder(path, image_size)
+    embedder = run.embedder("best", image_size=image_size)
     data = read_training_data(run.config, progress=False)
     if data.val is None:
         parser.error(f"the run {path} has no validation classes (val=none): nothing to choose settings on "
