@@ -136,7 +136,7 @@ def markdown(report: dict) -> str:
              f"Settings: qe in {list(report['grid']['qe'])}, dba in {list(report['grid']['dba'])}, alpha in "
              f"{list(report['grid']['alpha'])}, chosen by mAP on each run's validation classes (held out of its "
              "training; half of each class's photos as support, half as queries), or for a run trained on every "
-             "base class, on those of the run named in \"chosen on\" (its recipe with 10 classes held out); "
+             "base class, on those of the run named in \"chosen on\" (the same recipe with validation classes held out); "
              "figures on the 16 novel classes, each query against the support images.", "",
              "| model | input | re-ranking | chosen on | val mAP | mAP | R@1 | R@5 |", "|---|---|---|---|---|---|---|---|"]
     for row in report["rows"]:

@@ -143,7 +143,7 @@ def markdown(report: dict) -> str:
              f"Settings: iterations in {list(grid_['iterations'])}, temperature in {list(grid_['temperature'])}, "
              "chosen by the mean of 5-way 1-shot and 5-way 5-shot accuracy on each run's validation classes (held "
              "out of its training), or for a run trained on every base class, on those of the run named in \"chosen "
-             f"on\" (its recipe with 10 classes held out); figures on the 16 novel classes' pool, {report['episodes']} seeded episodes, "
+             f"on\" (the same recipe with validation classes held out); figures on the 16 novel classes' pool, {report['episodes']} seeded episodes, "
              f"{report['queries_per_class']} queries per class classified together (n/a: too few photos for the cell).", ""]
     for row in report["rows"]:
         columns = list(next(iter(row["novel"].values())))
