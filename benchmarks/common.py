@@ -154,22 +154,23 @@ def parse_chosen_by(parser, items: list[str], runs: list[tuple]) -> dict[str, st
     return sources
 
 
-def chosen_source(rows: list[dict], other: str) -> dict:
-    """The latest row measured for the run named `other` (whose chosen setting a run without
-    validation classes takes)."""
-    return [row for row in rows if row["name"] == other][-1]
-
-
 def chosen_on(row: dict) -> str:
     """Where a row's setting was chosen: its own validation classes, or another run's."""
     return f"validation of {row['chosen_by']}" if row.get("chosen_by") else "validation"
 
 
-def run_embedder(path: str, image_size):
-    """The embedder of a run's best checkpoint, at `image_size` (None: the run's own)."""
-    from visnet.training.runs import Run
+def embed_for_choice(parser, rows: list[dict], sources: dict[str, str], name: str, path: str, image_size):
+    """(embedder, source, vectors, labels) of a run's best checkpoint: for a run named in
+    `--chosen-by`, `source` is the latest row measured for the run it names (whose chosen setting
+    it takes) and there are no validation vectors; otherwise `source` is None and the vectors and
+    labels are those of its own validation classes."""
+    if name in sources:
+        from visnet.training.runs import Run
 
-    return Run(path).embedder("best", image_size=image_size)
+        source = [row for row in rows if row["name"] == sources[name]][-1]
+        return Run(path).embedder("best", image_size=image_size), source, None, None
+    embedder, vectors, labels = validation_embeddings(parser, path, image_size)
+    return embedder, None, vectors, labels
 
 
 def validation_embeddings(parser, path: str, image_size):

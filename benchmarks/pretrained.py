@@ -267,10 +267,10 @@ def markdown(report: dict, results_dir: str = os.path.join(HERE, "results")) -> 
             took = f"{run['train_seconds'] / 60:.0f} min, {run['epochs']} epochs" if run.get("train_seconds") else "–"
             lines.append(_line(f"`{arch}`", trunk, "base classes", s, took))
             shown.add(scratch_name)
-        split = {"open-set": "base classes", "closed-set": "closed-set train split"}[row["split"]]
-        if row["split"] == "open-set":  # open-set runs hold validation classes out unless val is none
-            split = ("all base classes (none held out)" if row["recipe"].get("val") == "none"
-                     else "base classes (10% held out)")
+        # Open-set runs hold 10% of the base classes out for validation, unless val is none.
+        split = ("closed-set train split" if row["split"] == "closed-set"
+                 else "all base classes (none held out)" if row["recipe"].get("val") == "none"
+                 else "base classes (10% held out)")
         extras = []
         if "background" in (row["recipe"].get("augmentation") or {}):
             extras.append("photo augmentation")

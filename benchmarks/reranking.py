@@ -31,13 +31,11 @@ sys.path.insert(0, os.path.dirname(HERE))
 from benchmarks.common import (  # noqa: E402
     add_run_arguments,
     chosen_on,
-    chosen_source,
+    embed_for_choice,
     header,
     host,
     parse_chosen_by,
     parse_runs,
-    run_embedder,
-    validation_embeddings,
     write_report,
 )
 
@@ -91,15 +89,11 @@ def main(argv: list[str] | None = None) -> int:
     by_name = {str(e): e for e in settings}
     rows = []
     for name, path, image_size in runs:
-        if name in sources:  # no validation classes of its own: another run's choice
-            source = chosen_source(rows, sources[name])
-            embedder = run_embedder(path, image_size)
-            start = time.perf_counter()
+        embedder, source, val_vectors, val_labels = embed_for_choice(parser, rows, sources, name, path, image_size)
+        start = time.perf_counter()
+        if source:  # no validation classes of its own: another run's choice
             validation, val_classes, val_images = source["validation"], source["val_classes"], source["val_images"]
         else:
-            source = None
-            embedder, val_vectors, val_labels = validation_embeddings(parser, path, image_size)
-            start = time.perf_counter()
             support = half_split(val_labels)
             validation = {str(e): measure(val_vectors[~support], val_labels[~support], val_vectors[support],
                                           val_labels[support], e) for e in settings}

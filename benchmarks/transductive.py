@@ -31,13 +31,11 @@ sys.path.insert(0, os.path.dirname(HERE))
 from benchmarks.common import (  # noqa: E402
     add_run_arguments,
     chosen_on,
-    chosen_source,
+    embed_for_choice,
     header,
     host,
     parse_chosen_by,
     parse_runs,
-    run_embedder,
-    validation_embeddings,
     write_report,
 )
 
@@ -97,14 +95,10 @@ def main(argv: list[str] | None = None) -> int:
     by_name = {setting(c): c for c in settings}
     rows = []
     for name, path, image_size in runs:
-        source = chosen_source(rows, sources[name]) if name in sources else None
-        if source:  # no validation classes of its own: another run's choice
-            embedder = run_embedder(path, image_size)
-        else:
-            embedder, val_x, val_y = validation_embeddings(parser, path, image_size)
+        embedder, source, val_x, val_y = embed_for_choice(parser, rows, sources, name, path, image_size)
         pool_x, pool_y = embed_pool(embedder, dataset, protocol, progress=False)
         start = time.perf_counter()
-        if source:
+        if source:  # no validation classes of its own: another run's choice
             validation, val_classes, val_images = source["validation"], source["val_classes"], source["val_images"]
         else:
             validation = {setting(c): cells(val_x, val_y, c, VALIDATION_WAYS, VALIDATION_SHOTS, queries,
