@@ -302,3 +302,70 @@ def test_transductive_chooses_on_validation_and_measures_the_pool_as_evaluate_do
     assert taken["chosen_by"] == "tiny" and (taken["chosen"], taken["validation"]) == (tiny["chosen"], tiny["validation"])
     assert taken["novel"] == tiny["novel"]
     assert "| validation of tiny |" in open(out + ".md").read()
+
+
+def test_closed_set_labels_finds_names_that_contradict_labels():
+    from benchmarks.closed_set_labels import named_class, names
+
+    assert names("Nike Men Blue T-shirt", "Tshirts") and names("Kenneth Cole Women Flip-Flops", "Flip Flops")
+    assert not names("Puma Laptop Bag", "Tops") and not names("Casual Shoe Laces", "Sports Shoes")
+    classes = ["Casual Shoes", "Flats", "Heels", "Sandals", "Sports Sandals", "Sports Shoes"]
+    assert named_class("Carlton London Women Black Flats", "Heels", classes) == "Flats"
+    assert named_class("Catwalk Women Heels and Flats", "Heels", classes) is None  # it names its own label
+    assert named_class("Lotto Men Sandals", "Sports Sandals", classes) is None  # less specific, not another class
+    assert named_class("Puma Men Sports Sandals", "Flats", classes) == "Sports Sandals"  # the longest it names
+    assert named_class("Puma Men Black Running", "Sports Shoes", classes) is None  # names no class
+
+
+def test_closed_set_labels_splits_the_mistakes_by_what_the_names_say(catalogue, siamese_run, tmp_path):
+    import csv
+    import shutil
+
+    from benchmarks import closed_set_labels
+    from visnet.data.protocol import Protocol
+    from visnet.data.readers import load_dataset
+    from visnet.evaluation.benchmark import BenchmarkSettings, run_benchmark
+    from visnet.evaluation.embedding import embed_dataset
+    from visnet.training.runs import Run
+
+    data = str(tmp_path / "catalogue")
+    shutil.copytree(catalogue, data)
+    protocol = Protocol.load(os.path.join(data, "protocol.json"))
+    with open(os.path.join(data, "manifest.csv"), newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    planted = [r["id"] for r in rows if r["id"] in set(protocol.test_ids) and r["type"] != "bag"][:3]
+    for r in rows:  # three test photos whose names say "bag" though they are not labelled bag
+        r["text"] = "red cotton bag" if r["id"] in planted else r["text"]
+    with open(os.path.join(data, "manifest.csv"), "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+    out, sheet = str(tmp_path / "labels"), str(tmp_path / "sheet.png")
+    assert closed_set_labels.main(["--data", data, "--run", f"tiny={siamese_run.path}", "--out", out,
+                                   "--sheet", sheet, "--no-progress"]) == 0
+    report = json.load(open(out + ".json"))
+    test = report["splits"]["test"]
+    assert test["names_another_class"] == 3 and {p["named"] for p in test["pairs"]} == {"bag"}
+    assert test["names_own_label"] + test["names_another_class"] + test["names_no_class"] == len(protocol.test_ids)
+    assert report["splits"]["train"]["names_another_class"] == 0 and os.path.getsize(sheet) > 0
+
+    # The 1-NN figure is visnet.evaluate's; the mistakes on planted photos are counted by brute force.
+    result = report["rows"][0]["results"]
+    dataset = load_dataset(data)
+    embedder = Run(siamese_run.path).embedder("best")
+    reference = run_benchmark(embedder, dataset, protocol, BenchmarkSettings(), progress=False)["closed_set"]
+    assert result["accuracy"] == pytest.approx(reference["knn_accuracy"]["1"]) and result["contradicted"] == 3
+    train, train_x = embed_dataset(embedder, dataset.select(protocol.train_ids), progress=False)
+    test_records, test_x = embed_dataset(embedder, dataset.select(protocol.test_ids), progress=False)
+    nearest = ((test_x[:, None, :] - train_x[None, :, :]) ** 2).sum(-1).argmin(1)
+    predicted = {r.id: train[j].label for r, j in zip(test_records, nearest)}
+    labels = {r.id: r.label for r in test_records}
+    assert result["errors_on_contradicted"] == sum(predicted[i] != labels[i] for i in planted)
+    assert result["errors_as_named"] == sum(predicted[i] == "bag" for i in planted)
+    assert "| tiny | its own |" in open(out + ".md").read()
+
+    with pytest.raises(SystemExit):
+        closed_set_labels.main(["--data", str(tmp_path), "--out", out])  # no protocol.json there
+    with pytest.raises(SystemExit):
+        closed_set_labels.main(["--data", data, "--run", "tiny=nowhere", "--out", out])
