@@ -34,8 +34,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="dataset as LAYOUT:PATH or a path whose layout is detected "
                         "(benchmark, kaggle, inshop, street2shop, folder, csv)")
     parser.add_argument("--embedder", default="hog", help=f"embedder: {', '.join(embedders.names())} (default hog)")
-    parser.add_argument("--run", help="a run directory of visnet.train: its best model is the embedder "
-                        "(instead of --embedder)")
+    parser.add_argument("--run", action="append", metavar="RUN",
+                        help="a run directory of visnet.train: its best model is the embedder (instead of "
+                        "--embedder); given twice or more, the runs as one model, their embeddings side by side "
+                        "(visnet.training.runs.RunEnsemble)")
     parser.add_argument("--checkpoint", choices=("best", "last"), default="best",
                         help="which checkpoint of --run (default best)")
     parser.add_argument("--hog-weight", type=float, metavar="W",
@@ -109,20 +111,28 @@ def training_overlap(run, data_path: str) -> list[str]:
             "test images were training images: these figures are not held-out measures"]
 
 
-def make_embedder(args: argparse.Namespace, run_path: str | None, protocol=None):
-    """The embedder of `run_path` (a trained run) or of `--embedder`; returns (embedder, notes)."""
+def make_embedder(args: argparse.Namespace, run_path: str | list[str] | None, protocol=None):
+    """The embedder of `run_path` (a trained run; a list of two or more: the runs as one model,
+    `RunEnsemble`) or of `--embedder`; returns (embedder, notes)."""
     from visnet.baselines import embedders
 
-    if run_path:
-        from visnet.training.runs import Run
+    paths = [run_path] if isinstance(run_path, str) else list(run_path or [])
+    if paths:
+        from visnet.data.readers import parse_spec
+        from visnet.training.runs import Run, RunEnsemble
 
         if args.embedder_option:
             raise ValueError("--embedder-option does not apply to --run (the run fixes its embedder).")
-        run = Run(run_path)
-        from visnet.data.readers import parse_spec
-
-        return run.embedder(args.checkpoint, getattr(args, "hog_weight", None), args.image_size), training_overlap(
-            run, parse_spec(args.data)[1])
+        hog_weight = getattr(args, "hog_weight", None)
+        data_path = parse_spec(args.data)[1]
+        if len(paths) == 1:
+            run = Run(paths[0])
+            return run.embedder(args.checkpoint, hog_weight, args.image_size), training_overlap(run, data_path)
+        if hog_weight is not None:
+            raise ValueError(f"--hog-weight applies to one --run, not to an ensemble of {len(paths)}.")
+        ensemble = RunEnsemble(paths)
+        notes = [note for run in ensemble.runs for note in training_overlap(run, data_path)]
+        return ensemble.embedder(args.checkpoint, args.image_size), list(dict.fromkeys(notes))
     options = dict(args.embedder_option)
     if args.image_size:
         options["image_size"] = args.image_size

@@ -17,7 +17,9 @@ from visnet.exporting import MAX_PIXELS, TAGS_K
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m visnet.export", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--run", required=True, help="run directory written by visnet.train")
+    parser.add_argument("--run", required=True, action="append", metavar="RUN",
+                        help="run directory written by visnet.train; given twice or more, the runs are exported as "
+                             "one model, their embeddings side by side (visnet.training.runs.RunEnsemble)")
     parser.add_argument("--out", required=True, help="the model's base path, models/NAME (NAME is the served name)")
     parser.add_argument("--version", type=int,
                         help="version number (a folder under --out; default: one more than the highest there)")
@@ -35,14 +37,15 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         from visnet.exporting import export_run, read_metadata
-        from visnet.training.runs import Run
+        from visnet.training.runs import Run, RunEnsemble
 
-        target = export_run(Run(args.run), args.out, version=args.version, which=args.checkpoint,
+        run = Run(args.run[0]) if len(args.run) == 1 else RunEnsemble(args.run)
+        target = export_run(run, args.out, version=args.version, which=args.checkpoint,
                             max_pixels=args.max_pixels, tags_k=args.tags_k, overwrite=args.overwrite)
         metadata = read_metadata(target)
     except (ValueError, TypeError, OSError, KeyError) as error:
         return report_error(error)
-    print(f"exported {metadata['arch']} run {args.run} ({metadata['checkpoint']} checkpoint) to {target}")
+    print(f"exported {metadata['arch']} run {', '.join(args.run)} ({metadata['checkpoint']} checkpoint) to {target}")
     print(f"signatures: {', '.join(metadata['signatures'])}; embedding dimension {metadata['embedding_dim']}")
     print(f"serve it: tensorflow_model_server --port=8500 --rest_api_port=8501 "
           f"--model_config_file={args.out}/models.config --enable_batching "

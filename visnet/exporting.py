@@ -256,7 +256,7 @@ def export_run(run, out: str, version: int | None = None, which: str = "best", m
     """Exports checkpoint `which` of `run` to `out/<version>/`; returns that directory.
 
     Args:
-        run: `visnet.training.runs.Run`.
+        run: `visnet.training.runs.Run`, or a `RunEnsemble` (its members as one model).
         out: str. The model's base path (`models/<name>`); its name is the folder name.
         version: int or None. The version directory; None takes the next after the highest present.
         which: str. `best` or `last` checkpoint.
@@ -280,7 +280,7 @@ def export_run(run, out: str, version: int | None = None, which: str = "best", m
     if os.path.exists(target) and not overwrite:
         raise FileExistsError(f"{target} exists: choose another --version or pass --overwrite.")
 
-    word_model = run.word_model(which) if run.config.arch == "weakly" else None
+    word_model = run.word_model(which) if run.arch == "weakly" else None
     model = word_model.embedding_model if word_model is not None else run.model(which)
     module = ServingModule(model, run.image_spec, max_pixels, word_model, tags_k)
     signatures = module.signatures()
@@ -294,8 +294,8 @@ def export_run(run, out: str, version: int | None = None, which: str = "best", m
         write_warmup(os.path.join(extra, WARMUP_FILE), name, list(signatures), [sample, sample])
         embedding_dim = int(model.outputs[0].shape[-1])
         metadata = {
-            "name": name, "version": version, "run": os.path.abspath(run.path), "checkpoint": which,
-            "arch": run.config.arch, "embedding_dim": embedding_dim, "image_spec": run.image_spec.to_dict(),
+            "name": name, "version": version, "run": run.source, "checkpoint": which,
+            "arch": run.arch, "embedding_dim": embedding_dim, "image_spec": run.image_spec.to_dict(),
             "max_pixels": max_pixels, "signatures": sorted(signatures),
         }
         if word_model is not None:

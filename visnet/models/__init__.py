@@ -15,6 +15,7 @@ from typing import Any
 import keras
 
 from visnet.models.capsule import build_capsule
+from visnet.models.ensemble import ensemble_model
 from visnet.models.hybrid import build_hybrid, with_hog
 from visnet.models.maml import build_maml
 from visnet.models.protonet import build_protonet
@@ -62,5 +63,4 @@ def build(name: str, **options: Any) -> keras.Model:
 
 
 __all__ = ["ArchInfo", "architectures", "build", "build_capsule", "build_hybrid", "build_maml", "build_protonet",
-           "build_siamese",
-           "build_visnet", "build_weakly", "with_hog", "words_head"]
+           "build_siamese", "build_visnet", "build_weakly", "ensemble_model", "with_hog", "words_head"]

@@ -130,13 +130,70 @@ class Run:
 
         return WordModel.from_run(self, which)
 
+    @property
+    def arch(self) -> str:
+        return self.config.arch
+
+    @property
+    def source(self) -> str:
+        """Where the run is (its absolute path), as export metadata records it."""
+        return os.path.abspath(self.path)
+
     def embedder(self, which: str = "best", hog_weight: float | None = None, image_size=None) -> RunEmbedder:
         """The run as an embedder; `image_size` runs it at another input size (see `model`)."""
-        import dataclasses
-
         name = f"run:{os.path.basename(os.path.normpath(self.path))}" + (f"+hog{hog_weight:g}" if hog_weight else "")
-        spec = self.image_spec
-        if image_size is not None and tuple(image_size) != (spec.height, spec.width):
-            spec = dataclasses.replace(spec, height=int(image_size[0]), width=int(image_size[1]))
-            name += f"@{spec.height}x{spec.width}"
-        return RunEmbedder(self.model(which, hog_weight, image_size), spec, name)
+        return _sized_embedder(self.model(which, hog_weight, image_size), self.image_spec, name, image_size)
+
+
+class RunEnsemble:
+    """Two or more runs as one embedding model (`visnet.models.ensemble_model`): their unit-length
+    embeddings side by side, at unit length. Runs of one recipe with different seeds rank better
+    together than alone (README, "Two seeds as one model"), at the cost of one forward pass each.
+
+    It reads like a `Run` where evaluation and export need one (`model`, `embedder`, `image_spec`,
+    `arch`, `source`). The runs must read images the same way (one image spec).
+
+    Args:
+        paths: two or more run directories.
+    """
+
+    arch = "ensemble"
+
+    def __init__(self, paths):
+        paths = list(paths)
+        if len(paths) < 2:
+            raise ValueError(f"An ensemble needs at least 2 runs. Received: {paths}")
+        real = [os.path.realpath(p) for p in paths]
+        if len(set(real)) < len(real):
+            raise ValueError(f"An ensemble lists the same run twice. Received: {paths}")
+        self.runs = [Run(p) for p in paths]
+        specs = [run.image_spec for run in self.runs]
+        if len(set(specs)) > 1:
+            listed = "; ".join(f"{run.path}: {run.image_spec.to_dict()}" for run in self.runs)
+            raise ValueError(f"The runs of an ensemble must read images the same way; their image specs differ: {listed}")
+        self.image_spec = specs[0]
+        self.path = paths[0]
+
+    @property
+    def source(self) -> list[str]:
+        return [run.source for run in self.runs]
+
+    def model(self, which: str = "best", image_size=None):
+        """The members' checkpoint `which`, at `image_size` if given (see `Run.model`), as one model."""
+        from visnet.models.ensemble import ensemble_model
+
+        return ensemble_model([run.model(which, None, image_size) for run in self.runs])
+
+    def embedder(self, which: str = "best", image_size=None) -> RunEmbedder:
+        names = "+".join(os.path.basename(os.path.normpath(run.path)) for run in self.runs)
+        return _sized_embedder(self.model(which, image_size), self.image_spec, f"ensemble:{names}", image_size)
+
+
+def _sized_embedder(model, spec: ImageSpec, name: str, image_size) -> RunEmbedder:
+    """A RunEmbedder of `model`, whose input is `image_size` when given (else `spec`'s)."""
+    import dataclasses
+
+    if image_size is not None and tuple(image_size) != (spec.height, spec.width):
+        spec = dataclasses.replace(spec, height=int(image_size[0]), width=int(image_size[1]))
+        name += f"@{spec.height}x{spec.width}"
+    return RunEmbedder(model, spec, name)
