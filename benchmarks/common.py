@@ -104,21 +104,60 @@ def last_line(text: str, default: str) -> str:
 
 
 def parse_runs(parser, items: list[str], default_size=None) -> list[tuple[str, str, tuple | None]]:
-    """`--run NAME=PATH[@HxW]` values as (name, run directory, input size or `default_size`);
-    a malformed one is a parser error naming it."""
+    """`--run NAME=PATH[@HxW]` values as (name, run directory, input size or `default_size`); PATH may
+    join several run directories with `+` (one model, `load_run`). A malformed one is a parser error
+    naming it."""
     from visnet.data.image_spec import parse_size
 
     runs = []
     for item in items:
         name, sep, path = item.partition("=")
         path, at, run_size = path.partition("@")
-        if not sep or not name or not os.path.isdir(path):
-            parser.error(f"--run takes NAME=PATH[@HxW] of a run directory. Received: {item!r}")
+        if not sep or not name or not all(os.path.isdir(p) for p in path.split("+")):
+            parser.error(f"--run takes NAME=PATH[@HxW] of a run directory (or several joined by +). Received: {item!r}")
         try:
             runs.append((name, path, parse_size(run_size) if at else default_size))
         except ValueError as error:
             parser.error(f"--run {item!r}: {error}")
     return runs
+
+
+def load_run(path: str):
+    """A run directory, or several joined by `+` as one model (`visnet.training.runs.RunEnsemble`)."""
+    from visnet.training.runs import Run, RunEnsemble
+
+    paths = path.split("+")
+    return Run(paths[0]) if len(paths) == 1 else RunEnsemble(paths)
+
+
+def merge_report(report: dict, out: str) -> dict:
+    """`report` with its rows merged into those of an earlier `OUT.json` (`--merge`): an earlier row
+    of the same name and input size is replaced where it stands, new rows follow, and `calls` lists
+    every command so far with its wall time (see `commands_text`)."""
+    this_call = [{"command": report["command"], "wall_seconds": report["wall_seconds"]}]
+    if not os.path.exists(out + ".json"):
+        return {**report, "calls": this_call}
+    with open(out + ".json") as handle:
+        earlier = json.load(handle)
+
+    def key(row):
+        return row["name"], tuple(row["image_size"])
+
+    fresh = {key(row): row for row in report["rows"]}
+    rows = [fresh.pop(key(row), row) for row in earlier["rows"]]
+    rows += [row for row in report["rows"] if key(row) in fresh]
+    calls = earlier.get("calls") or [{"command": earlier["command"], "wall_seconds": earlier["wall_seconds"]}]
+    return {**report, "rows": rows, "calls": calls + this_call}
+
+
+def commands_text(report: dict) -> str:
+    """`Command: `...` on HOST, N s`, or for merged reports every call in order."""
+    where = host(report["machine"])
+    calls = report.get("calls") or []
+    if len(calls) < 2:
+        return f"Command: `{report['command']}` on {where}, {report['wall_seconds']:.0f} s"
+    listed = ", then ".join(f"`{c['command']}` ({c['wall_seconds']:.0f} s)" for c in calls)
+    return f"Commands: {listed}, on {where}"
 
 
 def add_run_arguments(parser, default_out: str) -> None:
@@ -129,12 +168,15 @@ def add_run_arguments(parser, default_out: str) -> None:
     parser.add_argument("--data", required=True, help="the fashion-products folder")
     parser.add_argument("--run", action="append", required=True, metavar="NAME=PATH[@HxW]",
                         help="a trained run (repeatable), optionally run at input size HxW; its validation classes "
-                             "choose the setting")
+                             "choose the setting. PATH+PATH: several runs as one model (their embeddings side by "
+                             "side), which takes its setting from --chosen-by")
     parser.add_argument("--image-size", type=size, metavar="HxW", help="run the models at this input size "
                         "(default: each run's own; NAME=PATH@HxW sets one run's)")
     parser.add_argument("--chosen-by", action="append", default=[], metavar="NAME=OTHER",
                         help="runs named NAME (trained without validation classes, val none) take the setting "
                              "chosen for the latest earlier --run named OTHER (repeatable)")
+    parser.add_argument("--merge", action="store_true",
+                        help="keep the rows of OUT.json that this call does not redo (same name and input size)")
     parser.add_argument("--out", default=default_out, help="output prefix")
 
 
@@ -165,10 +207,8 @@ def embed_for_choice(parser, rows: list[dict], sources: dict[str, str], name: st
     it takes) and there are no validation vectors; otherwise `source` is None and the vectors and
     labels are those of its own validation classes."""
     if name in sources:
-        from visnet.training.runs import Run
-
         source = [row for row in rows if row["name"] == sources[name]][-1]
-        return Run(path).embedder("best", image_size=image_size), source, None, None
+        return load_run(path).embedder("best", image_size=image_size), source, None, None
     embedder, vectors, labels = validation_embeddings(parser, path, image_size)
     return embedder, None, vectors, labels
 
@@ -182,6 +222,9 @@ def validation_embeddings(parser, path: str, image_size):
     from visnet.training.data import read_training_data
     from visnet.training.runs import Run
 
+    if "+" in path:
+        parser.error(f"the runs {path} as one model have no validation classes of their own: nothing to choose "
+                     "settings on (--chosen-by NAME=OTHER takes another run's)")
     run = Run(path)
     embedder = run.embedder("best", image_size=image_size)
     data = read_training_data(run.config, progress=False)

@@ -31,9 +31,10 @@ sys.path.insert(0, os.path.dirname(HERE))
 from benchmarks.common import (  # noqa: E402
     add_run_arguments,
     chosen_on,
+    commands_text,
     embed_for_choice,
     header,
-    host,
+    merge_report,
     parse_chosen_by,
     parse_runs,
     write_report,
@@ -120,13 +121,15 @@ def main(argv: list[str] | None = None) -> int:
     report = {**header("reranking", "benchmarks/reranking.py", argv if argv is not None else sys.argv[1:]),
               "data": args.data, "protocol": protocol.name, "grid": {"qe": QE, "dba": DBA, "alpha": ALPHA},
               "rows": rows, "wall_seconds": round(time.perf_counter() - began, 1)}
+    if args.merge:
+        report = merge_report(report, args.out)
     write_report(report, args.out, markdown)
     return 0
 
 
 def markdown(report: dict) -> str:
     lines = ["### Re-ranking: query expansion and database-side augmentation, chosen on held-out classes", "",
-             f"Command: `{report['command']}` on {host(report['machine'])}, {report['wall_seconds']:.0f} s. "
+             f"{commands_text(report)}. "
              f"Settings: qe in {list(report['grid']['qe'])}, dba in {list(report['grid']['dba'])}, alpha in "
              f"{list(report['grid']['alpha'])}, chosen by mAP on each run's validation classes (held out of its "
              "training; half of each class's photos as support, half as queries), or for a run trained on every "

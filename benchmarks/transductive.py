@@ -31,9 +31,10 @@ sys.path.insert(0, os.path.dirname(HERE))
 from benchmarks.common import (  # noqa: E402
     add_run_arguments,
     chosen_on,
+    commands_text,
     embed_for_choice,
     header,
-    host,
+    merge_report,
     parse_chosen_by,
     parse_runs,
     write_report,
@@ -122,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
               "data": args.data, "protocol": protocol.name, "episodes": args.episodes, "queries_per_class": queries,
               "grid": {"iterations": ITERATIONS, "temperature": TEMPERATURES}, "rows": rows,
               "wall_seconds": round(time.perf_counter() - began, 1)}
+    if args.merge:
+        report = merge_report(report, args.out)
     write_report(report, args.out, markdown)
     return 0
 
@@ -133,7 +136,7 @@ def _pct(value: float | None) -> str:
 def markdown(report: dict) -> str:
     grid_ = report["grid"]
     lines = ["### Transductive few-shot: soft k-means prototypes, chosen on held-out classes", "",
-             f"Command: `{report['command']}` on {host(report['machine'])}, {report['wall_seconds']:.0f} s. "
+             f"{commands_text(report)}. "
              f"Settings: iterations in {list(grid_['iterations'])}, temperature in {list(grid_['temperature'])}, "
              "chosen by the mean of 5-way 1-shot and 5-way 5-shot accuracy on each run's validation classes (held "
              "out of its training), or for a run trained on every base class, on those of the run named in \"chosen "
