@@ -105,7 +105,7 @@ def last_line(text: str, default: str) -> str:
 
 def parse_runs(parser, items: list[str], default_size=None) -> list[tuple[str, str, tuple | None]]:
     """`--run NAME=PATH[@HxW]` values as (name, run directory, input size or `default_size`); PATH may
-    join several run directories with `+` (one model, `load_run`). A malformed one is a parser error
+    join several run directories with `+` (one model, `visnet.training.runs.open_run`). A malformed one is a parser error
     naming it."""
     from visnet.data.image_spec import parse_size
 
@@ -120,14 +120,6 @@ def parse_runs(parser, items: list[str], default_size=None) -> list[tuple[str, s
         except ValueError as error:
             parser.error(f"--run {item!r}: {error}")
     return runs
-
-
-def load_run(path: str):
-    """A run directory, or several joined by `+` as one model (`visnet.training.runs.RunEnsemble`)."""
-    from visnet.training.runs import Run, RunEnsemble
-
-    paths = path.split("+")
-    return Run(paths[0]) if len(paths) == 1 else RunEnsemble(paths)
 
 
 def merge_report(report: dict, out: str) -> dict:
@@ -207,8 +199,10 @@ def embed_for_choice(parser, rows: list[dict], sources: dict[str, str], name: st
     it takes) and there are no validation vectors; otherwise `source` is None and the vectors and
     labels are those of its own validation classes."""
     if name in sources:
+        from visnet.training.runs import open_run
+
         source = [row for row in rows if row["name"] == sources[name]][-1]
-        return load_run(path).embedder("best", image_size=image_size), source, None, None
+        return open_run(path.split("+")).embedder("best", image_size=image_size), source, None, None
     embedder, vectors, labels = validation_embeddings(parser, path, image_size)
     return embedder, None, vectors, labels
 

@@ -70,6 +70,9 @@ RECIPES = {
     # with effnet-photo-288's recipe, whose best checkpoint was its last.
     "effnet-photo-288-all": dict(arch="siamese", split="open-set", val="none", image_size=(288, 216),
                                  augmentation=PHOTO, **SHORT),
+    # The same with another seed: the spread between seeds, and a second member for an ensemble.
+    "effnet-photo-288-all-seed1": dict(arch="siamese", split="open-set", val="none", image_size=(288, 216),
+                                       augmentation=PHOTO, seed=1, **SHORT),
     # The closed-set run at 224x168: its validation mAP was still rising after 7 epochs at 128x96.
     "effnet-closed-224": dict(arch="siamese", split="closed-set", val="images:0.05", image_size=(224, 168),
                               augmentation=PHOTO, epochs=5, phases=["none:1:1e-3", "3:2:3e-4", "all:2:1e-4"]),
@@ -210,7 +213,7 @@ SCRATCH = {"effnet-siamese": ("siamese", "siamese"), "effnet-closed": ("siamese"
            "effnet-closed-224": ("siamese", None), "effnet-closed-288": ("siamese", None),
            "effnet-photo": ("siamese", None), "effnet-photo-224": ("siamese", None),
            "effnet-photo-288": ("siamese", None), "effnet-photo-352": ("siamese", None),
-           "effnet-photo-288-all": ("siamese", None),
+           "effnet-photo-288-all": ("siamese", None), "effnet-photo-288-all-seed1": ("siamese", None),
            "effnet-siamese-bn": ("siamese", None),
            "effnet-hybrid": ("hybrid", "hybrid"), "effnet-visnet": ("visnet", "visnet"),
            "effnet-protonet": ("protonet", "protonet"), "effnet-maml": ("maml", "maml")}

@@ -83,7 +83,18 @@ def test_evaluate_and_export_take_several_runs_as_one_model(siamese_run, weak_ru
     assert results["embedder"]["name"] == "ensemble:siamese+weakly" and 0 < results["open_set"]["mAP"] <= 1
     assert evaluate.main(["--data", catalogue, "--run", siamese_run.path, "--run", weak_run.path,
                           "--hog-weight", "0.5", "--no-progress"]) == 2
-    assert "--hog-weight applies to one --run, not to an ensemble of 2" in capsys.readouterr().err
+    assert "--hog-weight applies to one run, not to an ensemble of 2" in capsys.readouterr().err
+
+    from visnet import embed
+
+    npz = str(tmp_path / "both.npz")
+    assert embed.main(["--run", siamese_run.path, "--run", weak_run.path, "--data", catalogue, "--out", npz,
+                       "--no-progress"]) == 0
+    single = str(tmp_path / "one.npz")
+    assert embed.main(["--run", siamese_run.path, "--data", catalogue, "--out", single, "--no-progress"]) == 0
+    both, one = np.load(npz)["embeddings"], np.load(single)["embeddings"]
+    assert both.shape[1] == one.shape[1] + 16  # the weak-label run's 16 dimensions beside the siamese run's 16
+    np.testing.assert_allclose(both[:, :one.shape[1]] * np.sqrt(2), one, atol=1e-5)
 
     base = str(tmp_path / "models" / "both")
     assert export.main(["--run", siamese_run.path, "--run", weak_run.path, "--out", base]) == 0

@@ -1,4 +1,5 @@
-"""Embed a dataset with a trained run: `python -m visnet.embed --run runs/x --data PATH --out emb.npz`.
+"""Embed a dataset with a trained run: `python -m visnet.embed --run runs/x --data PATH --out emb.npz`
+(`--run` twice or more: the runs as one model).
 
 The `.npz` holds `embeddings` (n, d) float32, and `labels`, `ids`, `paths` (n,) strings, in the
 order of the dataset's readable records.
@@ -18,7 +19,9 @@ from visnet.data.validation import CHECK_MODES
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m visnet.embed", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--run", required=True, help="run directory written by visnet.train")
+    parser.add_argument("--run", required=True, action="append", metavar="RUN",
+                        help="run directory written by visnet.train; given twice or more, the runs as one model, "
+                             "their embeddings side by side (visnet.training.runs.RunEnsemble)")
     parser.add_argument("--data", required=True, help="dataset as LAYOUT:PATH or a path (layout detected)")
     parser.add_argument("--out", required=True, help="output .npz file")
     parser.add_argument("--label", help="label column (default: the reader's)")
@@ -41,9 +44,9 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"--out must be a file, not a directory. Received: {args.out}")
         from visnet.data.readers import load_dataset
         from visnet.evaluation.embedding import embed_dataset
-        from visnet.training.runs import Run
+        from visnet.training.runs import open_run
 
-        embedder = Run(args.run).embedder(args.checkpoint, args.hog_weight)
+        embedder = open_run(args.run).embedder(args.checkpoint, args.hog_weight)
         options = {"check": args.check_images, "progress": not args.no_progress}
         if args.label:
             options["label"] = args.label

@@ -116,23 +116,17 @@ def make_embedder(args: argparse.Namespace, run_path: str | list[str] | None, pr
     `RunEnsemble`) or of `--embedder`; returns (embedder, notes)."""
     from visnet.baselines import embedders
 
-    paths = [run_path] if isinstance(run_path, str) else list(run_path or [])
-    if paths:
+    if run_path:
         from visnet.data.readers import parse_spec
-        from visnet.training.runs import Run, RunEnsemble
+        from visnet.training.runs import open_run
 
         if args.embedder_option:
             raise ValueError("--embedder-option does not apply to --run (the run fixes its embedder).")
-        hog_weight = getattr(args, "hog_weight", None)
+        run = open_run(run_path)
         data_path = parse_spec(args.data)[1]
-        if len(paths) == 1:
-            run = Run(paths[0])
-            return run.embedder(args.checkpoint, hog_weight, args.image_size), training_overlap(run, data_path)
-        if hog_weight is not None:
-            raise ValueError(f"--hog-weight applies to one --run, not to an ensemble of {len(paths)}.")
-        ensemble = RunEnsemble(paths)
-        notes = [note for run in ensemble.runs for note in training_overlap(run, data_path)]
-        return ensemble.embedder(args.checkpoint, args.image_size), list(dict.fromkeys(notes))
+        notes = [note for member in getattr(run, "runs", [run]) for note in training_overlap(member, data_path)]
+        return (run.embedder(args.checkpoint, getattr(args, "hog_weight", None), args.image_size),
+                list(dict.fromkeys(notes)))
     options = dict(args.embedder_option)
     if args.image_size:
         options["image_size"] = args.image_size

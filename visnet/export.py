@@ -37,10 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         from visnet.exporting import export_run, read_metadata
-        from visnet.training.runs import Run, RunEnsemble
+        from visnet.training.runs import open_run
 
-        run = Run(args.run[0]) if len(args.run) == 1 else RunEnsemble(args.run)
-        target = export_run(run, args.out, version=args.version, which=args.checkpoint,
+        target = export_run(open_run(args.run), args.out, version=args.version, which=args.checkpoint,
                             max_pixels=args.max_pixels, tags_k=args.tags_k, overwrite=args.overwrite)
         metadata = read_metadata(target)
     except (ValueError, TypeError, OSError, KeyError) as error:

@@ -184,9 +184,18 @@ class RunEnsemble:
 
         return ensemble_model([run.model(which, None, image_size) for run in self.runs])
 
-    def embedder(self, which: str = "best", image_size=None) -> RunEmbedder:
+    def embedder(self, which: str = "best", hog_weight: float | None = None, image_size=None) -> RunEmbedder:
+        """The runs as one embedder (the arguments of `Run.embedder`; a HOG pathway is for one run)."""
+        if hog_weight is not None:
+            raise ValueError(f"--hog-weight applies to one run, not to an ensemble of {len(self.runs)}.")
         names = "+".join(os.path.basename(os.path.normpath(run.path)) for run in self.runs)
         return _sized_embedder(self.model(which, image_size), self.image_spec, f"ensemble:{names}", image_size)
+
+
+def open_run(paths: str | list[str]) -> Run | RunEnsemble:
+    """The `Run` of one directory (a string or a list of one), the `RunEnsemble` of two or more."""
+    paths = [paths] if isinstance(paths, str) else list(paths)
+    return Run(paths[0]) if len(paths) == 1 else RunEnsemble(paths)
 
 
 def _sized_embedder(model, spec: ImageSpec, name: str, image_size) -> RunEmbedder:
