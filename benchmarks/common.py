@@ -172,20 +172,30 @@ def add_run_arguments(parser, default_out: str) -> None:
     parser.add_argument("--out", default=default_out, help="output prefix")
 
 
-def parse_chosen_by(parser, items: list[str], runs: list[tuple]) -> dict[str, str]:
-    """`--chosen-by NAME=OTHER` values as {NAME: OTHER}; both must name runs, and every run named NAME
-    must come after one named OTHER (its setting is chosen first). A bad value is a parser error."""
+def parse_chosen_by(parser, items: list[str], runs: list[tuple], earlier: list[dict] = ()) -> dict[str, str]:
+    """`--chosen-by NAME=OTHER` values as {NAME: OTHER}; NAME must name a run, OTHER a run before it or a
+    row of `earlier` (the report merged into, `earlier_rows`). A bad value is a parser error."""
     names = [name for name, _, _ in runs]
+    measured = {row["name"] for row in earlier}
     sources = {}
     for item in items:
         name, sep, other = item.partition("=")
-        if not sep or name not in names or other not in names or name == other:
-            parser.error(f"--chosen-by takes NAME=OTHER, two different --run names (runs: {', '.join(names)}). "
+        if not sep or name not in names or (other not in names and other not in measured) or name == other:
+            listed = ", ".join(names) + (f"; rows merged into: {', '.join(sorted(measured))}" if measured else "")
+            parser.error(f"--chosen-by takes NAME=OTHER, two different --run names (runs: {listed}). "
                          f"Received: {item!r}")
-        if names.index(other) > names.index(name):
+        if other in names and names.index(other) > names.index(name):
             parser.error(f"--chosen-by {item!r}: the --run named {other!r} must come before the one named {name!r}")
         sources[name] = other
     return sources
+
+
+def earlier_rows(args) -> list[dict]:
+    """With `--merge`, the rows of the report merged into (`OUT.json`), else none."""
+    if not args.merge or not os.path.exists(args.out + ".json"):
+        return []
+    with open(args.out + ".json") as handle:
+        return json.load(handle)["rows"]
 
 
 def chosen_on(row: dict) -> str:
@@ -195,9 +205,9 @@ def chosen_on(row: dict) -> str:
 
 def embed_for_choice(parser, rows: list[dict], sources: dict[str, str], name: str, path: str, image_size):
     """(embedder, source, vectors, labels) of a run's best checkpoint: for a run named in
-    `--chosen-by`, `source` is the latest row measured for the run it names (whose chosen setting
-    it takes) and there are no validation vectors; otherwise `source` is None and the vectors and
-    labels are those of its own validation classes."""
+    `--chosen-by`, `source` is the latest of `rows` (those merged into, then this call's) measured
+    for the run it names (whose chosen setting it takes) and there are no validation vectors;
+    otherwise `source` is None and the vectors and labels are those of its own validation classes."""
     if name in sources:
         from visnet.training.runs import open_run
 

@@ -32,6 +32,7 @@ from benchmarks.common import (  # noqa: E402
     add_run_arguments,
     chosen_on,
     commands_text,
+    earlier_rows,
     embed_for_choice,
     header,
     merge_report,
@@ -76,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     add_run_arguments(parser, os.path.join(HERE, "results", "reranking"))
     args = parser.parse_args(argv)
     runs = parse_runs(parser, args.run, args.image_size)
-    sources = parse_chosen_by(parser, args.chosen_by, runs)
+    earlier = earlier_rows(args)
+    sources = parse_chosen_by(parser, args.chosen_by, runs, earlier)
 
     from visnet.data.protocol import Protocol
     from visnet.data.readers import load_dataset
@@ -90,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     by_name = {str(e): e for e in settings}
     rows = []
     for name, path, image_size in runs:
-        embedder, source, val_vectors, val_labels = embed_for_choice(parser, rows, sources, name, path, image_size)
+        embedder, source, val_vectors, val_labels = embed_for_choice(parser, earlier + rows, sources, name, path, image_size)
         start = time.perf_counter()
         if source:  # no validation classes of its own: another run's choice
             validation, val_classes, val_images = source["validation"], source["val_classes"], source["val_images"]

@@ -32,6 +32,7 @@ from benchmarks.common import (  # noqa: E402
     add_run_arguments,
     chosen_on,
     commands_text,
+    earlier_rows,
     embed_for_choice,
     header,
     merge_report,
@@ -81,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
         if value is not None and value < 1:
             parser.error(f"--{flag} must be >= 1. Received: {value}")
     runs = parse_runs(parser, args.run, args.image_size)
-    sources = parse_chosen_by(parser, args.chosen_by, runs)
+    earlier = earlier_rows(args)
+    sources = parse_chosen_by(parser, args.chosen_by, runs, earlier)
 
     from visnet.data.protocol import Protocol
     from visnet.data.readers import load_dataset
@@ -96,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     by_name = {setting(c): c for c in settings}
     rows = []
     for name, path, image_size in runs:
-        embedder, source, val_x, val_y = embed_for_choice(parser, rows, sources, name, path, image_size)
+        embedder, source, val_x, val_y = embed_for_choice(parser, earlier + rows, sources, name, path, image_size)
         pool_x, pool_y = embed_pool(embedder, dataset, protocol, progress=False)
         start = time.perf_counter()
         if source:  # no validation classes of its own: another run's choice

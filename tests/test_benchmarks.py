@@ -265,14 +265,17 @@ def test_reranking_chooses_on_validation_and_measures_the_novel_classes_as_evalu
         with pytest.raises(SystemExit):
             reranking.main([*both, "--chosen-by", bad])
         assert message in capsys.readouterr().err
-    # Several runs as one model (PATH+PATH) take another run's setting; --merge adds their row to the
-    # earlier ones and lists both commands. A run and its copy rank exactly as the run does.
+    # Several runs as one model (PATH+PATH) take another run's setting, here a row of the report merged
+    # into (--merge), which keeps the earlier rows and lists both commands. A run and its copy rank
+    # exactly as the run does.
     pair = ["--run", f"pair={siamese_run.path}+{no_val}"]
     with pytest.raises(SystemExit):
         reranking.main(["--data", catalogue, *pair, "--out", out])
     assert "as one model have no validation classes" in capsys.readouterr().err
-    assert reranking.main(["--data", catalogue, "--run", f"tiny={siamese_run.path}", *pair,
-                           "--chosen-by", "pair=tiny", "--merge", "--out", out]) == 0
+    with pytest.raises(SystemExit):  # without --merge there is no row named tiny to take it from
+        reranking.main(["--data", catalogue, *pair, "--chosen-by", "pair=tiny", "--out", out])
+    assert "two different --run names (runs: pair)" in capsys.readouterr().err
+    assert reranking.main(["--data", catalogue, *pair, "--chosen-by", "pair=tiny", "--merge", "--out", out]) == 0
     report = json.load(open(out + ".json"))
     assert [row["name"] for row in report["rows"]] == ["tiny", "all", "pair"] and len(report["calls"]) == 2
     assert report["rows"][2]["novel"]["none"] == pytest.approx(tiny["novel"]["none"], abs=1e-6)
