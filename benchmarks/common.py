@@ -122,15 +122,13 @@ def parse_runs(parser, items: list[str], default_size=None) -> list[tuple[str, s
     return runs
 
 
-def merge_report(report: dict, out: str) -> dict:
-    """`report` with its rows merged into those of an earlier `OUT.json` (`--merge`): an earlier row
-    of the same name and input size is replaced where it stands, new rows follow, and `calls` lists
-    every command so far with its wall time (see `commands_text`)."""
+def merge_report(report: dict, earlier: dict | None) -> dict:
+    """`report` with its rows merged into those of the `earlier` report (`--merge`, `earlier_report`):
+    an earlier row of the same name and input size is replaced where it stands, new rows follow, and
+    `calls` lists every command so far with its wall time (see `commands_text`)."""
     this_call = [{"command": report["command"], "wall_seconds": report["wall_seconds"]}]
-    if not os.path.exists(out + ".json"):
+    if earlier is None:
         return {**report, "calls": this_call}
-    with open(out + ".json") as handle:
-        earlier = json.load(handle)
 
     def key(row):
         return row["name"], tuple(row["image_size"])
@@ -174,7 +172,7 @@ def add_run_arguments(parser, default_out: str) -> None:
 
 def parse_chosen_by(parser, items: list[str], runs: list[tuple], earlier: list[dict] = ()) -> dict[str, str]:
     """`--chosen-by NAME=OTHER` values as {NAME: OTHER}; NAME must name a run, OTHER a run before it or a
-    row of `earlier` (the report merged into, `earlier_rows`). A bad value is a parser error."""
+    row of `earlier` (the rows of the report merged into, `earlier_report`). A bad value is a parser error."""
     names = [name for name, _, _ in runs]
     measured = {row["name"] for row in earlier}
     sources = {}
@@ -190,12 +188,12 @@ def parse_chosen_by(parser, items: list[str], runs: list[tuple], earlier: list[d
     return sources
 
 
-def earlier_rows(args) -> list[dict]:
-    """With `--merge`, the rows of the report merged into (`OUT.json`), else none."""
+def earlier_report(args) -> dict | None:
+    """With `--merge`, the report merged into (`OUT.json`), read once; else (or without one) None."""
     if not args.merge or not os.path.exists(args.out + ".json"):
-        return []
+        return None
     with open(args.out + ".json") as handle:
-        return json.load(handle)["rows"]
+        return json.load(handle)
 
 
 def chosen_on(row: dict) -> str:

@@ -32,7 +32,7 @@ from benchmarks.common import (  # noqa: E402
     add_run_arguments,
     chosen_on,
     commands_text,
-    earlier_rows,
+    earlier_report,
     embed_for_choice,
     header,
     merge_report,
@@ -77,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     add_run_arguments(parser, os.path.join(HERE, "results", "reranking"))
     args = parser.parse_args(argv)
     runs = parse_runs(parser, args.run, args.image_size)
-    earlier = earlier_rows(args)
+    merged_into = earlier_report(args)
+    earlier = merged_into["rows"] if merged_into else []
     sources = parse_chosen_by(parser, args.chosen_by, runs, earlier)
 
     from visnet.data.protocol import Protocol
@@ -124,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
               "data": args.data, "protocol": protocol.name, "grid": {"qe": QE, "dba": DBA, "alpha": ALPHA},
               "rows": rows, "wall_seconds": round(time.perf_counter() - began, 1)}
     if args.merge:
-        report = merge_report(report, args.out)
+        report = merge_report(report, merged_into)
     write_report(report, args.out, markdown)
     return 0
 

@@ -32,7 +32,7 @@ from benchmarks.common import (  # noqa: E402
     add_run_arguments,
     chosen_on,
     commands_text,
-    earlier_rows,
+    earlier_report,
     embed_for_choice,
     header,
     merge_report,
@@ -82,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
         if value is not None and value < 1:
             parser.error(f"--{flag} must be >= 1. Received: {value}")
     runs = parse_runs(parser, args.run, args.image_size)
-    earlier = earlier_rows(args)
+    merged_into = earlier_report(args)
+    earlier = merged_into["rows"] if merged_into else []
     sources = parse_chosen_by(parser, args.chosen_by, runs, earlier)
 
     from visnet.data.protocol import Protocol
@@ -126,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
               "grid": {"iterations": ITERATIONS, "temperature": TEMPERATURES}, "rows": rows,
               "wall_seconds": round(time.perf_counter() - began, 1)}
     if args.merge:
-        report = merge_report(report, args.out)
+        report = merge_report(report, merged_into)
     write_report(report, args.out, markdown)
     return 0
 

@@ -172,7 +172,6 @@ class RunEnsemble:
             listed = "; ".join(f"{run.path}: {run.image_spec.to_dict()}" for run in self.runs)
             raise ValueError(f"The runs of an ensemble must read images the same way; their image specs differ: {listed}")
         self.image_spec = specs[0]
-        self.path = paths[0]
 
     @property
     def source(self) -> list[str]:
