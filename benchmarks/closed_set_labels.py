@@ -11,7 +11,8 @@ holds such photos, and a model that calls them flats is counted wrong.
 For each `--run` (optionally at another input size), the closed-set test photos are classified by
 their nearest training photo (as `python -m visnet.evaluate` does) and the mistakes are split into
 those on contradicted photos, and among them those predicted as the class their name names.
-Without `--run`, only the labels and names are counted.
+Without `--run`, only the labels and names are counted. `--run NAME=PATH+PATH` measures several runs as
+one model; `--merge` adds this call's rows to the report already written.
 
     python benchmarks/closed_set_labels.py --data ../shared/data/fashion-products \\
         --run effnet-closed-224=benchmarks/runs/effnet-closed-224@288x216
@@ -31,7 +32,14 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
-from benchmarks.common import header, host, parse_runs, write_report  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    commands_text,
+    earlier_report,
+    header,
+    merge_report,
+    parse_runs,
+    write_report,
+)
 
 
 def _words(text: str) -> list[list[str]]:
@@ -105,9 +113,8 @@ def measure_run(embedder, train, test, contradicted: dict[str, str], progress: b
 def markdown(report: dict) -> str:
     test, train = report["splits"]["test"], report["splits"]["train"]
     lines = ["### Closed-set labels against the products' names", "",
-             f"Command: `{report['command']}` on {host(report['machine'])}, {report['wall_seconds']:.0f} s. A "
-             "photo is contradicted when its product name names another of the protocol's classes and not its "
-             "own label (case, plurals and hyphens aside).", "",
+             f"{commands_text(report)}. A photo is contradicted when its product name names another of the "
+             "protocol's classes and not its own label (case, plurals and hyphens aside).", "",
              "| split | photos | name names its label | names another class, not its label | names no class |",
              "|---|---|---|---|---|"]
     for name, split in (("training", train), ("test", test)):
@@ -163,8 +170,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", required=True, help="a benchmark-layout folder with protocol.json and names")
     parser.add_argument("--run", action="append", default=[], metavar="NAME=PATH[@HxW]",
                         help="a run trained on the closed-set training split (repeatable), optionally run at input "
-                             "size HxW; without any, only names and labels are counted")
+                             "size HxW; PATH+PATH: several runs as one model; without any, only names and labels "
+                             "are counted")
     parser.add_argument("--sheet", metavar="PNG", help="also write a contact sheet of contradicted test photos")
+    parser.add_argument("--merge", action="store_true",
+                        help="keep the rows of OUT.json that this call does not redo (same name and input size)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("--out", default=os.path.join(HERE, "results", "closed_set_labels"), help="output prefix")
     args = parser.parse_args(argv)
@@ -174,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from visnet.data.protocol import Protocol
     from visnet.data.readers import load_dataset
-    from visnet.training.runs import Run
+    from visnet.training.runs import open_run
 
     began = time.perf_counter()
     protocol = Protocol.load(os.path.join(args.data, "protocol.json"))
@@ -190,8 +200,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for name, path, size in runs:
         start = time.perf_counter()
-        results = measure_run(Run(path).embedder("best", image_size=size), train, test, contradicted,
-                              not args.no_progress)
+        embedder = open_run(path.split("+")).embedder("best", image_size=size)
+        results = measure_run(embedder, train, test, contradicted, not args.no_progress)
         rows.append({"name": name, "run": path, "image_size": list(size) if size else None,
                      "seconds": round(time.perf_counter() - start, 1), "results": results})
         print(f"{name}: 1-NN {results['accuracy']:.3f}, {results['errors_on_contradicted']} of "
@@ -203,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
                        argv if argv is not None else sys.argv[1:]),
               "data": args.data, "protocol": protocol.name, "classes": len(classes), "splits": splits, "rows": rows,
               "wall_seconds": round(time.perf_counter() - began, 1)}
-    write_report(report, args.out, markdown)
+    write_report(merge_report(report, earlier_report(args)), args.out, markdown)
     return 0
 
 

@@ -131,7 +131,7 @@ def merge_report(report: dict, earlier: dict | None) -> dict:
         return {**report, "calls": this_call}
 
     def key(row):
-        return row["name"], tuple(row["image_size"])
+        return row["name"], tuple(row["image_size"] or ())
 
     fresh = {key(row): row for row in report["rows"]}
     rows = [fresh.pop(key(row), row) for row in earlier["rows"]]

@@ -381,6 +381,17 @@ def test_closed_set_labels_splits_the_mistakes_by_what_the_names_say(catalogue, 
     assert result["errors_as_named"] == sum(predicted[i] == "bag" for i in planted)
     assert "| tiny | its own |" in open(out + ".md").read()
 
+    # --merge adds a row; a run and its copy as one model classify exactly as the run does.
+    copy = str(tmp_path / "copy")
+    shutil.copytree(siamese_run.path, copy)
+    assert closed_set_labels.main(["--data", data, "--run", f"pair={siamese_run.path}+{copy}", "--out", out,
+                                   "--merge", "--no-progress"]) == 0
+    merged = json.load(open(out + ".json"))
+    assert [row["name"] for row in merged["rows"]] == ["tiny", "pair"]
+    assert merged["rows"][1]["results"]["accuracy"] == pytest.approx(result["accuracy"])
+    assert merged["rows"][1]["results"]["errors_on_contradicted"] == result["errors_on_contradicted"]
+    assert open(out + ".md").read().count("benchmarks/closed_set_labels.py --data") == 2  # both calls listed
+
     with pytest.raises(SystemExit):
         closed_set_labels.main(["--data", str(tmp_path), "--out", out])  # no protocol.json there
     with pytest.raises(SystemExit):

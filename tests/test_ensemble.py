@@ -22,6 +22,15 @@ def _tiny(seed: int, dim: int, shape=(8, 6, 3)):
     return keras.Model(inputs, keras.layers.UnitNormalization(name="embedding")(x))
 
 
+def _run_copy(path, dest, **image_spec) -> str:
+    """A copy of the run at `path` whose run.json records another image spec."""
+    shutil.copytree(path, dest)
+    info = json.load(open(os.path.join(dest, "run.json")))
+    info["image_spec"].update(image_spec)
+    json.dump(info, open(os.path.join(dest, "run.json"), "w"))
+    return str(dest)
+
+
 def test_the_ensemble_embedding_is_the_members_side_by_side_at_unit_length(tmp_path):
     from visnet.models import ensemble_model
 
@@ -59,12 +68,17 @@ def test_a_run_ensemble_embeds_like_its_runs_side_by_side(siamese_run, weak_run,
         RunEnsemble([siamese_run.path])
     with pytest.raises(ValueError, match="the same run twice"):
         RunEnsemble([siamese_run.path, siamese_run.path + os.sep])
-    other = str(tmp_path / "other-size")
-    shutil.copytree(siamese_run.path, other)
-    info = json.load(open(os.path.join(other, "run.json")))
-    info["image_spec"]["height"] = 32
-    json.dump(info, open(os.path.join(other, "run.json"), "w"))
-    with pytest.raises(ValueError, match="must read images the same way; their image specs differ"):
+    # A run trained at another size joins at the first run's size (or the one asked for).
+    other = _run_copy(siamese_run.path, tmp_path / "other-size", height=32)
+    sized = RunEnsemble([siamese_run.path, other])
+    assert sized.image_spec == siamese_run.image_spec
+    size = (siamese_run.image_spec.height, siamese_run.image_spec.width)
+    expected = np.concatenate([_unit(Run(siamese_run.path).embedder()(x)),
+                               _unit(Run(other).embedder(image_size=size)(x))], axis=1) / np.sqrt(2)
+    np.testing.assert_allclose(sized.embedder()(x), expected, atol=1e-5)
+    assert sized.embedder(image_size=(80, 60)).image_spec.height == 80
+    other = _run_copy(siamese_run.path, tmp_path / "other-resize", resize="crop")
+    with pytest.raises(ValueError, match=r"must read images the same way \(the input size aside\); their image specs"):
         RunEnsemble([siamese_run.path, other])
 
 

@@ -13,6 +13,7 @@ A run directory holds:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 
@@ -98,8 +99,6 @@ class Run:
 
     def _resized(self, trained, image_size: tuple[int, int]):
         """`trained` rebuilt at `image_size` with its weights, layer by layer."""
-        import dataclasses
-
         from visnet.models.common import embedding_model
         from visnet.training.builder import build_model, resolve_loss
 
@@ -151,7 +150,9 @@ class RunEnsemble:
     together than alone (README, "Two seeds as one model"), at the cost of one forward pass each.
 
     It reads like a `Run` where evaluation and export need one (`model`, `embedder`, `image_spec`,
-    `arch`, `source`). The runs must read images the same way (one image spec).
+    `arch`, `source`). The runs must read images the same way (one image spec) except for the input
+    size: runs trained at different sizes run together at the first run's size, or at `image_size`
+    (see `Run.model`; every member is rebuilt at it).
 
     Args:
         paths: two or more run directories.
@@ -167,11 +168,12 @@ class RunEnsemble:
         if len(set(real)) < len(real):
             raise ValueError(f"An ensemble lists the same run twice. Received: {paths}")
         self.runs = [Run(p) for p in paths]
-        specs = [run.image_spec for run in self.runs]
-        if len(set(specs)) > 1:
+        self.image_spec = self.runs[0].image_spec
+        size = {"height": self.image_spec.height, "width": self.image_spec.width}
+        if len({dataclasses.replace(run.image_spec, **size) for run in self.runs}) > 1:
             listed = "; ".join(f"{run.path}: {run.image_spec.to_dict()}" for run in self.runs)
-            raise ValueError(f"The runs of an ensemble must read images the same way; their image specs differ: {listed}")
-        self.image_spec = specs[0]
+            raise ValueError("The runs of an ensemble must read images the same way (the input size aside); "
+                             f"their image specs differ: {listed}")
 
     @property
     def source(self) -> list[str]:
@@ -181,7 +183,8 @@ class RunEnsemble:
         """The members' checkpoint `which`, at `image_size` if given (see `Run.model`), as one model."""
         from visnet.models.ensemble import ensemble_model
 
-        return ensemble_model([run.model(which, None, image_size) for run in self.runs])
+        size = image_size or (self.image_spec.height, self.image_spec.width)
+        return ensemble_model([run.model(which, None, size) for run in self.runs])
 
     def embedder(self, which: str = "best", hog_weight: float | None = None, image_size=None) -> RunEmbedder:
         """The runs as one embedder (the arguments of `Run.embedder`; a HOG pathway is for one run)."""
@@ -199,8 +202,6 @@ def open_run(paths: str | list[str]) -> Run | RunEnsemble:
 
 def _sized_embedder(model, spec: ImageSpec, name: str, image_size) -> RunEmbedder:
     """A RunEmbedder of `model`, whose input is `image_size` when given (else `spec`'s)."""
-    import dataclasses
-
     if image_size is not None and tuple(image_size) != (spec.height, spec.width):
         spec = dataclasses.replace(spec, height=int(image_size[0]), width=int(image_size[1]))
         name += f"@{spec.height}x{spec.width}"
