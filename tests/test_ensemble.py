@@ -22,9 +22,17 @@ def _tiny(seed: int, dim: int, shape=(8, 6, 3)):
     return keras.Model(inputs, keras.layers.UnitNormalization(name="embedding")(x))
 
 
-def _run_copy(path, dest, **image_spec) -> str:
-    """A copy of the run at `path` whose run.json records another image spec."""
+def _run_copy(path, dest, size=None, **image_spec) -> str:
+    """A copy of the run at `path` whose run.json records another image spec; with `size` (height,
+    width), its best checkpoint is the run's embedding rebuilt at that input size, as if trained there."""
+    from visnet.training.runs import Run
+
     shutil.copytree(path, dest)
+    if size is not None:
+        Run(path).model(image_size=size).save(os.path.join(dest, "best.keras"))
+        image_spec.update(height=size[0], width=size[1])
+        config = json.load(open(os.path.join(dest, "config.json")))
+        json.dump({**config, "image_size": list(size)}, open(os.path.join(dest, "config.json"), "w"))
     info = json.load(open(os.path.join(dest, "run.json")))
     info["image_spec"].update(image_spec)
     json.dump(info, open(os.path.join(dest, "run.json"), "w"))
@@ -69,10 +77,11 @@ def test_a_run_ensemble_embeds_like_its_runs_side_by_side(siamese_run, weak_run,
     with pytest.raises(ValueError, match="the same run twice"):
         RunEnsemble([siamese_run.path, siamese_run.path + os.sep])
     # A run trained at another size joins at the first run's size (or the one asked for).
-    other = _run_copy(siamese_run.path, tmp_path / "other-size", height=32)
+    size = (siamese_run.image_spec.height, siamese_run.image_spec.width)
+    other = _run_copy(siamese_run.path, tmp_path / "other-size", size=(size[0] + 8, size[1] + 8))
+    assert Run(other).model().inputs[0].shape[1:3] == (size[0] + 8, size[1] + 8)
     sized = RunEnsemble([siamese_run.path, other])
     assert sized.image_spec == siamese_run.image_spec
-    size = (siamese_run.image_spec.height, siamese_run.image_spec.width)
     expected = np.concatenate([_unit(Run(siamese_run.path).embedder()(x)),
                                _unit(Run(other).embedder(image_size=size)(x))], axis=1) / np.sqrt(2)
     np.testing.assert_allclose(sized.embedder()(x), expected, atol=1e-5)
