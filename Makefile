@@ -120,6 +120,9 @@ benchmark: $(STAMP)
 	$(BIN)/python benchmarks/closed_set_labels.py --data ../shared/data/fashion-products \
 		--run effnet-closed-224+288=benchmarks/runs/effnet-closed-224+benchmarks/runs/effnet-closed-288@288x216 \
 		--merge --no-progress
+	$(BIN)/python benchmarks/closed_set_labels.py --data ../shared/data/fashion-products \
+		--run effnet-closed-224+seed1=benchmarks/runs/effnet-closed-224+benchmarks/runs/effnet-closed-224-seed1@288x216 \
+		--merge --no-progress
 	$(BIN)/python benchmarks/weak_labels.py --data ../shared/data/fashion-products --recipe imagenet-trunk
 	$(BIN)/python benchmarks/weak_labels.py --data ../shared/data/fashion-products --recipe imagenet-trunk --word-power 1
 	$(BIN)/python benchmarks/pretrained.py --render
