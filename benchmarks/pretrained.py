@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import shutil
 import sys
 import time
@@ -260,9 +261,13 @@ def _line(name: str, trunk: str, trained_on: str, r: dict, training: str, closed
 
 def markdown(report: dict, results_dir: str = os.path.join(HERE, "results")) -> str:
     scratch, weak = _other_results(results_dir)
+    command = f"Command: `{report['command']}`"
+    if "--merge" in shlex.split(report["command"]):  # one table, grown one call at a time
+        command = (f"Rows from several calls, the `pretrained.py` lines of `make benchmark` (the later ones with "
+                   f"`--merge`, keeping the rows of the calls before); the latest: `{report['command']}`")
     lines = ["### ImageNet-pretrained trunk: EfficientNet-Lite0, off the shelf and fine-tuned, beside training "
              "from scratch", "",
-             f"Command: `{report['command']}` on {host(report['machine'])} (from-scratch rows: the quality table; "
+             f"{command} on {host(report['machine'])} (from-scratch rows: the quality table; "
              "their host was not recorded). Open-set figures on the 16 novel classes, never seen in training; "
              "few-shot with nearest prototype, 600 seeded episodes; training time on the 2 CPUs.", "",
              "| architecture | trunk | trained on | mAP | R@1 | R@5 | 5-way 1-shot | 5-way 5-shot | 16-way 1-shot "

@@ -114,6 +114,13 @@ def test_pretrained_table_puts_each_scratch_row_beside_its_pretrained_row(tmp_pa
     assert table[1].startswith("| `siamese` | resnet18 w64 at 128x96, from scratch") and "| 0.680 |" in table[1]
     assert table[2].startswith("| `siamese` (`effnet-siamese`)") and "| 0.760 |" in table[2] and "80.0%*" in table[2]
     assert "run at 224x168" in table[3] and "| n/a |" in table[3]
+    assert lines[2].startswith("Command: `python benchmarks/pretrained.py` on ")
+    # A merged table names its latest call as such, not as the command that made every row.
+    merged = pretrained.markdown({**report, "command": "python benchmarks/pretrained.py --recipes x --merge"},
+                                 str(results_dir)).splitlines()
+    assert merged[2].startswith("Rows from several calls, the `pretrained.py` lines of `make benchmark` (the later "
+                                "ones with `--merge`, keeping the rows of the calls before); the latest: "
+                                "`python benchmarks/pretrained.py --recipes x --merge` on ")
 
 
 def test_photo_queries_are_deterministic_customer_photos():
