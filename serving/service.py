@@ -226,18 +226,14 @@ class SearchService:
     def _store_upload(self, data: bytes) -> tuple[str, bool]:
         """Writes a checked upload under the index's `uploads/`, named by its content: (path, created)."""
         from serving.uploads import known_format
+        from visnet.files import write_file
 
         os.makedirs(self.uploads, exist_ok=True)
         extension = (known_format(data) or "png").lower()
         path = os.path.join(self.uploads, f"{hashlib.sha256(data).hexdigest()[:32]}.{extension}")
         if os.path.exists(path):
             return path, False
-        temporary = path + f".{os.getpid()}.{threading.get_ident()}.tmp"
-        with open(temporary, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
+        write_file(path, data)
         return path, True
 
     def _write(self, change, data: bytes | None, values: dict) -> None:

@@ -20,7 +20,6 @@ import argparse
 import csv
 import os
 import sys
-import tempfile
 
 import numpy as np
 
@@ -103,16 +102,10 @@ def recognise(support_x, support_y, photos_x, classifier: str = "prototype", met
 
 def _write_csv(path: str, rows: list[list[str]]) -> None:
     """Written beside the target and renamed into place: an old file is never half-overwritten."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    handle, partial = tempfile.mkstemp(prefix=".partial-", suffix=".csv", dir=folder)
-    try:
-        with os.fdopen(handle, "w", newline="") as out:
-            csv.writer(out).writerows(rows)
-        os.replace(partial, path)
-    finally:
-        if os.path.exists(partial):
-            os.remove(partial)
+    from visnet.files import replacing
+
+    with replacing(path, ".csv") as partial, open(partial, "w", newline="") as out:
+        csv.writer(out).writerows(rows)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -27,6 +27,8 @@ import keras
 import numpy as np
 from keras import layers
 
+from visnet.files import replacing
+
 #: (repeats, kernel, stride, expand ratio, output filters) of each MBConv stage.
 STAGES = ((1, 3, 1, 1, 16), (2, 3, 2, 6, 24), (2, 5, 2, 6, 40), (3, 3, 2, 6, 80),
           (3, 5, 1, 6, 112), (4, 5, 2, 6, 192), (1, 3, 1, 6, 320))
@@ -197,15 +199,8 @@ def imagenet_weights_file(cache_dir: str | None = None, checkpoint: str | None =
     state = load_legacy_state_dict(checkpoint or checkpoint_path())
     model = build_efficientnet_lite0((224, 224, 3))
     convert_state_dict(state, model)
-    # Written beside the target and renamed into place: a reader never sees half a file.
-    handle, partial = tempfile.mkstemp(prefix=".partial-", suffix=".weights.h5", dir=os.path.dirname(path))
-    os.close(handle)
-    try:
+    with replacing(path, ".weights.h5") as partial:  # a reader never sees half a file
         model.save_weights(partial)
-        os.replace(partial, path)
-    finally:
-        if os.path.exists(partial):
-            os.remove(partial)
     return path
 
 

@@ -12,6 +12,7 @@ import keras
 import numpy as np
 
 from visnet.evaluation.retrieval import retrieval_metrics
+from visnet.files import replacing, write_file
 from visnet.models.common import embedding_model
 
 
@@ -69,13 +70,9 @@ class ThroughputLogger(keras.callbacks.Callback):
             logs["epoch_seconds"] = seconds
 
 
-def _atomic_json(path: str, data: dict) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as handle:
-        json.dump(data, handle, indent=2)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+def _save_model(model, path: str) -> None:
+    with replacing(path, ".keras") as partial:
+        model.save(partial)
 
 
 class RunCheckpoint(keras.callbacks.Callback):
@@ -105,16 +102,14 @@ class RunCheckpoint(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         logs = {k: float(v) for k, v in (logs or {}).items()}
         last = os.path.join(self.run_dir, f"last-epoch{epoch + 1:04d}.keras")
-        self.model.save(last + ".tmp.keras")
-        os.replace(last + ".tmp.keras", last)
+        _save_model(self.model, last)
         value = logs.get(self.monitor) if self.monitor else None
         best = self.state["best"]
         improved = self.monitor is None or (
             value is not None and not math.isnan(value) and (best is None or value > best))
         if improved:
             best_path = os.path.join(self.run_dir, "best.keras")
-            self.model.save(best_path + ".tmp.keras")
-            os.replace(best_path + ".tmp.keras", best_path)
+            _save_model(self.model, best_path)
             self.state.update(best=value, best_epoch=epoch + 1)
         self.state["epochs_done"] = epoch + 1
         self.state["last"] = os.path.basename(last)
@@ -122,7 +117,7 @@ class RunCheckpoint(keras.callbacks.Callback):
         if self.patience and self.state["best_epoch"] and epoch + 1 - self.state["best_epoch"] >= self.patience:
             self.state["stopped_early"] = True
             self.model.stop_training = True
-        _atomic_json(os.path.join(self.run_dir, "state.json"), self.state)
+        write_file(os.path.join(self.run_dir, "state.json"), json.dumps(self.state, indent=2))
         for old in glob.glob(os.path.join(self.run_dir, "last-epoch*.keras")):
             if os.path.basename(old) != self.state["last"]:
                 os.remove(old)
