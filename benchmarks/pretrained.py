@@ -81,8 +81,8 @@ RECIPES = {
     "effnet-closed-224-seed1": dict(arch="siamese", split="closed-set", val="images:0.05", image_size=(224, 168),
                                     augmentation=PHOTO, epochs=5, seed=1,
                                     phases=["none:1:1e-3", "3:2:3e-4", "all:2:1e-4"]),
-    # The closed-set recipe trained twice as long (7 epochs of the whole trunk, not 2): its best
-    # checkpoint at 224x168 was its last, with validation mAP still rising (0.678 -> 0.694).
+    # The closed-set recipe trained twice as long (7 epochs of the whole trunk, not 2): effnet-closed-224's
+    # best checkpoint was its last, with validation mAP still rising (0.678 -> 0.694).
     "effnet-closed-224-10ep": dict(arch="siamese", split="closed-set", val="images:0.05", image_size=(224, 168),
                                    augmentation=PHOTO, epochs=10,
                                    phases=["none:1:1e-3", "3:2:3e-4", "all:7:1e-4"]),
@@ -223,18 +223,9 @@ def _commands(config, data: str, name: str, eval_size=None) -> str:
     return text
 
 
-#: recipe -> (architecture, the from-scratch row of results/quality.json beside it).
-SCRATCH = {"effnet-siamese": ("siamese", "siamese"), "effnet-closed": ("siamese", None),
-           "effnet-closed-224": ("siamese", None), "effnet-closed-224-seed1": ("siamese", None),
-           "effnet-closed-224-10ep": ("siamese", None),
-           "effnet-closed-224-20ep": ("siamese", None),
-           "effnet-closed-288": ("siamese", None),
-           "effnet-photo": ("siamese", None), "effnet-photo-224": ("siamese", None),
-           "effnet-photo-288": ("siamese", None), "effnet-photo-352": ("siamese", None),
-           "effnet-photo-288-all": ("siamese", None), "effnet-photo-288-all-seed1": ("siamese", None),
-           "effnet-siamese-bn": ("siamese", None),
-           "effnet-hybrid": ("hybrid", "hybrid"), "effnet-visnet": ("visnet", "visnet"),
-           "effnet-protonet": ("protonet", "protonet"), "effnet-maml": ("maml", "maml")}
+#: recipe -> the from-scratch row of results/quality.json shown beside it (the other recipes have none).
+SCRATCH = {"effnet-siamese": "siamese", "effnet-hybrid": "hybrid", "effnet-visnet": "visnet",
+           "effnet-protonet": "protonet", "effnet-maml": "maml"}
 
 
 def _other_results(results_dir: str) -> tuple[dict, dict | None]:
@@ -286,7 +277,7 @@ def markdown(report: dict, results_dir: str = os.path.join(HERE, "results")) -> 
             lines.append(_line("none (off the shelf)", f"EfficientNet-Lite0, ImageNet, {row['name'].split('(')[-1][:-1]}",
                                "nothing", row["results"], "none", closed_mark=""))
             continue
-        arch, scratch_name = SCRATCH.get(row["name"].split("@")[0], (row["recipe"]["arch"], None))
+        arch, scratch_name = row["recipe"]["arch"], SCRATCH.get(row["name"].split("@")[0])
         if scratch_name and scratch_name in scratch and scratch_name not in shown:
             s = scratch[scratch_name]
             run = s.get("run") or {}
