@@ -44,6 +44,7 @@ def test_commands_parse(command):
         report,
         tag,
         train,
+        word_probe,
     )
     from visnet.data import catalogue
     from visnet.index import __main__ as index
@@ -54,7 +55,8 @@ def test_commands_parse(command):
                "visnet.export": export.build_parser, "visnet.index": index.build_parser,
                "serving.api": api.build_parser, "serving.grpc_server": grpc_server.build_parser,
                "tuning.search": search.build_parser, "visnet.fewshot": fewshot.build_parser,
-               "visnet.report": report.build_parser, "visnet.layer_removal": layer_removal.build_parser}
+               "visnet.report": report.build_parser, "visnet.layer_removal": layer_removal.build_parser,
+               "visnet.word_probe": word_probe.build_parser}
     words = shlex.split(command)
     assert words[2] in parsers, f"README shows {words[2]}, which no test covers"
     parsers[words[2]]().parse_args(words[3:])

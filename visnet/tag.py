@@ -3,6 +3,7 @@
     python -m visnet.tag --run runs/weakly photo1.jpg photo2.jpg           # top-5 words per image
     python -m visnet.tag --run runs/weakly --query "navy striped shirt" photos/*.jpg
     python -m visnet.tag --run runs/weakly --neighbours navy
+    python -m visnet.tag --probe probes/lite0 photo1.jpg          # a word probe's tags (visnet.word_probe)
 """
 
 from __future__ import annotations
@@ -16,7 +17,10 @@ from visnet.cli import report_error
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m visnet.tag", description=__doc__.split("\n\n")[0])
     parser.add_argument("images", nargs="*", metavar="IMAGE", help="image files")
-    parser.add_argument("--run", required=True, help="run directory of a --arch weakly training")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--run", help="run directory of a --arch weakly training")
+    source.add_argument("--probe", help="directory of a word probe (python -m visnet.word_probe): tags and text "
+                                        "search that hold on kinds of product it never saw")
     parser.add_argument("--checkpoint", choices=("best", "last"), default="best", help="which model (default best)")
     parser.add_argument("--top-k", type=int, default=5, help="words per image, or neighbours (default 5)")
     parser.add_argument("--no-prior", action="store_true",
@@ -33,10 +37,17 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--top-k must be >= 1. Received: {args.top_k}")
     if not args.images and not args.neighbours:
         parser.error("give IMAGE files to tag or rank, or --neighbours WORD")
+    if args.probe and (args.neighbours or args.no_prior):
+        parser.error("--neighbours and --no-prior need a --run (a word probe has neither word vectors nor a prior)")
     try:
-        from visnet.training.runs import Run
+        if args.probe:
+            from visnet.word_probe import WordProbe
 
-        words = Run(args.run).word_model(args.checkpoint)
+            words = WordProbe.load(args.probe)
+        else:
+            from visnet.training.runs import Run
+
+            words = Run(args.run).word_model(args.checkpoint)
         if args.neighbours:
             for word, similarity in words.neighbours(args.neighbours, args.top_k):
                 print(f"{word}\t{similarity:.3f}")
@@ -54,14 +65,16 @@ def main(argv: list[str] | None = None) -> int:
         if not len(kept):
             print("error: none of the images could be read", file=sys.stderr)
             return 1
-        vectors = words.embed(np.asarray(normalize_image(pixels.astype(np.float32), words.image_spec.normalization)))
+        images = np.asarray(normalize_image(pixels.astype(np.float32), words.image_spec.normalization))
+        vectors = words.logits(images) if args.probe else words.embed(images)
         paths = [args.images[i] for i in kept]
         if args.query:
             scores = words.text_scores(args.query, vectors)
             for rank, j in enumerate(np.argsort(-scores, kind="stable"), 1):
                 print(f"{rank}\t{scores[j]:.3f}\t{paths[j]}")
         else:
-            for path, tags in zip(paths, words.tag(vectors, args.top_k, prior=not args.no_prior)):
+            options = {} if args.probe else {"prior": not args.no_prior}
+            for path, tags in zip(paths, words.tag(vectors, args.top_k, **options)):
                 print(path + "\t" + "  ".join(f"{w} ({p:.2f})" for w, p in tags))
     except (ValueError, OSError, KeyError) as error:
         return report_error(error)

@@ -22,28 +22,38 @@ class TrainingData:
     classes: list[str]  # training classes, in label-id order
 
 
+def split_records(data: str, split: str = "all", progress: bool = True, **options) -> Dataset:
+    """The training records of `data` (a path or layout:path): `open-set`, the protocol's base
+    classes; `closed-set`, its training split; `all`, every record (those marked as the training
+    split when the layout marks one). `options` go to the reader."""
+    if split not in ("open-set", "closed-set", "all"):
+        raise ValueError(f"split must be open-set, closed-set or all. Received: split={split!r}")
+    layout, path = parse_spec(data)
+    dataset = load_dataset(f"{layout}:{path}", progress=progress, **options)
+    if split != "all":
+        protocol_path = find_protocol(path)
+        if protocol_path is None:
+            raise ValueError(f"split={split!r} needs a protocol.json in {path}; use split=all.")
+        protocol = Protocol.load(protocol_path)
+        if split == "open-set":
+            return protocol.open_set(dataset, missing="skip").base
+        return protocol.closed_set(dataset, missing="skip")[0]
+    if any(r.split for r in dataset):
+        return dataset.where(split="train")
+    return dataset
+
+
 def read_training_data(config: TrainConfig, progress: bool = True) -> TrainingData:
     """Reads the data, applies the split, carves the validation set (seeded by `config.seed`)."""
-    layout, path = parse_spec(config.data)
-    options = {"check": config.check_images, "progress": progress}
+    options = {"check": config.check_images}
     if config.label:
         options["label"] = config.label
     if config.text_columns:
+        layout = parse_spec(config.data)[0]
         if layout not in ("benchmark", "kaggle", "csv"):
             raise ValueError(f"text_columns applies to the benchmark, kaggle and csv layouts. Received layout {layout!r}")
         options["text_columns"] = list(config.text_columns)
-    dataset = load_dataset(f"{layout}:{path}", **options)
-    if config.split != "all":
-        protocol_path = find_protocol(path)
-        if protocol_path is None:
-            raise ValueError(f"split={config.split!r} needs a protocol.json in {path}; use split=all.")
-        protocol = Protocol.load(protocol_path)
-        if config.split == "open-set":
-            dataset = protocol.open_set(dataset, missing="skip").base
-        else:
-            dataset = protocol.closed_set(dataset, missing="skip")[0]
-    elif any(r.split for r in dataset):
-        dataset = dataset.where(split="train")
+    dataset = split_records(config.data, config.split, progress, **options)
 
     mode, fraction = parse_val(config.val)
     rng = np.random.default_rng([config.seed, 17])

@@ -1,0 +1,172 @@
+import json
+import os
+
+import numpy as np
+import pytest
+
+
+def test_calibration_recovers_how_often_each_candidate_word_holds():
+    from visnet.word_probe import calibrate, fit_calibration
+
+    # Three words, all scored with the same log-odds 2 for every photo: word 0 holds on 80% of
+    # photos, word 1 on 10% (a word that only named a class seen in training), word 2 on 50%.
+    rng = np.random.default_rng(0)
+    n = 4000
+    logits = np.full((n, 3), 2.0) + rng.normal(0, 1e-3, (n, 3))
+    targets = np.stack([rng.random(n) < p for p in (0.8, 0.1, 0.5)], axis=1).astype(np.float32)
+    slope, bias = fit_calibration(logits, targets, candidates=3, c=1e4)
+    probabilities = 1 / (1 + np.exp(-calibrate(logits, slope, bias)))
+    np.testing.assert_allclose(probabilities.mean(axis=0), targets.mean(axis=0), atol=0.02)
+    assert bias[0] > bias[2] > bias[1]
+
+
+def test_calibration_keeps_the_order_the_probe_gives_within_a_word():
+    from visnet.word_probe import fit_calibration
+
+    rng = np.random.default_rng(1)
+    logits = rng.normal(0, 2, (3000, 4))
+    targets = (rng.random((3000, 4)) < 1 / (1 + np.exp(-logits))).astype(np.float32)  # calibrated already
+    slope, bias = fit_calibration(logits, targets, candidates=4, c=1e4)
+    assert 0.85 < slope < 1.15 and np.all(np.abs(bias) < 0.2), (slope, bias)
+    with pytest.raises(ValueError, match="both in and out"):
+        fit_calibration(logits, np.zeros_like(targets), candidates=2)
+
+
+def test_class_folds_partition_the_classes_and_name_too_few():
+    from visnet.word_probe import class_folds
+
+    labels = np.repeat(np.arange(7), 3)
+    groups = class_folds(labels, 3, seed=5)
+    assert len(groups) == 3 and sorted(np.concatenate(groups).tolist()) == list(range(7))
+    assert [g.tolist() for g in class_folds(labels, 3, seed=5)] == [g.tolist() for g in groups]  # seeded
+    with pytest.raises(ValueError, match="into 9 groups.*7 classes"):
+        class_folds(labels, 9)
+
+
+def test_out_of_class_scores_come_from_probes_that_never_saw_the_class():
+    from visnet.word_probe import ProbeSettings, fit_probe, out_of_class_logits, probe_logits
+
+    # Feature j is on for class j only; word j is named for class j only: a probe that saw the
+    # class is sure of its word, one that did not has never seen the word named.
+    labels = np.repeat(np.arange(4), 20)
+    features = np.eye(4, dtype=np.float32)[labels] + np.random.default_rng(0).normal(0, 0.2, (80, 4))
+    targets = np.eye(4, dtype=np.float32)[labels]
+    settings = ProbeSettings(folds=4, epochs=20, l2=0.0, learning_rate=0.05)
+    held_out = out_of_class_logits(features, targets, labels, settings)
+    seen = probe_logits(features, fit_probe(features, targets, 0.0, 20, learning_rate=0.05))
+    own = np.arange(80), labels
+    held_mean, seen_mean = (np.bincount(labels, x[own]) / 20 for x in (held_out, seen))
+    assert np.all(seen_mean > 0.5) and np.all(held_mean < 0) and np.all(seen_mean - held_mean > 1), (held_mean, seen_mean)
+
+
+@pytest.fixture(scope="module")
+def probe_dir(catalogue, tmp_path_factory):
+    from visnet import word_probe
+
+    out = str(tmp_path_factory.mktemp("probe"))
+    code = word_probe.main(["--data", catalogue, "--out", out, "--backbone", "tiny", "--weights", "none",
+                            "--image-size", "32x24", "--folds", "3", "--epochs", "5", "--learning-rate", "0.01",
+                            "--no-progress"])
+    assert code == 0
+    return out
+
+
+def test_word_probe_command_fits_saves_and_reports(probe_dir, capsys):
+    from visnet.word_probe import WordProbe
+
+    assert sorted(os.listdir(probe_dir)) == ["probe.json", "probe.keras", "vocabulary.json"]
+    info = json.load(open(os.path.join(probe_dir, "probe.json")))
+    assert info["photos"] == 108 and info["classes"] == 12 and info["skipped"] == 0
+    check = info["out_of_class_precision_at_1"]
+    assert set(check) == {"probe", "calibrated", "frequency_baseline"} and all(0 <= v <= 1 for v in check.values())
+    assert len(info["calibration"]["word_bias"]) == info["vocabulary_size"]
+    assert info["feature_layers"] == ["pool_block1_conv", "pool_block2_conv"]  # both blocks of `tiny`
+    probe = WordProbe.load(probe_dir)
+    assert probe.image_spec.height == 32 and probe.image_spec.width == 24
+    assert {"dress", "bag", "striped"} <= set(probe.vocabulary.words)
+
+
+def test_a_loaded_probe_tags_and_ranks_like_the_saved_one(probe_dir, catalogue, tmp_path):
+    from visnet.data.pipeline import load_images, normalize_image
+    from visnet.data.readers import load_dataset
+    from visnet.word_probe import WordProbe
+
+    probe = WordProbe.load(probe_dir)
+    pixels, _ = load_images(load_dataset(catalogue).paths[:6], probe.image_spec)
+    images = np.asarray(normalize_image(pixels.astype("float32"), probe.image_spec.normalization))
+    logits = probe.logits(images)
+    assert logits.shape == (6, len(probe.vocabulary))
+    probe.save(str(tmp_path / "again"))
+    np.testing.assert_allclose(WordProbe.load(str(tmp_path / "again")).logits(images), logits, rtol=1e-5, atol=1e-5)
+    tags = probe.tag(logits, k=3)
+    assert len(tags) == 6 and all(len(t) == 3 for t in tags)
+    assert all(1 > t[0][1] >= t[1][1] >= t[2][1] > 0 for t in tags)
+    bias = np.asarray(probe.info["calibration"]["word_bias"])
+    np.testing.assert_allclose(probe.info["calibration"]["slope"] * probe.uncalibrated(logits) + bias, logits,
+                               rtol=1e-4, atol=1e-4)
+    scores = probe.text_scores("striped dress", logits)
+    ids = probe.vocabulary.bag("striped dress")
+    np.testing.assert_allclose(scores, np.log(1 / (1 + np.exp(-logits[:, ids]))).sum(axis=1), rtol=1e-5)
+    with pytest.raises(ValueError, match="'qwerty'"):
+        probe.text_scores("qwerty", logits)
+    with pytest.raises(ValueError, match="k must be >= 1"):
+        probe.tag(logits, k=0)
+    with pytest.raises(ValueError, match="not a word probe directory"):
+        WordProbe.load(str(tmp_path))
+
+
+def test_tag_command_uses_a_probe_and_names_bad_input(probe_dir, catalogue, tmp_path, capsys):
+    from helpers import write_text
+
+    from visnet import tag
+    from visnet.data.readers import load_dataset
+
+    paths = load_dataset(catalogue).paths[:3]
+    bad = write_text(tmp_path / "broken.jpg")
+    assert tag.main(["--probe", probe_dir, "--top-k", "2", *paths, bad]) == 0
+    out, err = capsys.readouterr()
+    lines = out.strip().splitlines()
+    assert len(lines) == 3 and lines[0].startswith(paths[0]) and lines[0].count("(") == 2
+    assert "broken.jpg" in err
+    assert tag.main(["--probe", probe_dir, "--query", "striped dress", *paths]) == 0
+    assert [line.split("\t")[0] for line in capsys.readouterr().out.strip().splitlines()] == ["1", "2", "3"]
+    for bad_flags in (["--neighbours", "dress"], ["--no-prior", paths[0]], ["--run", probe_dir, paths[0]]):
+        with pytest.raises(SystemExit):
+            tag.main(["--probe", probe_dir, *bad_flags])
+    assert tag.main(["--probe", str(tmp_path), paths[0]]) == 2
+    assert "not a word probe directory" in capsys.readouterr().err
+
+
+def test_word_probe_command_names_bad_settings_and_data(catalogue, tmp_path, capsys):
+    from helpers import write_image
+
+    from visnet import word_probe
+
+    common = ["--data", catalogue, "--out", str(tmp_path / "p"), "--backbone", "tiny", "--weights", "none",
+              "--image-size", "32x24", "--no-progress"]
+    for flags in (["--folds", "1"], ["--blocks", "0"], ["--epochs", "0"], ["--learning-rate", "0"],
+                  ["--image-size", "big"]):
+        with pytest.raises(SystemExit):
+            word_probe.main(common + flags)
+    assert word_probe.main(common + ["--folds", "13"]) == 2
+    assert "13 groups" in capsys.readouterr().err
+    from visnet.data.protocol import Protocol
+
+    base = Protocol.load(os.path.join(catalogue, "protocol.json")).base_classes
+    assert word_probe.main(common + ["--split", "open-set", "--folds", "3", "--epochs", "1"]) == 0
+    assert f"{9 * len(base)} photos of {len(base)} classes" in capsys.readouterr().out  # the base classes only
+    folder = tmp_path / "photos"
+    for label in ("a", "b", "c"):
+        write_image(folder / label / "1.jpg")
+    assert word_probe.main(["--data", str(folder), "--out", str(tmp_path / "q"), "--backbone", "tiny",
+                            "--weights", "none", "--image-size", "32x24", "--no-progress"]) == 2
+    assert "learns from text" in capsys.readouterr().err
+    assert not os.path.exists(tmp_path / "q")
+
+
+def test_split_records_names_a_bad_split(catalogue):
+    from visnet.training.data import split_records
+
+    assert len(split_records(catalogue, "all", progress=False)) == 108
+    with pytest.raises(ValueError, match="split must be.*'train'"):
+        split_records(catalogue, "train", progress=False)

@@ -1,0 +1,401 @@
+"""A word probe: tags for photos of classes it never saw, learned from product names on a frozen trunk.
+
+    python -m visnet.word_probe --data ../shared/data/fashion-products --split open-set --out probes/lite0
+    python -m visnet.tag --probe probes/lite0 photo1.jpg photo2.jpg
+
+The weak-label model (`--arch weakly`) ranks words by how close they sit to a photo's embedding,
+which on new kinds of product picks the words of the kinds it knows (`socks`, `sunglasses`) and
+loses to always saying the most common word. The probe asks a narrower question, whether each
+word is in the photo's name, and answers it so that it holds on classes it has not seen:
+
+1. Features: the outputs of the trunk's last `blocks` blocks, each averaged over space and put
+   side by side (early blocks keep colour, late ones the kind of product), standardised.
+2. A probe: one sigmoid per vocabulary word on those features (binary cross-entropy, L2).
+3. Calibration for unseen classes: the training classes are split into `folds` groups; a probe
+   fitted without a group scores that group's photos, so every photo is scored by a probe that
+   never saw its class. On those scores, each photo's `candidates` best words are refitted by a
+   logistic regression on (the probe's log-odds, one bias per word): words that only name a
+   class seen in training (`socks`) lose their bias, words that hold across classes (`men`,
+   `black`) keep theirs. The slope and biases are folded into the final probe (fitted on every
+   training photo), so the saved model outputs calibrated log-odds directly.
+
+The saved directory holds `probe.keras` (normalised images -> calibrated log-odds of each word,
+the trunk included), `vocabulary.json` and `probe.json` (image spec, settings, the out-of-class
+check against the frequency baseline).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+from visnet.cli import report_error, size
+
+PROBE_FILE, VOCABULARY_FILE, INFO_FILE = "probe.keras", "vocabulary.json", "probe.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class ProbeSettings:
+    """How a word probe is fitted.
+
+    Args:
+        backbone: str. A registered backbone.
+        weights: `"imagenet"`, a weights file, or `"none"`.
+        image_size: (height, width) the photos are resized to.
+        blocks: int. How many of the trunk's last blocks give features (fewer if it has fewer).
+        folds: int. Groups of training classes for the out-of-class calibration (>= 2).
+        l2: float. L2 weight of the probe's kernel.
+        epochs: int. Passes over the features when fitting a probe.
+        learning_rate: float. Adam's learning rate when fitting a probe.
+        candidates: int. Best words per photo the calibration is fitted on.
+        calibration_c: float. Inverse L2 strength of the calibration's logistic regression.
+        text_languages: stop-word lists of the tokenizer.
+        seed: int.
+    """
+
+    backbone: str = "efficientnet-lite0"
+    weights: str = "imagenet"
+    image_size: tuple[int, int] = (224, 168)
+    blocks: int = 7
+    folds: int = 4
+    l2: float = 1e-4
+    epochs: int = 30
+    learning_rate: float = 1e-3
+    candidates: int = 20
+    calibration_c: float = 1.0
+    text_languages: tuple[str, ...] = ("en", "fr")
+    seed: int = 0
+
+    def __post_init__(self):
+        for name in ("blocks", "epochs", "candidates"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1. Received: {name}={getattr(self, name)}")
+        if self.folds < 2:
+            raise ValueError(f"folds must be >= 2 (a probe is fitted without each group of classes). "
+                             f"Received: folds={self.folds}")
+        if self.l2 < 0 or self.calibration_c <= 0 or self.learning_rate <= 0:
+            raise ValueError(f"l2 must be >= 0, learning_rate and calibration_c > 0. Received: l2={self.l2}, "
+                             f"learning_rate={self.learning_rate}, calibration_c={self.calibration_c}")
+
+
+def block_outputs(trunk, blocks: list[str], count: int) -> list[str]:
+    """Names of the layers that end the last `count` of `blocks` (layer-name prefixes) in `trunk`."""
+    names = [layer.name for layer in trunk.layers]
+    ends = []
+    for prefix in blocks[-count:]:
+        found = [n for n in names if n.startswith(prefix) and len(trunk.get_layer(n).output.shape) == 4]
+        if found:
+            ends.append(found[-1])
+    if not ends:
+        raise ValueError(f"None of the blocks {list(blocks[-count:])} of {trunk.name} gives a feature map.")
+    return ends
+
+
+def feature_model(settings: ProbeSettings):
+    """(keras model from normalised images to pooled block features side by side, its ImageSpec)."""
+    import keras
+
+    from visnet.backbones import backbone_info, build_backbone
+    from visnet.data.image_spec import ImageSpec
+
+    info = backbone_info(settings.backbone)
+    height, width = settings.image_size
+    weights = None if settings.weights in (None, "none") else settings.weights
+    trunk = build_backbone(settings.backbone, (height, width, 3), weights=weights)
+    trunk.trainable = False
+    ends = block_outputs(trunk, list(info.blocks), settings.blocks)
+    pooled = [keras.layers.GlobalAveragePooling2D(name=f"pool_{n}")(trunk.get_layer(n).output) for n in ends]
+    features = pooled[0] if len(pooled) == 1 else keras.layers.Concatenate(name="block_features")(pooled)
+    spec = ImageSpec(height=height, width=width, resize="pad", normalization=info.normalization)
+    return keras.Model(trunk.inputs, features, name="probe_features"), spec
+
+
+def bag_targets(bags, vocabulary_size: int) -> np.ndarray:
+    """(n, K) 0/1 matrix: word j is in text i."""
+    targets = np.zeros((len(bags), vocabulary_size), np.float32)
+    for i, bag in enumerate(bags):
+        targets[i, bag] = 1.0
+    return targets
+
+
+def fit_probe(features: np.ndarray, targets: np.ndarray, l2: float = 1e-4, epochs: int = 30, seed: int = 0,
+              learning_rate: float = 1e-3):
+    """One sigmoid per word on standardised features. Returns (mean, std, kernel, bias): the
+    probe's log-odds are ((x - mean) / std) @ kernel + bias."""
+    import keras
+
+    mean = features.mean(axis=0)
+    # A floor keeps a feature that barely varies on these photos from exploding on others.
+    std = features.std(axis=0)
+    std = np.maximum(std, 0.01 * float(np.median(std)) + 1e-6)
+    keras.utils.set_random_seed(seed)
+    dense = keras.layers.Dense(targets.shape[1], kernel_regularizer=keras.regularizers.l2(l2) if l2 else None)
+    model = keras.Sequential([keras.Input((features.shape[1],)), dense])
+    model.compile(keras.optimizers.Adam(learning_rate), keras.losses.BinaryCrossentropy(from_logits=True))
+    model.fit((features - mean) / std, targets, batch_size=256, epochs=epochs, verbose=0)
+    kernel, bias = (np.asarray(w) for w in dense.get_weights())
+    return mean, std, kernel, bias
+
+
+def probe_logits(features: np.ndarray, probe) -> np.ndarray:
+    mean, std, kernel, bias = probe
+    return ((features - mean) / std) @ kernel + bias
+
+
+def class_folds(labels: np.ndarray, folds: int, seed: int = 0) -> list[np.ndarray]:
+    """The training classes shuffled (seeded) into `folds` groups; an error if there are fewer classes."""
+    classes = np.unique(labels)
+    if len(classes) < folds:
+        raise ValueError(f"The out-of-class calibration splits the classes into {folds} groups, but the training "
+                         f"photos have {len(classes)} classes: use --folds {max(2, len(classes))} or fewer, "
+                         "or more classes.")
+    np.random.default_rng([seed, 23]).shuffle(classes)
+    return np.array_split(classes, folds)
+
+
+def out_of_class_logits(features, targets, labels, settings: ProbeSettings, progress=None) -> np.ndarray:
+    """Every photo's log-odds from a probe fitted without its class's group."""
+    logits = np.zeros(targets.shape, np.float32)
+    for i, group in enumerate(class_folds(np.asarray(labels), settings.folds, settings.seed)):
+        held = np.isin(labels, group)
+        probe = fit_probe(features[~held], targets[~held], settings.l2, settings.epochs, settings.seed,
+                          settings.learning_rate)
+        logits[held] = probe_logits(features[held], probe)
+        if progress:
+            progress(i + 1)
+    return logits
+
+
+def _candidates(logits: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
+    count = min(count, logits.shape[1])
+    top = np.argpartition(-logits, count - 1, axis=1)[:, :count]
+    return np.repeat(np.arange(len(logits)), count), top.ravel()
+
+
+def fit_calibration(logits: np.ndarray, targets: np.ndarray, candidates: int = 20, c: float = 1.0):
+    """(slope, per-word bias) such that sigmoid(slope * logit + bias[word]) fits whether the word is
+    in the name, on each photo's `candidates` best words. Words never among them keep bias 0 plus
+    the intercept."""
+    from scipy import sparse
+    from sklearn.linear_model import LogisticRegression
+
+    rows, cols = _candidates(logits, candidates)
+    y = targets[rows, cols]
+    if y.min() == y.max():
+        raise ValueError("The calibration needs candidate words both in and out of the names; every candidate "
+                         f"was {'in' if y.max() else 'out of'} them (too few photos or words).")
+    n, k = len(rows), logits.shape[1]
+    design = sparse.hstack([sparse.csr_matrix(logits[rows, cols][:, None].astype(np.float64)),
+                            sparse.csr_matrix((np.ones(n), (np.arange(n), cols)), shape=(n, k))]).tocsr()
+    fit = LogisticRegression(C=c, max_iter=2000).fit(design, y)
+    return float(fit.coef_[0, 0]), (fit.coef_[0, 1:] + fit.intercept_[0]).astype(np.float32)
+
+
+def calibrate(logits: np.ndarray, slope: float, bias: np.ndarray) -> np.ndarray:
+    return slope * logits + bias[None, :]
+
+
+def precision_at_1(logits: np.ndarray, bags) -> float:
+    from visnet.evaluation.text import tag_precision
+
+    return tag_precision(logits, bags, ks=(1,))[1]
+
+
+class WordProbe:
+    """A fitted word probe: `model` maps normalised images to calibrated log-odds of each word.
+
+    Example:
+
+        probe = WordProbe.load("probes/lite0")
+        logits = probe.logits(images)     # normalised as probe.image_spec says
+        probe.tag(logits, k=5)            # [[("men", 0.71), ("black", 0.55), ...], ...]
+        probe.text_scores("black watch", logits)
+    """
+
+    def __init__(self, model, vocabulary, image_spec, info: dict):
+        self.model, self.vocabulary, self.image_spec, self.info = model, vocabulary, image_spec, info
+
+    @classmethod
+    def fit(cls, records, settings: ProbeSettings = ProbeSettings(), progress: bool = True) -> WordProbe:
+        """Fits on `records` (a `Dataset` whose records carry text and labels)."""
+        import keras
+
+        from visnet.data.text import NON_VISUAL_WORDS, TextTokenizer, Vocabulary
+        from visnet.evaluation.embedding import embed_dataset
+        from visnet.evaluation.text import frequency_scores
+
+        texts = [r.text for r in records if r.text]
+        if not texts:
+            raise ValueError(f"A word probe learns from text, but no record of {records.name} has any "
+                             "(kaggle and benchmark layouts read productDisplayName; manifests a text column).")
+        tokenizer = TextTokenizer(languages=tuple(settings.text_languages), drop_words=tuple(NON_VISUAL_WORDS))
+        vocabulary = Vocabulary.build(map(tokenizer, texts), tokenizer=tokenizer)
+        start = time.perf_counter()
+        features_model, spec = feature_model(settings)
+        kept, features = embed_dataset(lambda x: features_model.predict_on_batch(x), records, spec=spec,
+                                       progress=progress, description="probe features")
+        embed_seconds = time.perf_counter() - start
+        bags = vocabulary.bags(r.text for r in kept)
+        targets = bag_targets(bags, len(vocabulary))
+        labels = np.asarray(kept.labels)
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=settings.folds, desc="out-of-class probes", unit="fold")
+        held_out = out_of_class_logits(features, targets, labels, settings,
+                                       progress=(lambda _: bar.update(1)) if bar else None)
+        if bar:
+            bar.close()
+        slope, bias = fit_calibration(held_out, targets, settings.candidates, settings.calibration_c)
+        mean, std, kernel, probe_bias = fit_probe(features, targets, settings.l2, settings.epochs, settings.seed,
+                                                  settings.learning_rate)
+
+        # The final model: features -> standardise -> probe -> calibration, as one Dense layer.
+        inputs = features_model.inputs
+        x = keras.layers.Normalization(mean=mean, variance=std**2, name="standardize")(features_model.output)
+        dense = keras.layers.Dense(len(vocabulary), name="word_logits")
+        outputs = dense(x)
+        model = keras.Model(inputs, outputs, name="word_probe")
+        dense.set_weights([slope * kernel, slope * probe_bias + bias])
+        frequency = frequency_scores(vocabulary.counts, len(bags))
+        info = {
+            "settings": dataclasses.asdict(settings), "feature_layers": [layer.name for layer in features_model.layers
+                                                                          if layer.name.startswith("pool_")],
+            "photos": len(kept), "classes": int(len(np.unique(labels))), "vocabulary_size": len(vocabulary),
+            "skipped": len(records) - len(kept),
+            "calibration": {"slope": slope, "word_bias": [round(float(b), 6) for b in bias]},
+            "out_of_class_precision_at_1": {"probe": precision_at_1(held_out, bags),
+                                            "calibrated": precision_at_1(calibrate(held_out, slope, bias), bags),
+                                            "frequency_baseline": precision_at_1(frequency, bags)},
+            "feature_seconds": round(embed_seconds, 1), "fit_seconds": round(time.perf_counter() - start - embed_seconds, 1),
+        }
+        return cls(model, vocabulary, spec, info)
+
+    def save(self, path: str) -> None:
+        from visnet.files import replacing, write_file
+
+        os.makedirs(path, exist_ok=True)
+        with replacing(os.path.join(path, PROBE_FILE), ".keras") as temporary:
+            self.model.save(temporary)
+        self.vocabulary.save(os.path.join(path, VOCABULARY_FILE))
+        info = dict(self.info, image_spec=dataclasses.asdict(self.image_spec))
+        write_file(os.path.join(path, INFO_FILE), json.dumps(info, indent=2).encode())
+
+    @classmethod
+    def load(cls, path: str) -> WordProbe:
+        import keras
+
+        from visnet.data.image_spec import ImageSpec
+        from visnet.data.text import Vocabulary
+
+        if not os.path.isfile(os.path.join(path, INFO_FILE)):
+            raise ValueError(f"{path} is not a word probe directory (no {INFO_FILE}; make one with "
+                             "python -m visnet.word_probe).")
+        with open(os.path.join(path, INFO_FILE), encoding="utf-8") as handle:
+            info = json.load(handle)
+        model = keras.models.load_model(os.path.join(path, PROBE_FILE), compile=False)
+        return cls(model, Vocabulary.load(os.path.join(path, VOCABULARY_FILE)), ImageSpec(**info["image_spec"]), info)
+
+    def logits(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+        """(n, K) calibrated log-odds that each word is in the name of each image (normalised, as `image_spec`)."""
+        return np.asarray(self.model.predict(np.asarray(images, np.float32), batch_size=batch_size, verbose=0))
+
+    def tag(self, logits: np.ndarray, k: int = 5) -> list[list[tuple[str, float]]]:
+        """The k most likely words of each image (from its `logits()`) with the probability that its
+        name holds them, best first."""
+        if k < 1:
+            raise ValueError(f"k must be >= 1. Received: k={k}")
+        logits = np.asarray(logits)
+        top = np.argsort(-logits, axis=1, kind="stable")[:, :k]
+        return [[(self.vocabulary.words[j], float(1.0 / (1.0 + np.exp(-row[j])))) for j in ids]
+                for row, ids in zip(logits, top)]
+
+    def uncalibrated(self, logits: np.ndarray) -> np.ndarray:
+        """The final probe's log-odds before the out-of-class calibration was folded in."""
+        calibration = self.info["calibration"]
+        return (np.asarray(logits) - np.asarray(calibration["word_bias"])[None, :]) / calibration["slope"]
+
+    def query_ids(self, text: str) -> np.ndarray:
+        ids = self.vocabulary.bag(text)
+        if not len(ids):
+            raise ValueError(f"No word of the query {text!r} is in the vocabulary "
+                             f"(tokens: {self.vocabulary.tokenizer(text)}).")
+        return ids
+
+    def text_scores(self, text: str, logits: np.ndarray) -> np.ndarray:
+        """Text -> image: each image's log-probability that its name holds every word of the query
+        (from `logits`, the images' `logits()`); higher ranks first."""
+        ids = self.query_ids(text)
+        return -np.logaddexp(0.0, -np.asarray(logits)[:, ids]).sum(axis=1)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    defaults = ProbeSettings()
+    parser = argparse.ArgumentParser(prog="python -m visnet.word_probe", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", required=True, help="dataset (a path, or layout:path) whose records have names")
+    parser.add_argument("--split", choices=("open-set", "closed-set", "all"), default="all",
+                        help="open-set: the protocol's base classes; closed-set: its training split; all: every "
+                             "record (default)")
+    parser.add_argument("--out", required=True, help="directory for probe.keras, vocabulary.json, probe.json")
+    parser.add_argument("--backbone", default=defaults.backbone, help=f"frozen trunk (default {defaults.backbone})")
+    parser.add_argument("--weights", default=defaults.weights,
+                        help=f"imagenet, a weights file, or none (default {defaults.weights})")
+    parser.add_argument("--image-size", type=size, default=defaults.image_size, metavar="HxW",
+                        help="input size (default 224x168)")
+    parser.add_argument("--blocks", type=int, default=defaults.blocks,
+                        help=f"the trunk's last N blocks give features (default {defaults.blocks})")
+    parser.add_argument("--folds", type=int, default=defaults.folds,
+                        help=f"groups of classes for the out-of-class calibration (default {defaults.folds})")
+    parser.add_argument("--l2", type=float, default=defaults.l2, help=f"probe L2 weight (default {defaults.l2:g})")
+    parser.add_argument("--epochs", type=int, default=defaults.epochs,
+                        help=f"passes over the features per probe (default {defaults.epochs})")
+    parser.add_argument("--learning-rate", type=float, default=defaults.learning_rate,
+                        help=f"Adam's learning rate for the probes (default {defaults.learning_rate:g})")
+    parser.add_argument("--candidates", type=int, default=defaults.candidates,
+                        help=f"best words per photo the calibration fits (default {defaults.candidates})")
+    parser.add_argument("--text-languages", default=",".join(defaults.text_languages),
+                        help="stop-word lists, comma-separated (default en,fr)")
+    parser.add_argument("--check-images", choices=("decode", "header", "exists", "none"), default="decode",
+                        help="how hard to check image files before use (default decode; unreadable ones are "
+                             "skipped and counted)")
+    parser.add_argument("--seed", type=int, default=defaults.seed, help="seed (default 0)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = ProbeSettings(backbone=args.backbone, weights=args.weights, image_size=args.image_size,
+                                 blocks=args.blocks, folds=args.folds, l2=args.l2, epochs=args.epochs, learning_rate=args.learning_rate,
+                                 candidates=args.candidates, seed=args.seed,
+                                 text_languages=tuple(w for w in args.text_languages.split(",") if w))
+    except ValueError as error:
+        parser.error(str(error))
+    try:
+        from visnet.training.data import split_records
+
+        records = split_records(args.data, args.split, progress=not args.no_progress, check=args.check_images)
+        probe = WordProbe.fit(records, settings, progress=not args.no_progress)
+        probe.save(args.out)
+    except (ValueError, OSError) as error:
+        return report_error(error)
+    check = probe.info["out_of_class_precision_at_1"]
+    skipped = f" ({probe.info['skipped']} unreadable photos skipped)" if probe.info["skipped"] else ""
+    print(f"word probe: {probe.info['photos']} photos of {probe.info['classes']} classes{skipped}, "
+          f"{probe.info['vocabulary_size']} words -> {args.out}")
+    print(f"tag precision@1 on classes each probe did not see: calibrated {check['calibrated']:.3f}, "
+          f"uncalibrated {check['probe']:.3f}, always the most common words {check['frequency_baseline']:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
