@@ -129,6 +129,7 @@ benchmark: $(STAMP)
 		--merge --no-progress
 	$(BIN)/python benchmarks/weak_labels.py --data ../shared/data/fashion-products --recipe imagenet-trunk
 	$(BIN)/python benchmarks/weak_labels.py --data ../shared/data/fashion-products --recipe imagenet-trunk --word-power 1
+	$(BIN)/python benchmarks/word_probe.py --data ../shared/data/fashion-products
 	$(BIN)/python benchmarks/pretrained.py --render
 	$(BIN)/python benchmarks/photo_queries.py --data ../shared/data/fashion-products \
 		--run effnet-siamese=benchmarks/runs/effnet-siamese --run effnet-photo=benchmarks/runs/effnet-photo

@@ -403,3 +403,25 @@ def test_closed_set_labels_splits_the_mistakes_by_what_the_names_say(catalogue, 
         closed_set_labels.main(["--data", str(tmp_path), "--out", out])  # no protocol.json there
     with pytest.raises(SystemExit):
         closed_set_labels.main(["--data", data, "--run", "tiny=nowhere", "--out", out])
+
+
+def test_word_probe_benchmark_measures_tags_and_text_search_on_the_novel_classes(catalogue, tmp_path):
+    from benchmarks import word_probe
+    from visnet.data.protocol import Protocol
+
+    results = str(tmp_path / "word_probe")
+    options = ["--option", "backbone=tiny", "--option", "weights=none", "--option", "image_size=[32,24]",
+               "--option", "folds=3", "--option", "epochs=2"]
+    assert word_probe.main(["--data", catalogue, "--out", str(tmp_path / "probe"), "--results", results,
+                            *options]) == 0
+    report = json.load(open(results + ".json"))
+    protocol = Protocol.load(os.path.join(catalogue, "protocol.json"))
+    assert report["probe"]["classes"] == len(protocol.base_classes)  # fitted on the base classes only
+    assert report["tags"]["images"] == sum(len(ids) for ids in protocol.novel_pool.values())
+    for key in ("calibrated", "uncalibrated", "frequency"):
+        assert 0 <= report["tags"][key]["1"] <= 1
+    assert report["text_to_image"]["gallery"] == len(protocol.support_ids)
+    table = open(results + ".md").read()
+    assert "| **word probe, calibrated on held-out base classes** |" in table and "Recall@1" in table
+    with pytest.raises(SystemExit):
+        word_probe.main(["--data", catalogue, "--option", "colour=red"])

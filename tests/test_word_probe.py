@@ -145,7 +145,7 @@ def test_word_probe_command_names_bad_settings_and_data(catalogue, tmp_path, cap
     common = ["--data", catalogue, "--out", str(tmp_path / "p"), "--backbone", "tiny", "--weights", "none",
               "--image-size", "32x24", "--no-progress"]
     for flags in (["--folds", "1"], ["--blocks", "0"], ["--epochs", "0"], ["--learning-rate", "0"],
-                  ["--image-size", "big"]):
+                  ["--min-word-count", "0"], ["--image-size", "big"]):
         with pytest.raises(SystemExit):
             word_probe.main(common + flags)
     assert word_probe.main(common + ["--folds", "13"]) == 2

@@ -56,6 +56,7 @@ class ProbeSettings:
         candidates: int. Best words per photo the calibration is fitted on.
         calibration_c: float. Inverse L2 strength of the calibration's logistic regression.
         text_languages: stop-word lists of the tokenizer.
+        min_word_count: int. Words found in fewer training names are left out (as `weakly` does).
         seed: int.
     """
 
@@ -70,10 +71,11 @@ class ProbeSettings:
     candidates: int = 20
     calibration_c: float = 1.0
     text_languages: tuple[str, ...] = ("en", "fr")
+    min_word_count: int = 2
     seed: int = 0
 
     def __post_init__(self):
-        for name in ("blocks", "epochs", "candidates"):
+        for name in ("blocks", "epochs", "candidates", "min_word_count"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1. Received: {name}={getattr(self, name)}")
         if self.folds < 2:
@@ -235,7 +237,7 @@ class WordProbe:
             raise ValueError(f"A word probe learns from text, but no record of {records.name} has any "
                              "(kaggle and benchmark layouts read productDisplayName; manifests a text column).")
         tokenizer = TextTokenizer(languages=tuple(settings.text_languages), drop_words=tuple(NON_VISUAL_WORDS))
-        vocabulary = Vocabulary.build(map(tokenizer, texts), tokenizer=tokenizer)
+        vocabulary = Vocabulary.build(map(tokenizer, texts), min_count=settings.min_word_count, tokenizer=tokenizer)
         start = time.perf_counter()
         features_model, spec = feature_model(settings)
         kept, features = embed_dataset(lambda x: features_model.predict_on_batch(x), records, spec=spec,
@@ -362,6 +364,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"best words per photo the calibration fits (default {defaults.candidates})")
     parser.add_argument("--text-languages", default=",".join(defaults.text_languages),
                         help="stop-word lists, comma-separated (default en,fr)")
+    parser.add_argument("--min-word-count", type=int, default=defaults.min_word_count,
+                        help=f"words in fewer training names are left out (default {defaults.min_word_count})")
     parser.add_argument("--check-images", choices=("decode", "header", "exists", "none"), default="decode",
                         help="how hard to check image files before use (default decode; unreadable ones are "
                              "skipped and counted)")
@@ -376,7 +380,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = ProbeSettings(backbone=args.backbone, weights=args.weights, image_size=args.image_size,
                                  blocks=args.blocks, folds=args.folds, l2=args.l2, epochs=args.epochs, learning_rate=args.learning_rate,
-                                 candidates=args.candidates, seed=args.seed,
+                                 candidates=args.candidates, seed=args.seed, min_word_count=args.min_word_count,
                                  text_languages=tuple(w for w in args.text_languages.split(",") if w))
     except ValueError as error:
         parser.error(str(error))
