@@ -207,9 +207,13 @@ def main(argv: list[str] | None = None) -> int:
     report = {**header("pretrained", "benchmarks/pretrained.py", argv if argv is not None else sys.argv[1:]),
               "data": args.data, "protocol": protocol.name, "rows": rows,
               "wall_seconds": round(time.perf_counter() - began, 1)}
+    for row in rows:  # training times compare only on one host: each row names its own
+        row["machine"] = report["machine"]
     if args.merge and os.path.exists(args.out + ".json"):
         redone = {row["name"] for row in rows}
-        kept = [row for row in json.load(open(args.out + ".json"))["rows"] if row["name"] not in redone]
+        earlier = json.load(open(args.out + ".json"))
+        # Rows from before hosts were kept per row: the host their report named.
+        kept = [{"machine": earlier.get("machine", {}), **row} for row in earlier["rows"] if row["name"] not in redone]
         report["rows"] = kept + rows
     write_report(report, args.out, markdown)
     return 0
@@ -250,6 +254,32 @@ def _line(name: str, trunk: str, trained_on: str, r: dict, training: str, closed
             f"{_few(r, 16, 5)} | {closed} | {training} |")
 
 
+HOST_MARKS = ("", " ‡", " §", " ¶")
+
+
+def _hosts(rows: list[dict]) -> list[str]:
+    """The rows' hosts, the most common first (it gets no mark)."""
+    counts: dict[str, int] = {}
+    for row in rows:
+        name = host(row.get("machine") or {})
+        counts[name] = counts.get(name, 0) + 1
+    return sorted(counts, key=lambda name: -counts[name])[: len(HOST_MARKS)]
+
+
+def _host_mark(rows: list[dict], row: dict) -> str:
+    hosts = _hosts(rows)
+    name = host(row.get("machine") or {})
+    return HOST_MARKS[hosts.index(name)] if name in hosts else ""
+
+
+def _hosts_legend(rows: list[dict]) -> str:
+    hosts = _hosts(rows)
+    if not hosts:
+        return "training time on 2 CPUs."
+    others = "; ".join(f"{mark.strip()} on {name}" for mark, name in zip(HOST_MARKS[1:], hosts[1:]))
+    return f"training time on {hosts[0]}" + (f" ({others}: times compare only within one host)." if others else ".")
+
+
 def markdown(report: dict, results_dir: str = os.path.join(HERE, "results")) -> str:
     scratch, weak = _other_results(results_dir)
     command = f"Command: `{report['command']}`"
@@ -260,7 +290,7 @@ def markdown(report: dict, results_dir: str = os.path.join(HERE, "results")) -> 
              "from scratch", "",
              f"{command} on {host(report['machine'])} (from-scratch rows: the quality table; "
              "their host was not recorded). Open-set figures on the 16 novel classes, never seen in training; "
-             "few-shot with nearest prototype, 600 seeded episodes; training time on the 2 CPUs.", "",
+             f"few-shot with nearest prototype, 600 seeded episodes; {_hosts_legend(report['rows'])}", "",
              "| architecture | trunk | trained on | mAP | R@1 | R@5 | 5-way 1-shot | 5-way 5-shot | 16-way 1-shot "
              "| 16-way 5-shot | closed-set 1-NN | training |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -301,7 +331,8 @@ def markdown(report: dict, results_dir: str = os.path.join(HERE, "results")) -> 
             extras.append(f"run at {row['eval_size'][0]}x{row['eval_size'][1]}")
         tuned = "frozen, embedding and head meta-learned" if row["recipe"].get("trainable") == "none" else "fine-tuned"
         trunk = f"EfficientNet-Lite0, ImageNet, {tuned}" + (f" ({', '.join(extras)})" if extras else "")
-        training = f"{row['train_seconds'] / 60:.0f} min, {row['epochs']} epochs (best {row['best_epoch']})"
+        training = (f"{row['train_seconds'] / 60:.0f} min, {row['epochs']} epochs (best {row['best_epoch']})"
+                    + _host_mark(report["rows"], row))
         lines.append(_line(f"`{arch}` (`{row['name'].split('@')[0]}`)", trunk, split, row["results"], training,
                            closed_mark="" if row["split"] == "closed-set" else "*",
                            open_mark="†" if row["split"] == "closed-set" else ""))

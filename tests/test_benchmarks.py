@@ -121,6 +121,15 @@ def test_pretrained_table_puts_each_scratch_row_beside_its_pretrained_row(tmp_pa
     assert merged[2].startswith("Rows from several calls, the `pretrained.py` lines of `make benchmark` (the later "
                                 "ones with `--merge`, keeping the rows of the calls before); the latest: "
                                 "`python benchmarks/pretrained.py --recipes x --merge` on ")
+    # Training times compare only within one host: rows trained elsewhere are marked and named.
+    other = {**machine(), "cpu_model": "Other CPU", "avx512": True}
+    for r in report["rows"][:3]:
+        r["machine"] = machine()
+    report["rows"][3]["machine"] = other
+    lines = pretrained.markdown(report, str(results_dir)).splitlines()
+    table = [line for line in lines if line.startswith("| ")][1:]
+    assert table[2].endswith("(best 3) |") and table[-1].endswith("(best 3) ‡ |")
+    assert "(‡ on Other CPU, " in lines[2] and lines[2].endswith(", AVX-512: times compare only within one host).")
 
 
 def test_photo_queries_are_deterministic_customer_photos():
