@@ -57,3 +57,27 @@ def test_confusions_count_each_mistaken_pair_most_frequent_first():
                    {"label": "c", "predicted": "a", "count": 1}]
     with pytest.raises(ValueError, match="3 labels but 2 predictions"):
         confusions(["a", "b", "c"], ["a", "b"])
+
+
+def test_gallery_smoothing_matches_a_loop_over_each_row():
+    from visnet.evaluation.classification import smooth_gallery
+
+    rng = np.random.default_rng(3)
+    train = rng.normal(size=(40, 5)) * rng.uniform(0.5, 2.0, size=(40, 1))
+    labels = rng.integers(0, 4, 40)
+    labels[0] = 9  # a class of one row keeps it
+    for k in (1, 3, 50):
+        expected = np.empty_like(train)
+        for i in range(len(train)):
+            same = [j for j in np.flatnonzero(labels == labels[i]) if j != i]
+            same.sort(key=lambda j: (np.sum((train[j] - train[i]) ** 2), j))
+            mean = train[[i, *same[:k]]].mean(axis=0)
+            expected[i] = mean * np.linalg.norm(train[i]) / np.linalg.norm(mean)
+        np.testing.assert_allclose(smooth_gallery(train, labels, k), expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(smooth_gallery(train, labels, 0), train, rtol=1e-6)
+    np.testing.assert_allclose(smooth_gallery(train, labels, 2)[0], train[0], rtol=1e-6)
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ValueError, match="k must be an integer >= 0"):
+            smooth_gallery(train, labels, bad)
+    with pytest.raises(ValueError, match="40 training rows but 3 labels"):
+        smooth_gallery(train, labels[:3], 1)

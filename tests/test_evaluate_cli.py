@@ -3,6 +3,7 @@ import os
 import re
 import shutil
 
+import numpy as np
 import pytest
 from helpers import write_text
 
@@ -100,6 +101,7 @@ def test_help_lists_every_flag(capsys):
         (["--data", "CATALOGUE", "--embedder-option", "image_size=64"], "image_size must be (height, width)"),
         (["--data", "CATALOGUE", "--ways", "1"], "--ways must be >= 2"),
         (["--data", "CATALOGUE", "--seed", "-1"], "--seed must be >= 0. Received: -1"),
+        (["--data", "CATALOGUE", "--gallery-smoothing", "-2"], "--gallery-smoothing must be >= 0. Received: -2"),
         (["--data", "CATALOGUE", "--out", "/tmp"], "--out must be a file, not a directory"),
     ],
 )
@@ -151,3 +153,32 @@ def test_expansion_reranks_open_set_retrieval_only_and_matches_the_reference(cat
     expected = retrieval_metrics(q, q_labels, g, g_labels)
     assert b["open_set"]["mAP"] == pytest.approx(expected.mean_average_precision, abs=1e-9)
     assert b["open_set"]["mAP"] != pytest.approx(a["open_set"]["mAP"], abs=1e-6)
+
+
+def test_gallery_smoothing_changes_closed_set_knn_only_and_matches_the_reference(catalogue, tmp_path, capsys):
+    from visnet.baselines import embedders
+    from visnet.data.protocol import Protocol
+    from visnet.data.readers import load_dataset
+    from visnet.evaluation.classification import knn_predict, smooth_gallery
+    from visnet.evaluation.embedding import embed_dataset
+
+    plain, smoothed = tmp_path / "plain.json", tmp_path / "smoothed.json"
+    common = ["--data", catalogue, "--episodes", "10", "--no-progress"]
+    assert run_cli(capsys, *common, "--out", str(plain))[0] == 0
+    code, stdout, _ = run_cli(capsys, *common, "--gallery-smoothing", "2", "--out", str(smoothed))
+    assert code == 0 and "each training photo averaged with its 2 nearest of its label" in stdout
+    a, b = json.loads(plain.read_text()), json.loads(smoothed.read_text())
+    assert b["closed_set"]["gallery_smoothing"] == 2 and "gallery_smoothing" not in a["closed_set"]
+    assert a["open_set"] == b["open_set"] and a["few_shot"] == b["few_shot"]
+    protocol = Protocol.load(os.path.join(catalogue, "protocol.json"))
+    dataset = load_dataset(catalogue)
+    embedder = embedders.get("hog", image_size=(64, 48))
+
+    def part(ids):
+        records, vectors = embed_dataset(embedder, dataset.select(list(ids), "part"), progress=False)
+        return vectors, [r.label for r in records]
+
+    (train, train_labels), (test, test_labels) = part(protocol.train_ids), part(protocol.test_ids)
+    predicted = knn_predict(smooth_gallery(train, train_labels, 2), train_labels, test, (1, 5))
+    for k in (1, 5):
+        assert b["closed_set"]["knn_accuracy"][str(k)] == pytest.approx(np.mean(predicted[k] == np.array(test_labels)))

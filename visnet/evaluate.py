@@ -57,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="Recall@K cut-offs (default 1,5,10,20,30,40,50)")
     parser.add_argument("--knn", type=int_list, default=(1, 5), metavar="K,K",
                         help="k of the closed-set k-NN classifier (default 1,5)")
+    parser.add_argument("--gallery-smoothing", type=int, default=0, metavar="K",
+                        help="before closed-set k-NN, replace each training photo by the mean of itself and its K "
+                             "nearest training photos of the same label (default 0: off)")
     parser.add_argument("--ways", type=int_list, metavar="N,N", help="few-shot ways (default: the protocol's)")
     parser.add_argument("--shots", type=int_list, metavar="K,K", help="few-shot shots (default: the protocol's)")
     parser.add_argument("--queries", type=int, help="query images per class and episode (default: the protocol's)")
@@ -91,6 +94,8 @@ def _validate(args: argparse.Namespace) -> None:
         raise ValueError("--hog-weight applies to --run (a trained embedding); for HOG alone use --embedder hog.")
     if args.seed is not None and args.seed < 0:
         raise ValueError(f"--seed must be >= 0. Received: {args.seed}")
+    if args.gallery_smoothing < 0:
+        raise ValueError(f"--gallery-smoothing must be >= 0. Received: {args.gallery_smoothing}")
     for flag in ("out", "protocol"):
         value = getattr(args, flag)
         if value and os.path.isdir(value):
@@ -184,7 +189,7 @@ def run(args: argparse.Namespace) -> dict:
     settings = BenchmarkSettings(
         recall_ks=args.recall_ks, knn_ks=args.knn, ways=args.ways, shots=args.shots, queries=args.queries,
         episodes=args.episodes, seed=args.seed, classifiers=args.classifiers, metric=args.metric,
-        batch_size=args.batch_size, expansion=args.expansion,
+        batch_size=args.batch_size, expansion=args.expansion, gallery_smoothing=args.gallery_smoothing,
     )
     start = time.perf_counter()
     results = run_benchmark(embedder, dataset, protocol, settings, progress=not args.no_progress,

@@ -12,7 +12,7 @@ import numpy as np
 from visnet.data.image_spec import ImageSpec
 from visnet.data.protocol import Protocol
 from visnet.data.records import Dataset
-from visnet.evaluation.classification import confusions, knn_predict
+from visnet.evaluation.classification import confusions, knn_predict, smooth_gallery
 from visnet.evaluation.embedding import Embedder, embed_dataset
 from visnet.evaluation.fewshot import accuracy_grid
 from visnet.evaluation.retrieval import RECALL_KS, retrieval_metrics
@@ -24,7 +24,9 @@ class BenchmarkSettings:
     """What to measure. `None` for ways/shots/queries/episodes/seed means: as the protocol says.
 
     `expansion` re-ranks open-set retrieval (query expansion and database-side augmentation over
-    the support images, `visnet.index.expansion`); closed-set k-NN and few-shot are unchanged."""
+    the support images, `visnet.index.expansion`); closed-set k-NN and few-shot are unchanged.
+    `gallery_smoothing` k replaces each closed-set training photo by the mean of itself and its k
+    nearest training photos of the same label before k-NN (`classification.smooth_gallery`)."""
 
     recall_ks: tuple[int, ...] = RECALL_KS
     knn_ks: tuple[int, ...] = (1, 5)
@@ -37,6 +39,7 @@ class BenchmarkSettings:
     metric: str = "euclidean"
     batch_size: int = 64
     expansion: Expansion = Expansion()
+    gallery_smoothing: int = 0
 
 
 def run_benchmark(
@@ -98,6 +101,9 @@ def run_benchmark(
     closed = {"classes": len(protocol.classes), "train": len(train_y), "test": len(test_y)}
     if len(train_y) and len(test_y):
         k_values = [k for k in settings.knn_ks if k <= len(train_y)]
+        if settings.gallery_smoothing:
+            train_x = smooth_gallery(train_x, train_y, settings.gallery_smoothing)
+            closed["gallery_smoothing"] = settings.gallery_smoothing
         predictions = knn_predict(train_x, train_y, test_x, k_values, settings.metric)
         closed["knn_accuracy"] = {str(k): float(np.mean(p == test_y)) for k, p in predictions.items()}
         if 1 in predictions:  # where nearest-neighbour classification goes wrong, most frequent first
@@ -174,7 +180,10 @@ def format_results(results: dict, markdown: bool = False) -> str:
         lines.append("")
 
     closed = results["closed_set"]
-    title(f"Closed-set k-NN accuracy ({closed['classes']} classes, {closed['train']} train / {closed['test']} test)")
+    smoothing = (f"; each training photo averaged with its {closed['gallery_smoothing']} nearest of its label"
+                 if closed.get("gallery_smoothing") else "")
+    title(f"Closed-set k-NN accuracy ({closed['classes']} classes, {closed['train']} train / {closed['test']} test"
+          f"{smoothing})")
     if "skipped" in closed:
         lines += [f"skipped: {closed['skipped']}", ""]
     else:

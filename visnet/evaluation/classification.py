@@ -58,6 +58,38 @@ def knn_predict(
     return {k: np.concatenate(p) for k, p in predictions.items()}
 
 
+def smooth_gallery(train: np.ndarray, train_labels: Sequence, k: int) -> np.ndarray:
+    """Each labelled gallery row replaced by the mean of itself and its `k` nearest rows of the same
+    label (Euclidean), rescaled to its own length: database-side augmentation that uses the labels,
+    so a k-NN classifier meets the typical photo of a class, not an outlier. `k` 0 returns the rows
+    unchanged; a class with fewer rows averages all of them.
+
+    >>> smooth_gallery(np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]]), ["a", "a", "b"], 1).round(3).tolist()
+    [[0.707, 0.707], [0.707, 0.707], [1.0, 0.0]]
+    """
+    train = np.asarray(train, dtype=np.float64)
+    train_labels = np.asarray(train_labels)
+    if len(train_labels) != len(train):
+        raise ValueError(f"Got {len(train)} training rows but {len(train_labels)} labels.")
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 0:
+        raise ValueError(f"k must be an integer >= 0. Received: k={k!r}")
+    out = train.copy()
+    if k == 0:
+        return out.astype(np.float32)
+    for label in np.unique(train_labels):
+        rows = np.flatnonzero(train_labels == label)
+        members = train[rows]
+        squared = np.sum(members**2, axis=1)
+        distances = squared[:, None] + squared[None, :] - 2.0 * members @ members.T
+        np.fill_diagonal(distances, -np.inf)  # each row is its own first neighbour
+        take = min(k + 1, len(rows))
+        nearest = np.argsort(distances, axis=1, kind="stable")[:, :take]
+        means = members[nearest].mean(axis=1)
+        lengths = np.linalg.norm(members, axis=1, keepdims=True)
+        out[rows] = means * lengths / np.maximum(np.linalg.norm(means, axis=1, keepdims=True), 1e-12)
+    return out.astype(np.float32)
+
+
 def confusions(labels: Sequence, predicted: Sequence, top: int = 10) -> list[dict]:
     """The `top` most frequent mistakes: `{"label", "predicted", "count"}` per (true label,
     predicted label) pair that differ, by count (ties by the two labels' names)."""
