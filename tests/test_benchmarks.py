@@ -434,3 +434,25 @@ def test_word_probe_benchmark_measures_tags_and_text_search_on_the_novel_classes
     assert "| **word probe, calibrated on held-out base classes** |" in table and "Recall@1" in table
     with pytest.raises(SystemExit):
         word_probe.main(["--data", catalogue, "--option", "colour=red"])
+
+
+def test_gallery_smoothing_chooses_k_on_validation_photos_and_measures_every_k(catalogue, siamese_run, tmp_path):
+    from benchmarks import gallery_smoothing
+    from visnet.training.config import TrainConfig
+    from visnet.training.trainer import train
+
+    config = TrainConfig(arch="siamese", data=catalogue, split="closed-set", out=str(tmp_path / "closed"),
+                         image_size=(32, 24), backbone="tiny", embedding_dim=8, p=4, k=2, val="images:0.34",
+                         epochs=1, steps_per_epoch=1, augment=False)
+    train(config, progress=False)
+    out = str(tmp_path / "smoothing")
+    assert gallery_smoothing.main(["--data", catalogue, "--run", config.out, "--grid", "0,1,3", "--out", out]) == 0
+    report = json.load(open(out + ".json"))
+    assert [row["k"] for row in report["rows"]] == [0, 1, 3]
+    best = max(row["validation_1nn"] for row in report["rows"])
+    chosen = next(row for row in report["rows"] if row["k"] == report["chosen_k"])
+    assert chosen["validation_1nn"] == best  # chosen on validation, never on the test split
+    assert report["validation_photos"] > 0 and report["validation_photos"] < report["train_photos"]
+    assert f"| {report['chosen_k'] or '0 (none)'} (chosen) |" in open(out + ".md").read()
+    with pytest.raises(SystemExit):  # not a closed-set run
+        gallery_smoothing.main(["--data", catalogue, "--run", siamese_run.path, "--out", out])

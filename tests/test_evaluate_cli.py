@@ -10,6 +10,20 @@ from helpers import write_text
 from visnet import evaluate
 
 
+def hog_parts(catalogue, *id_lists):
+    """(HOG vectors, labels) of the catalogue's photos with each list of ids, as `evaluate` embeds them."""
+    from visnet.baselines import embedders
+    from visnet.data.readers import load_dataset
+    from visnet.evaluation.embedding import embed_dataset
+
+    dataset, embedder = load_dataset(catalogue), embedders.get("hog", image_size=(64, 48))
+    parts = []
+    for ids in id_lists:
+        records, vectors = embed_dataset(embedder, dataset.select(list(ids), "part"), progress=False)
+        parts.append((vectors, [r.label for r in records]))
+    return parts
+
+
 def run_cli(capsys, *argv):
     code = evaluate.main(list(argv))
     out = capsys.readouterr()
@@ -126,10 +140,7 @@ def test_malformed_flags_exit_with_usage(capsys):
 
 def test_expansion_reranks_open_set_retrieval_only_and_matches_the_reference(catalogue, tmp_path, capsys):
 
-    from visnet.baselines import embedders
     from visnet.data.protocol import Protocol
-    from visnet.data.readers import load_dataset
-    from visnet.evaluation.embedding import embed_dataset
     from visnet.evaluation.retrieval import retrieval_metrics
     from visnet.index.expansion import Expansion
 
@@ -143,12 +154,7 @@ def test_expansion_reranks_open_set_retrieval_only_and_matches_the_reference(cat
     assert a["closed_set"] == b["closed_set"] and a["few_shot"] == b["few_shot"]
     # The same figure by hand: HOG vectors of the support and query images, expanded, ranked.
     protocol = Protocol.load(os.path.join(catalogue, "protocol.json"))
-    dataset = load_dataset(catalogue)
-    embedder = embedders.get("hog", image_size=(64, 48))
-    def part(ids):
-        records, vectors = embed_dataset(embedder, dataset.select(list(ids), "part"), progress=False)
-        return vectors, [r.label for r in records]
-    (q, q_labels), (g, g_labels) = part(protocol.query_ids), part(protocol.support_ids)
+    (q, q_labels), (g, g_labels) = hog_parts(catalogue, protocol.query_ids, protocol.support_ids)
     q, g = Expansion(qe=2, dba=3, alpha=1.0).apply(q, g)
     expected = retrieval_metrics(q, q_labels, g, g_labels)
     assert b["open_set"]["mAP"] == pytest.approx(expected.mean_average_precision, abs=1e-9)
@@ -156,11 +162,8 @@ def test_expansion_reranks_open_set_retrieval_only_and_matches_the_reference(cat
 
 
 def test_gallery_smoothing_changes_closed_set_knn_only_and_matches_the_reference(catalogue, tmp_path, capsys):
-    from visnet.baselines import embedders
     from visnet.data.protocol import Protocol
-    from visnet.data.readers import load_dataset
     from visnet.evaluation.classification import knn_predict, smooth_gallery
-    from visnet.evaluation.embedding import embed_dataset
 
     plain, smoothed = tmp_path / "plain.json", tmp_path / "smoothed.json"
     common = ["--data", catalogue, "--episodes", "10", "--no-progress"]
@@ -171,14 +174,7 @@ def test_gallery_smoothing_changes_closed_set_knn_only_and_matches_the_reference
     assert b["closed_set"]["gallery_smoothing"] == 2 and "gallery_smoothing" not in a["closed_set"]
     assert a["open_set"] == b["open_set"] and a["few_shot"] == b["few_shot"]
     protocol = Protocol.load(os.path.join(catalogue, "protocol.json"))
-    dataset = load_dataset(catalogue)
-    embedder = embedders.get("hog", image_size=(64, 48))
-
-    def part(ids):
-        records, vectors = embed_dataset(embedder, dataset.select(list(ids), "part"), progress=False)
-        return vectors, [r.label for r in records]
-
-    (train, train_labels), (test, test_labels) = part(protocol.train_ids), part(protocol.test_ids)
+    (train, train_labels), (test, test_labels) = hog_parts(catalogue, protocol.train_ids, protocol.test_ids)
     predicted = knn_predict(smooth_gallery(train, train_labels, 2), train_labels, test, (1, 5))
     for k in (1, 5):
         assert b["closed_set"]["knn_accuracy"][str(k)] == pytest.approx(np.mean(predicted[k] == np.array(test_labels)))

@@ -98,11 +98,7 @@ class WordModel:
 
     def query_ids(self, text: str) -> np.ndarray:
         """The vocabulary ids of a text query's words; a query with none is an error naming it."""
-        ids = self.vocabulary.bag(text)
-        if not len(ids):
-            raise ValueError(f"No word of the query {text!r} is in the vocabulary "
-                             f"(tokens: {self.vocabulary.tokenizer(text)}).")
-        return ids
+        return self.vocabulary.query_ids(text)
 
     def text_scores(self, text: str, embeddings: np.ndarray, batch_size: int = 1024) -> np.ndarray:
         """Text -> image search: each image's summed score of the query's words (higher ranks first)."""

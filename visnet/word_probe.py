@@ -325,11 +325,8 @@ class WordProbe:
         return (np.asarray(logits) - np.asarray(calibration["word_bias"])[None, :]) / calibration["slope"]
 
     def query_ids(self, text: str) -> np.ndarray:
-        ids = self.vocabulary.bag(text)
-        if not len(ids):
-            raise ValueError(f"No word of the query {text!r} is in the vocabulary "
-                             f"(tokens: {self.vocabulary.tokenizer(text)}).")
-        return ids
+        """The vocabulary ids of a text query's words; a query with none is an error naming it."""
+        return self.vocabulary.query_ids(text)
 
     def text_scores(self, text: str, logits: np.ndarray) -> np.ndarray:
         """Text -> image: each image's log-probability that its name holds every word of the query

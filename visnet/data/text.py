@@ -160,6 +160,13 @@ class Vocabulary:
         """The sorted unique word ids of a text: its bag of words."""
         return np.unique(np.asarray(self.ids(self.tokenizer(text)), dtype=np.int64))
 
+    def query_ids(self, text: str) -> np.ndarray:
+        """The ids of a query's words; a query with none of them is an error naming it."""
+        ids = self.bag(text)
+        if not len(ids):
+            raise ValueError(f"No word of the query {text!r} is in the vocabulary (tokens: {self.tokenizer(text)}).")
+        return ids
+
     def bags(self, texts: Iterable[str | None]) -> list[np.ndarray]:
         return [self.bag(t) for t in texts]
 

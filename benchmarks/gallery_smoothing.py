@@ -1,0 +1,104 @@
+"""Gallery smoothing for closed-set k-NN, with k chosen on the run's own validation photos.
+
+`visnet.evaluate --gallery-smoothing K` replaces each closed-set training photo by the mean of
+itself and its K nearest training photos of the same label before k-NN. This script chooses K
+without the test split: the run's validation photos (held out of its training by `--val`) are
+classified against the rest of the training split, smoothed with each K of the grid; the K with
+the best validation 1-NN is the choice. Then every K is measured on the test split (against the
+whole training split, as `visnet.evaluate` does), so the table shows the choice and what the
+others would have given.
+
+    python benchmarks/gallery_smoothing.py --data ../shared/data/fashion-products \\
+        --run benchmarks/runs/effnet-closed-224-20ep --image-size 288x216
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, ROOT)
+
+from benchmarks.common import header, host, write_report  # noqa: E402
+from visnet.cli import int_list, size  # noqa: E402
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", required=True, help="dataset folder with protocol.json")
+    parser.add_argument("--run", required=True, help="a closed-set run (trained with --split closed-set and --val)")
+    parser.add_argument("--image-size", type=size, metavar="HxW", help="run the model at this size (default its own)")
+    parser.add_argument("--grid", type=lambda text: int_list(text, minimum=0), default=(0, 2, 4, 8, 16, 32, 64),
+                        metavar="K,K", help="values of K to try (default 0,2,4,8,16,32,64; 0 is no smoothing)")
+    parser.add_argument("--out", default=os.path.join(HERE, "results", "gallery_smoothing"),
+                        help="report path without extension (default benchmarks/results/gallery_smoothing)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from visnet.data.protocol import Protocol
+    from visnet.data.readers import load_dataset
+    from visnet.evaluation.classification import knn_accuracy, smooth_gallery
+    from visnet.evaluation.embedding import embed_dataset
+    from visnet.training.data import read_training_data
+    from visnet.training.runs import Run
+
+    report = header("gallery_smoothing", "benchmarks/gallery_smoothing.py", sys.argv[1:] if argv is None else argv)
+    run = Run(args.run)
+    if run.config.split != "closed-set":
+        parser.error(f"{args.run} was trained with --split {run.config.split}; this measures closed-set runs.")
+    validation = read_training_data(run.config, progress=False).val
+    if validation is None or not len(validation):
+        parser.error(f"{args.run} has no validation photos (--val none): nothing to choose K on.")
+    held_out = {r.path for r in validation}
+    protocol = Protocol.load(os.path.join(args.data, "protocol.json"))
+    train, test = protocol.closed_set(load_dataset(args.data, check="none"), missing="skip")
+    embedder = run.embedder("best", image_size=args.image_size)
+    start = time.perf_counter()
+    train, train_x = embed_dataset(embedder, train, progress=False)
+    test, test_x = embed_dataset(embedder, test, progress=False)
+    embed_seconds = time.perf_counter() - start
+    train_y, test_y = np.array([r.label for r in train]), np.array([r.label for r in test])
+    is_val = np.array([r.path in held_out for r in train])
+    gallery = ~is_val
+    rows = []
+    for k in args.grid:
+        val = knn_accuracy(smooth_gallery(train_x[gallery], train_y[gallery], k), train_y[gallery],
+                           train_x[is_val], train_y[is_val], ks=(1,))[1]
+        tested = knn_accuracy(smooth_gallery(train_x, train_y, k), train_y, test_x, test_y, ks=(1,))[1]
+        rows.append({"k": k, "validation_1nn": val, "test_1nn": tested,
+                     "test_mistakes": int(round((1 - tested) * len(test_y)))})
+    chosen = max(rows, key=lambda row: (row["validation_1nn"], -row["k"]))["k"]
+    size_text = "x".join(map(str, args.image_size)) if args.image_size else "x".join(map(str, run.config.image_size))
+    report.update({"data": args.data, "run": os.path.basename(os.path.normpath(args.run)), "image_size": size_text,
+                   "validation_photos": int(is_val.sum()), "train_photos": len(train_y), "test_photos": len(test_y),
+                   "rows": rows, "chosen_k": chosen, "embed_seconds": round(embed_seconds, 1)})
+    write_report(report, args.out, markdown)
+    return 0
+
+
+def markdown(r: dict) -> str:
+    lines = [f"### Gallery smoothing for closed-set 1-NN: `{r['run']}` at {r['image_size']}", "",
+             f"Command: `{r['command']}` — embedding {r['embed_seconds'] / 60:.1f} min, {host(r.get('machine', {}))}. "
+             f"K chosen on the run's {r['validation_photos']} validation photos against the rest of the training "
+             f"split; test: {r['test_photos']} photos against all {r['train_photos']} training photos "
+             f"(`visnet.evaluate --gallery-smoothing K`).", "",
+             "| K (same-label neighbours averaged) | validation 1-NN | test 1-NN | test mistakes |", "|---|---|---|---|"]
+    for row in r["rows"]:
+        mark = " (chosen)" if row["k"] == r["chosen_k"] else ""
+        k = "0 (none)" if row["k"] == 0 else str(row["k"])
+        lines.append(f"| {k}{mark} | {100 * row['validation_1nn']:.1f}% | {100 * row['test_1nn']:.1f}% | "
+                     f"{row['test_mistakes']} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
