@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     validation = read_training_data(run.config, progress=False).val
     if validation is None or not len(validation):
         parser.error(f"{args.run} has no validation photos (--val none): nothing to choose K on.")
-    held_out = {r.path for r in validation}
+    held_out = {os.path.realpath(r.path) for r in validation}
     protocol = Protocol.load(os.path.join(args.data, "protocol.json"))
     train, test = protocol.closed_set(load_dataset(args.data, check="none"), missing="skip")
     embedder = run.embedder("best", image_size=args.image_size)
@@ -67,7 +67,10 @@ def main(argv: list[str] | None = None) -> int:
     test, test_x = embed_dataset(embedder, test, progress=False)
     embed_seconds = time.perf_counter() - start
     train_y, test_y = np.array([r.label for r in train]), np.array([r.label for r in test])
-    is_val = np.array([r.path in held_out for r in train])
+    is_val = np.array([os.path.realpath(r.path) in held_out for r in train])
+    if is_val.sum() != len(held_out):
+        parser.error(f"{is_val.sum()} of the run's {len(held_out)} validation photos are in the closed-set training "
+                     f"split of {args.data}: is it the data the run was trained on?")
     gallery = ~is_val
     rows = []
     for k in args.grid:

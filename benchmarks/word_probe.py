@@ -124,7 +124,8 @@ def markdown(r: dict) -> str:
         "", f"The same check on the base classes, each photo tagged by a probe fitted without its class "
         f"(settings: pooled outputs of the trunk's last {s['blocks']} blocks, L2 {s['l2']:g}, {s['candidates']} "
         f"candidate words per photo; in a scratch comparison of three settings, these, the head alone and L2 "
-        f"1e-3, this check ranked them as the novel classes did): calibrated {check['calibrated']:.3f}, uncalibrated "
+        f"1e-3, this check ranked them as the novel classes did): calibrated {check['calibrated']:.3f} (in-sample for the "
+        f"calibration, fitted on these scores), uncalibrated "
         f"{check['probe']:.3f}, frequency baseline {check['frequency_baseline']:.3f}; calibration slope "
         f"{p['calibration']['slope']:.2f}.", "",
         f"Text → image: {x['queries']} novel query product names rank {x['gallery']} novel support images by "

@@ -41,6 +41,8 @@ def test_class_folds_partition_the_classes_and_name_too_few():
     assert [g.tolist() for g in class_folds(labels, 3, seed=5)] == [g.tolist() for g in groups]  # seeded
     with pytest.raises(ValueError, match="into 9 groups.*7 classes"):
         class_folds(labels, 9)
+    with pytest.raises(ValueError, match="2 classes or more; these have 1"):
+        class_folds(np.zeros(5), 2)
 
 
 def test_out_of_class_scores_come_from_probes_that_never_saw_the_class():
@@ -145,7 +147,8 @@ def test_word_probe_command_names_bad_settings_and_data(catalogue, tmp_path, cap
     common = ["--data", catalogue, "--out", str(tmp_path / "p"), "--backbone", "tiny", "--weights", "none",
               "--image-size", "32x24", "--no-progress"]
     for flags in (["--folds", "1"], ["--blocks", "0"], ["--epochs", "0"], ["--learning-rate", "0"],
-                  ["--min-word-count", "0"], ["--image-size", "big"]):
+                  ["--min-word-count", "0"], ["--seed", "-1"], ["--calibration-c", "0"], ["--image-size", "big"],
+                  ["--out", __file__]):
         with pytest.raises(SystemExit):
             word_probe.main(common + flags)
     assert word_probe.main(common + ["--folds", "13"]) == 2
@@ -153,7 +156,8 @@ def test_word_probe_command_names_bad_settings_and_data(catalogue, tmp_path, cap
     from visnet.data.protocol import Protocol
 
     base = Protocol.load(os.path.join(catalogue, "protocol.json")).base_classes
-    assert word_probe.main(common + ["--split", "open-set", "--folds", "3", "--epochs", "1"]) == 0
+    assert word_probe.main(common + ["--split", "open-set", "--folds", "3", "--epochs", "5",
+                                          "--learning-rate", "0.01"]) == 0
     assert f"{9 * len(base)} photos of {len(base)} classes" in capsys.readouterr().out  # the base classes only
     folder = tmp_path / "photos"
     for label in ("a", "b", "c"):
@@ -170,3 +174,57 @@ def test_split_records_names_a_bad_split(catalogue):
     assert len(split_records(catalogue, "all", progress=False)) == 108
     with pytest.raises(ValueError, match="split must be.*'train'"):
         split_records(catalogue, "train", progress=False)
+
+
+def test_the_saved_model_is_the_probe_with_its_calibration_folded_in():
+    import keras
+
+    from visnet.word_probe import calibrated_model, probe_logits
+
+    rng = np.random.default_rng(2)
+    inputs = keras.Input((6,))
+    features_model = keras.Model(inputs, keras.layers.Dense(5, name="features")(inputs))
+    probe = (rng.normal(size=5), rng.uniform(0.5, 2.0, 5), rng.normal(size=(5, 3)), rng.normal(size=3))
+    slope, bias = 1.3, rng.normal(size=3).astype(np.float32)
+    model = calibrated_model(features_model, probe, slope, bias)
+    x = rng.normal(size=(4, 6)).astype(np.float32)
+    features = np.asarray(features_model.predict(x, verbose=0))
+    np.testing.assert_allclose(np.asarray(model.predict(x, verbose=0)), slope * probe_logits(features, probe) + bias,
+                               rtol=1e-4, atol=1e-4)
+
+
+def test_photos_without_names_are_left_out_and_counted(catalogue):
+    import dataclasses
+
+    from visnet.data.readers import load_dataset
+    from visnet.data.records import Dataset
+    from visnet.word_probe import ProbeSettings, WordProbe
+
+    dataset = load_dataset(catalogue)
+    records = Dataset([dataclasses.replace(r, text=None) if i % 4 == 0 else r for i, r in enumerate(dataset)],
+                      name="some unnamed")
+    settings = ProbeSettings(backbone="tiny", weights="none", image_size=(32, 24), folds=3, epochs=5,
+                             learning_rate=0.01)
+    probe = WordProbe.fit(records, settings, progress=False)
+    assert probe.info["without_names"] == 27 and probe.info["photos"] == 81 and probe.info["skipped"] == 0
+
+
+def test_scores_that_rank_words_the_wrong_way_are_dropped_for_the_words_rates():
+    from visnet.word_probe import fit_calibration
+
+    rng = np.random.default_rng(4)
+    logits = rng.normal(0, 2, (4000, 3))
+    targets = (logits < 0).astype(np.float32)  # the higher the score, the less the word holds
+    targets[:, 2] = rng.random(4000) < 0.2
+    slope, bias = fit_calibration(logits, targets, candidates=3, c=1e4)
+    assert slope == 0.0
+    np.testing.assert_allclose(1 / (1 + np.exp(-bias)), targets.mean(axis=0), atol=0.01)
+
+
+def test_an_unknown_backbone_fails_before_the_photos_are_read(catalogue, tmp_path, capsys):
+    from visnet import word_probe
+
+    assert word_probe.main(["--data", catalogue, "--out", str(tmp_path / "p"), "--backbone", "nope",
+                            "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "nope" in err and "checking images" not in err

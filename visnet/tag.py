@@ -21,7 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--run", help="run directory of a --arch weakly training")
     source.add_argument("--probe", help="directory of a word probe (python -m visnet.word_probe): tags and text "
                                         "search that hold on kinds of product it never saw")
-    parser.add_argument("--checkpoint", choices=("best", "last"), default="best", help="which model (default best)")
+    parser.add_argument("--checkpoint", choices=("best", "last"), default="best", help="which checkpoint of --run (default best)")
     parser.add_argument("--top-k", type=int, default=5, help="words per image, or neighbours (default 5)")
     parser.add_argument("--no-prior", action="store_true",
                         help="rank tags by image-word similarity alone, without the words' catalogue frequency")

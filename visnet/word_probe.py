@@ -78,6 +78,8 @@ class ProbeSettings:
         for name in ("blocks", "epochs", "candidates", "min_word_count"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1. Received: {name}={getattr(self, name)}")
+        if self.seed < 0:
+            raise ValueError(f"seed must be >= 0. Received: seed={self.seed}")
         if self.folds < 2:
             raise ValueError(f"folds must be >= 2 (a probe is fitted without each group of classes). "
                              f"Received: folds={self.folds}")
@@ -153,6 +155,8 @@ def probe_logits(features: np.ndarray, probe) -> np.ndarray:
 def class_folds(labels: np.ndarray, folds: int, seed: int = 0) -> list[np.ndarray]:
     """The training classes shuffled (seeded) into `folds` groups; an error if there are fewer classes."""
     classes = np.unique(labels)
+    if len(classes) < 2:
+        raise ValueError(f"The out-of-class calibration needs photos of 2 classes or more; these have {len(classes)}.")
     if len(classes) < folds:
         raise ValueError(f"The out-of-class calibration splits the classes into {folds} groups, but the training "
                          f"photos have {len(classes)} classes: use --folds {max(2, len(classes))} or fewer, "
@@ -183,7 +187,8 @@ def _candidates(logits: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]
 def fit_calibration(logits: np.ndarray, targets: np.ndarray, candidates: int = 20, c: float = 1.0):
     """(slope, per-word bias) such that sigmoid(slope * logit + bias[word]) fits whether the word is
     in the name, on each photo's `candidates` best words. Words never among them keep bias 0 plus
-    the intercept."""
+    the intercept. If the logits rank the words the wrong way (a fitted slope <= 0: nothing the
+    probe learned carries over between classes), the slope is 0 and the biases alone are fitted."""
     from scipy import sparse
     from sklearn.linear_model import LogisticRegression
 
@@ -196,7 +201,13 @@ def fit_calibration(logits: np.ndarray, targets: np.ndarray, candidates: int = 2
     design = sparse.hstack([sparse.csr_matrix(logits[rows, cols][:, None].astype(np.float64)),
                             sparse.csr_matrix((np.ones(n), (np.arange(n), cols)), shape=(n, k))]).tocsr()
     fit = LogisticRegression(C=c, max_iter=2000).fit(design, y)
-    return float(fit.coef_[0, 0]), (fit.coef_[0, 1:] + fit.intercept_[0]).astype(np.float32)
+    slope = float(fit.coef_[0, 0])
+    if slope > 0:
+        return slope, (fit.coef_[0, 1:] + fit.intercept_[0]).astype(np.float32)
+    # The scores rank the words the wrong way on classes the probe did not see: drop them, and
+    # keep what the words' out-of-class rates say (the same tags for every photo).
+    fit = LogisticRegression(C=c, max_iter=2000).fit(design[:, 1:], y)
+    return 0.0, (fit.coef_[0] + fit.intercept_[0]).astype(np.float32)
 
 
 def calibrate(logits: np.ndarray, slope: float, bias: np.ndarray) -> np.ndarray:
@@ -207,6 +218,19 @@ def precision_at_1(logits: np.ndarray, bags) -> float:
     from visnet.evaluation.text import tag_precision
 
     return tag_precision(logits, bags, ks=(1,))[1]
+
+
+def calibrated_model(features_model, probe, slope: float, bias: np.ndarray):
+    """images -> features -> standardise -> probe -> calibration, the last three as a Normalization
+    and one Dense layer: slope * probe_logits + bias."""
+    import keras
+
+    mean, std, kernel, probe_bias = probe
+    x = keras.layers.Normalization(mean=mean, variance=std**2, name="standardize")(features_model.output)
+    dense = keras.layers.Dense(kernel.shape[1], name="word_logits")
+    outputs = dense(x)
+    dense.set_weights([slope * kernel, slope * probe_bias + bias])
+    return keras.Model(features_model.inputs, outputs, name="word_probe")
 
 
 class WordProbe:
@@ -226,52 +250,41 @@ class WordProbe:
     @classmethod
     def fit(cls, records, settings: ProbeSettings = ProbeSettings(), progress: bool = True) -> WordProbe:
         """Fits on `records` (a `Dataset` whose records carry text and labels)."""
-        import keras
 
         from visnet.data.text import NON_VISUAL_WORDS, TextTokenizer, Vocabulary
         from visnet.evaluation.embedding import embed_dataset
         from visnet.evaluation.text import frequency_scores
 
-        texts = [r.text for r in records if r.text]
-        if not texts:
+        if not any(r.text for r in records):
             raise ValueError(f"A word probe learns from text, but no record of {records.name} has any "
                              "(kaggle and benchmark layouts read productDisplayName; manifests a text column).")
+        named = records.filter(lambda r: bool(r.text), "with names")
+        texts = [r.text for r in named]
         tokenizer = TextTokenizer(languages=tuple(settings.text_languages), drop_words=tuple(NON_VISUAL_WORDS))
         vocabulary = Vocabulary.build(map(tokenizer, texts), min_count=settings.min_word_count, tokenizer=tokenizer)
         start = time.perf_counter()
         features_model, spec = feature_model(settings)
-        kept, features = embed_dataset(lambda x: features_model.predict_on_batch(x), records, spec=spec,
+        kept, features = embed_dataset(lambda x: features_model.predict_on_batch(x), named, spec=spec,
                                        progress=progress, description="probe features")
         embed_seconds = time.perf_counter() - start
         bags = vocabulary.bags(r.text for r in kept)
         targets = bag_targets(bags, len(vocabulary))
         labels = np.asarray(kept.labels)
-        bar = None
-        if progress:
-            from tqdm import tqdm
+        from tqdm import tqdm
 
-            bar = tqdm(total=settings.folds, desc="out-of-class probes", unit="fold")
-        held_out = out_of_class_logits(features, targets, labels, settings,
-                                       progress=(lambda _: bar.update(1)) if bar else None)
-        if bar:
-            bar.close()
+        with tqdm(total=settings.folds, desc="out-of-class probes", unit="fold", disable=not progress) as bar:
+            held_out = out_of_class_logits(features, targets, labels, settings, progress=lambda _: bar.update(1))
         slope, bias = fit_calibration(held_out, targets, settings.candidates, settings.calibration_c)
         mean, std, kernel, probe_bias = fit_probe(features, targets, settings.l2, settings.epochs, settings.seed,
                                                   settings.learning_rate)
 
-        # The final model: features -> standardise -> probe -> calibration, as one Dense layer.
-        inputs = features_model.inputs
-        x = keras.layers.Normalization(mean=mean, variance=std**2, name="standardize")(features_model.output)
-        dense = keras.layers.Dense(len(vocabulary), name="word_logits")
-        outputs = dense(x)
-        model = keras.Model(inputs, outputs, name="word_probe")
-        dense.set_weights([slope * kernel, slope * probe_bias + bias])
+        model = calibrated_model(features_model, (mean, std, kernel, probe_bias), slope, bias)
         frequency = frequency_scores(vocabulary.counts, len(bags))
         info = {
             "settings": dataclasses.asdict(settings), "feature_layers": [layer.name for layer in features_model.layers
                                                                           if layer.name.startswith("pool_")],
             "photos": len(kept), "classes": int(len(np.unique(labels))), "vocabulary_size": len(vocabulary),
-            "skipped": len(records) - len(kept),
+            "skipped": len(named) - len(kept), "without_names": len(records) - len(named),
             "calibration": {"slope": slope, "word_bias": [round(float(b), 6) for b in bias]},
             "out_of_class_precision_at_1": {"probe": precision_at_1(held_out, bags),
                                             "calibrated": precision_at_1(calibrate(held_out, slope, bias), bags),
@@ -322,6 +335,9 @@ class WordProbe:
     def uncalibrated(self, logits: np.ndarray) -> np.ndarray:
         """The final probe's log-odds before the out-of-class calibration was folded in."""
         calibration = self.info["calibration"]
+        if calibration["slope"] <= 0:
+            raise ValueError("This probe's calibration dropped its scores (slope 0): they did not carry over "
+                             "between classes, so the uncalibrated log-odds cannot be recovered.")
         return (np.asarray(logits) - np.asarray(calibration["word_bias"])[None, :]) / calibration["slope"]
 
     def query_ids(self, text: str) -> np.ndarray:
@@ -341,7 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data", required=True, help="dataset (a path, or layout:path) whose records have names")
     parser.add_argument("--split", choices=("open-set", "closed-set", "all"), default="all",
                         help="open-set: the protocol's base classes; closed-set: its training split; all: every "
-                             "record (default)")
+                             "record, or the training split where the layout marks one (default)")
     parser.add_argument("--out", required=True, help="directory for probe.keras, vocabulary.json, probe.json")
     parser.add_argument("--backbone", default=defaults.backbone, help=f"frozen trunk (default {defaults.backbone})")
     parser.add_argument("--weights", default=defaults.weights,
@@ -355,6 +371,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--l2", type=float, default=defaults.l2, help=f"probe L2 weight (default {defaults.l2:g})")
     parser.add_argument("--epochs", type=int, default=defaults.epochs,
                         help=f"passes over the features per probe (default {defaults.epochs})")
+    parser.add_argument("--calibration-c", type=float, default=defaults.calibration_c,
+                        help=f"inverse L2 strength of the calibration (default {defaults.calibration_c:g})")
     parser.add_argument("--learning-rate", type=float, default=defaults.learning_rate,
                         help=f"Adam's learning rate for the probes (default {defaults.learning_rate:g})")
     parser.add_argument("--candidates", type=int, default=defaults.candidates,
@@ -377,12 +395,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = ProbeSettings(backbone=args.backbone, weights=args.weights, image_size=args.image_size,
                                  blocks=args.blocks, folds=args.folds, l2=args.l2, epochs=args.epochs, learning_rate=args.learning_rate,
-                                 candidates=args.candidates, seed=args.seed, min_word_count=args.min_word_count,
+                                 candidates=args.candidates, calibration_c=args.calibration_c, seed=args.seed, min_word_count=args.min_word_count,
                                  text_languages=tuple(w for w in args.text_languages.split(",") if w))
     except ValueError as error:
         parser.error(str(error))
+    if os.path.isfile(args.out):
+        parser.error(f"--out must be a directory, not a file. Received: {args.out}")
     try:
+        from visnet.backbones import backbone_info
         from visnet.training.data import split_records
+
+        backbone_info(settings.backbone)  # an unknown backbone fails before the photos are read
 
         records = split_records(args.data, args.split, progress=not args.no_progress, check=args.check_images)
         probe = WordProbe.fit(records, settings, progress=not args.no_progress)
@@ -390,6 +413,10 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError) as error:
         return report_error(error)
     check = probe.info["out_of_class_precision_at_1"]
+    if probe.info["calibration"]["slope"] <= 0:
+        print("warning: on classes it did not see, the probe ranked words the wrong way, so its scores were dropped: "
+              "every photo gets the same tags (the words' out-of-class rates). More photos or classes, or another "
+              "--backbone, should help.", file=sys.stderr)
     skipped = f" ({probe.info['skipped']} unreadable photos skipped)" if probe.info["skipped"] else ""
     print(f"word probe: {probe.info['photos']} photos of {probe.info['classes']} classes{skipped}, "
           f"{probe.info['vocabulary_size']} words -> {args.out}")
