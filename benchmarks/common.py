@@ -235,3 +235,8 @@ def validation_embeddings(parser, path: str, image_size):
                      "(--chosen-by NAME=OTHER takes another run's)")
     records, vectors = embed_dataset(embedder, data.val, progress=False)
     return embedder, vectors, np.array([r.label for r in records])
+
+
+def at_k(figures: dict, k: int) -> float:
+    """figures[k], whether the keys are ints (fresh) or strings (read back from JSON)."""
+    return figures[k] if k in figures else figures[str(k)]

@@ -30,7 +30,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 
-from benchmarks.common import host, machine  # noqa: E402
+from benchmarks.common import at_k, host, machine  # noqa: E402
 from benchmarks.metric_learning import command  # noqa: E402
 from visnet.training.config import TrainConfig  # noqa: E402
 
@@ -190,10 +190,6 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _at(figures: dict, k: int) -> float:
-    """figures[k], whether the keys are ints (fresh) or strings (read back from JSON)."""
-    return figures[k] if k in figures else figures[str(k)]
-
 
 def markdown(r: dict) -> str:
     hog_path = os.path.join(HERE, "results", "hog.json")
@@ -219,7 +215,7 @@ def markdown(r: dict) -> str:
     for name, key in (("frequency baseline (most common training words)", "frequency"),
                       (prior, "learned"),
                       ("`weakly`, image-word similarity alone", "learned_no_prior")):
-        lines.append(f"| {name} | {_at(t[key], 1):.3f} | {_at(t[key], 5):.3f} |")
+        lines.append(f"| {name} | {at_k(t[key], 1):.3f} | {at_k(t[key], 5):.3f} |")
     lines.append("")
     lines += ["| image retrieval (open set) | mAP | R@1 | 5-way 1-shot | 16-way 5-shot |", "|---|---|---|---|---|"]
     for name, results in (("HOG", hog), ("`weakly` image embedding", r["retrieval"])):
@@ -229,8 +225,8 @@ def markdown(r: dict) -> str:
                          f"{few(results, 16, 5)} |")
     rec, ch = x["recall"], x["chance"]
     lines += ["", f"Text → image: {x['queries']} novel query product names rank {x['gallery']} novel support images; "
-              f"a hit is an image of the same articleType. Recall@1 {_at(rec, 1):.3f}, Recall@10 {_at(rec, 10):.3f} "
-              f"(chance {_at(ch, 1):.3f} and {_at(ch, 10):.3f}).", "",
+              f"a hit is an image of the same articleType. Recall@1 {at_k(rec, 1):.3f}, Recall@10 {at_k(rec, 10):.3f} "
+              f"(chance {at_k(ch, 1):.3f} and {at_k(ch, 10):.3f}).", "",
               f"Word triplets (chance 50%): words naming the same kind of product closer than words naming "
               f"another (a word's articleType is the one of 60%+ of the training names holding it; "
               f"{r['label_triplets']['triplets']} triplets over {r['label_triplets']['words']} words): "

@@ -27,7 +27,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 
-from benchmarks.common import header, host, write_report  # noqa: E402
+from benchmarks.common import at_k, header, host, write_report  # noqa: E402
 from visnet.cli import key_value  # noqa: E402
 
 
@@ -99,9 +99,6 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _at(figures: dict, k: int) -> float:
-    return figures[k] if k in figures else figures[str(k)]
-
 
 def markdown(r: dict) -> str:
     t, x, p = r["tags"], r["text_to_image"], r["probe"]
@@ -118,7 +115,7 @@ def markdown(r: dict) -> str:
     for name, key in (("frequency baseline (most common training words)", "frequency"),
                       ("word probe, uncalibrated", "uncalibrated"),
                       ("**word probe, calibrated on held-out base classes**", "calibrated")):
-        lines.append(f"| {name} | {_at(t[key], 1):.3f} | {_at(t[key], 5):.3f} |")
+        lines.append(f"| {name} | {at_k(t[key], 1):.3f} | {at_k(t[key], 5):.3f} |")
     rec, ch = x["recall"], x["chance"]
     lines += [
         "", f"The same check on the base classes, each photo tagged by a probe fitted without its class "
@@ -130,8 +127,8 @@ def markdown(r: dict) -> str:
         f"{p['calibration']['slope']:.2f}.", "",
         f"Text → image: {x['queries']} novel query product names rank {x['gallery']} novel support images by "
         f"the probability that the image's name holds every query word; a hit is an image of the same "
-        f"articleType. Recall@1 {_at(rec, 1):.3f}, Recall@10 {_at(rec, 10):.3f} (chance {_at(ch, 1):.3f} and "
-        f"{_at(ch, 10):.3f}).", "",
+        f"articleType. Recall@1 {at_k(rec, 1):.3f}, Recall@10 {at_k(rec, 10):.3f} (chance {at_k(ch, 1):.3f} and "
+        f"{at_k(ch, 10):.3f}).", "",
         f"Vocabulary: {p['vocabulary_size']} words from the base classes' product names. Sample tags: "
         + "; ".join(f"{name} → {', '.join(words[:3])}" for name, words in list(r["sample_tags"].items())[:4]) + ".",
         "",

@@ -105,18 +105,15 @@ def feature_model(settings: ProbeSettings):
     """(keras model from normalised images to pooled block features side by side, its ImageSpec)."""
     import keras
 
-    from visnet.backbones import backbone_info, build_backbone
-    from visnet.data.image_spec import ImageSpec
+    from visnet.backbones import backbone_info
+    from visnet.baselines.pretrained import load_trunk
 
-    info = backbone_info(settings.backbone)
-    height, width = settings.image_size
-    weights = None if settings.weights in (None, "none") else settings.weights
-    trunk = build_backbone(settings.backbone, (height, width, 3), weights=weights)
+    keras.utils.set_random_seed(settings.seed)  # weights not loaded from a file are drawn the same way each time
+    trunk, spec, backbone = load_trunk(settings.backbone, settings.weights, settings.image_size, {})
     trunk.trainable = False
-    ends = block_outputs(trunk, list(info.blocks), settings.blocks)
+    ends = block_outputs(trunk, list(backbone_info(backbone).blocks), settings.blocks)
     pooled = [keras.layers.GlobalAveragePooling2D(name=f"pool_{n}")(trunk.get_layer(n).output) for n in ends]
     features = pooled[0] if len(pooled) == 1 else keras.layers.Concatenate(name="block_features")(pooled)
-    spec = ImageSpec(height=height, width=width, resize="pad", normalization=info.normalization)
     return keras.Model(trunk.inputs, features, name="probe_features"), spec
 
 
