@@ -20,6 +20,7 @@ import argparse
 import os
 import sys
 import time
+from collections import Counter
 
 import numpy as np
 
@@ -51,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     from visnet.evaluation.embedding import embed_dataset
     from visnet.evaluation.text import frequency_scores, tag_precision, text_recall
     from visnet.training.data import split_records
-    from visnet.word_probe import ProbeSettings, WordProbe
+    from visnet.word_probe import IMAGENET_WEIGHTS, ProbeSettings, WordProbe
 
     report = header("word_probe", "benchmarks/word_probe.py", sys.argv[1:] if argv is None else argv)
     try:
@@ -68,31 +69,61 @@ def main(argv: list[str] | None = None) -> int:
     split = protocol.open_set(load_dataset(args.data, check="none"), missing="skip")
     vocabulary = probe.vocabulary
 
-    def logits_of(dataset):
-        return embed_dataset(probe.logits, dataset, spec=probe.image_spec, progress=False)
+    words = len(vocabulary)
 
-    pool, pool_logits = logits_of(split.pool)
+    def logits_of(dataset):  # (records, word log-odds, ImageNet log-probabilities or None)
+        def joined(images):
+            return np.concatenate(list(probe.scores(images).values()), axis=1)
+
+        kept, out = embed_dataset(joined, dataset, spec=probe.image_spec, progress=False)
+        return kept, out[:, :words], (out[:, words:] if out.shape[1] > words else None)
+
+    pool, pool_logits, _ = logits_of(split.pool)
     bags = vocabulary.bags(r.text for r in pool)
     tags = {"calibrated": tag_precision(pool_logits, bags, ks=(1, 5)),
             "uncalibrated": tag_precision(probe.uncalibrated(pool_logits), bags, ks=(1, 5)),
             "frequency": tag_precision(frequency_scores(vocabulary.counts, len(bags)), bags, ks=(1, 5))}
 
-    support, support_logits = logits_of(split.support)
+    support, support_logits, support_imagenet = logits_of(split.support)
+    # The queries with a vocabulary word, with or without the ImageNet classes: the same queries.
     queries = [q for q in split.query if vocabulary.bag(q.text).size]
-    scores = np.stack([probe.text_scores(q.text, support_logits) for q in queries])
     support_labels = [r.label for r in support]
     query_labels = [q.label for q in queries]
+    scores = without = np.stack([probe.text_scores(q.text, support_logits) for q in queries])
     text = text_recall(scores, query_labels, support_labels, ks=(1, 10))
+    imagenet = None
+    if support_imagenet is not None and probe.imagenet_names is not None:
+        from visnet.word_probe import text_score_matrix
+
+        scores = np.stack([probe.text_scores(q.text, support_logits, support_imagenet) for q in queries])
+        names = probe.imagenet_names
+        named = Counter(name for q in queries for name in
+                        {n for token in vocabulary.tokenizer(q.text) for n in names.describe(token)})
+        per_class = {}
+        for label in sorted(set(query_labels)):
+            rows = [i for i, q in enumerate(query_labels) if q == label]
+            per_class[label] = {"queries": len(rows), "without": text_recall(
+                without[rows], [label] * len(rows), support_labels, ks=(1,))[1], "with": text_recall(
+                scores[rows], [label] * len(rows), support_labels, ks=(1,))[1]}
+        imagenet = {"recall": text_recall(scores, query_labels, support_labels, ks=(1, 10)),
+                    "weight": probe.info["imagenet"]["weight"],
+                    "queries_naming_a_class": sum(bool(names.query_classes(vocabulary.tokenizer(q.text)))
+                                                  for q in queries),
+                    "classes_named": dict(named.most_common()), "per_class": per_class,
+                    "by_weight": {f"{w:g}": text_recall(text_score_matrix(
+                        [q.text for q in queries], support_logits, vocabulary, support_imagenet, names, w),
+                        query_labels, support_labels, ks=(1,))[1] for w in IMAGENET_WEIGHTS}}
     chance = text_recall(np.random.default_rng(0).random(scores.shape), query_labels, support_labels, ks=(1, 10))
     top = [[w for w, _ in t] for t in probe.tag(pool_logits[::100], 5)]
     report.update({
         "data": args.data, "protocol": protocol.name, "settings": probe.info["settings"],
         "probe": {**{k: probe.info[k] for k in ("photos", "classes", "vocabulary_size", "feature_layers",
                                                 "out_of_class_precision_at_1", "feature_seconds", "fit_seconds")},
-                  "calibration": {"slope": probe.info["calibration"]["slope"]}},
+                  "calibration": {"slope": probe.info["calibration"]["slope"]}, "imagenet": probe.info.get("imagenet")},
         "fit_seconds": round(fit_seconds, 1), "eval_seconds": round(time.perf_counter() - start, 1),
         "tags": {"images": int(sum(len(b) > 0 for b in bags)), **tags},
-        "text_to_image": {"queries": len(queries), "gallery": len(support), "recall": text, "chance": chance},
+        "text_to_image": {"queries": len(queries), "gallery": len(support), "recall": text, "chance": chance,
+                          "with_imagenet": imagenet},
         "sample_tags": {r.text: t for r, t in zip(list(pool)[::100], top)},
     })
     write_report(report, args.results, markdown)
@@ -125,10 +156,35 @@ def markdown(r: dict) -> str:
         f"calibration, fitted on these scores), uncalibrated "
         f"{check['probe']:.3f}, frequency baseline {check['frequency_baseline']:.3f}; calibration slope "
         f"{p['calibration']['slope']:.2f}.", "",
-        f"Text → image: {x['queries']} novel query product names rank {x['gallery']} novel support images by "
-        f"the probability that the image's name holds every query word; a hit is an image of the same "
-        f"articleType. Recall@1 {at_k(rec, 1):.3f}, Recall@10 {at_k(rec, 10):.3f} (chance {at_k(ch, 1):.3f} and "
-        f"{at_k(ch, 10):.3f}).", "",
+        f"Text → image: {x['queries']} novel query product names (those with a vocabulary word) rank "
+        f"{x['gallery']} novel support images; a hit is an image of the same articleType.", "",
+        "| text → image on the novel classes | Recall@1 | Recall@10 |", "|---|---|---|",
+        f"| chance (random rankings) | {at_k(ch, 1):.3f} | {at_k(ch, 10):.3f} |",
+        f"| the probability that the image's name holds every query word | {at_k(rec, 1):.3f} | {at_k(rec, 10):.3f} |",
+    ]
+    net = x.get("with_imagenet")
+    if net:
+        held = p["imagenet"]["out_of_class_text_recall_at_1"]
+        lines += [
+            f"| **the same plus {net['weight']:g} × the log-probability of the ImageNet classes the query's words "
+            f"name** | **{at_k(net['recall'], 1):.3f}** | **{at_k(net['recall'], 10):.3f}** |", "",
+            f"The ImageNet classes: the trunk's own ImageNet classifier, with a query word matched to the classes "
+            f"whose names it heads (`visnet/data/imagenet.py`; compounds {'on' if p['imagenet']['compounds'] else 'off'}). "
+            f"{net['queries_naming_a_class']} of the {x['queries']} queries have such a word; they name "
+            f"{len(net['classes_named'])} classes, most often "
+            + ", ".join(f"{name} ({count})" for name, count in list(net["classes_named"].items())[:12])
+            + " (queries naming it). "
+            + ("The weight was chosen on the base classes" if p["imagenet"]["chosen"] else
+               "The weight was set (`imagenet_weight`), not chosen; the base-class check")
+            + ": each fold's photo names rank that fold's photos, scored by a probe fitted without the fold. "
+            "Recall@1 by weight, held-out base classes → novel classes: "
+            + ", ".join(f"{w}: {held[w]:.3f} → {net['by_weight'][w]:.3f}" for w in held) + ".", "",
+            "| novel class | queries | Recall@1, words only | with ImageNet classes |", "|---|---|---|---|",
+            *[f"| {label} | {c['queries']} | {c['without']:.2f} | {c['with']:.2f} |"
+              for label, c in net["per_class"].items()],
+        ]
+    lines += [
+        "",
         f"Vocabulary: {p['vocabulary_size']} words from the base classes' product names. Sample tags: "
         + "; ".join(f"{name} → {', '.join(words[:3])}" for name, words in list(r["sample_tags"].items())[:4]) + ".",
         "",

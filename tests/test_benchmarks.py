@@ -6,6 +6,7 @@ import os
 import re
 import sys
 
+import numpy as np
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -414,13 +415,17 @@ def test_closed_set_labels_splits_the_mistakes_by_what_the_names_say(catalogue, 
         closed_set_labels.main(["--data", data, "--run", "tiny=nowhere", "--out", out])
 
 
-def test_word_probe_benchmark_measures_tags_and_text_search_on_the_novel_classes(catalogue, tmp_path):
+def test_word_probe_benchmark_measures_tags_and_text_search_on_the_novel_classes(catalogue, tmp_path, monkeypatch):
     from benchmarks import word_probe
+    from visnet import backbones
     from visnet.data.protocol import Protocol
 
+    # A fake ImageNet classifier on `tiny` (16 channels), so text search with ImageNet classes is measured too.
+    kernel = np.random.default_rng(5).normal(0, 0.3, (16, 1000)).astype(np.float32)
+    monkeypatch.setattr(backbones, "imagenet_classifier", lambda name, weights: (kernel, np.zeros(1000, np.float32)))
     results = str(tmp_path / "word_probe")
     options = ["--option", "backbone=tiny", "--option", "weights=none", "--option", "image_size=[32,24]",
-               "--option", "folds=3", "--option", "epochs=2"]
+               "--option", "folds=3", "--option", "epochs=2", "--option", "imagenet_weight=1"]
     assert word_probe.main(["--data", catalogue, "--out", str(tmp_path / "probe"), "--results", results,
                             *options]) == 0
     report = json.load(open(results + ".json"))
@@ -432,6 +437,10 @@ def test_word_probe_benchmark_measures_tags_and_text_search_on_the_novel_classes
     assert report["text_to_image"]["gallery"] == len(protocol.support_ids)
     table = open(results + ".md").read()
     assert "| **word probe, calibrated on held-out base classes** |" in table and "Recall@1" in table
+    net = report["text_to_image"]["with_imagenet"]
+    assert net["weight"] == 1 and set(net["by_weight"]) == {"0", "0.25", "0.5", "1", "2", "4"}
+    assert net["by_weight"]["1"] == net["recall"]["1"] and net["by_weight"]["0"] == report["text_to_image"]["recall"]["1"]
+    assert "| **the same plus 1 × the log-probability of the ImageNet classes" in table and "set (`imagenet_weight`)" in table
     with pytest.raises(SystemExit):
         word_probe.main(["--data", catalogue, "--option", "colour=red"])
 

@@ -189,7 +189,7 @@ def test_the_saved_model_is_the_probe_with_its_calibration_folded_in():
     model = calibrated_model(features_model, probe, slope, bias)
     x = rng.normal(size=(4, 6)).astype(np.float32)
     features = np.asarray(features_model.predict(x, verbose=0))
-    np.testing.assert_allclose(np.asarray(model.predict(x, verbose=0)), slope * probe_logits(features, probe) + bias,
+    np.testing.assert_allclose(np.asarray(model.predict(x, verbose=0)["words"]), slope * probe_logits(features, probe) + bias,
                                rtol=1e-4, atol=1e-4)
 
 
@@ -228,3 +228,108 @@ def test_an_unknown_backbone_fails_before_the_photos_are_read(catalogue, tmp_pat
                             "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert "nope" in err and "checking images" not in err
+
+
+def test_text_scores_add_the_imagenet_classes_query_words_name():
+    from visnet.data.imagenet import ImageNetNames
+    from visnet.data.text import TextTokenizer, Vocabulary
+    from visnet.word_probe import text_score_matrix
+
+    tokenizer = TextTokenizer(languages=("en",))
+    vocabulary = Vocabulary.build(map(tokenizer, ["red dress", "blue dress", "red bag"]), min_count=1,
+                                  tokenizer=tokenizer)
+    names = ImageNetNames(["mailbag", "jean, blue jean", "sandal"], compounds=True)
+    rng = np.random.default_rng(3)
+    logits, imagenet = rng.normal(size=(5, len(vocabulary))), np.log(rng.dirichlet(np.ones(3), 5))
+    texts = ["red jeans", "sandals bag", "blue dress"]
+    got = text_score_matrix(texts, logits, vocabulary, imagenet, names, weight=0.7)
+    for i, text in enumerate(texts):  # by hand: the words' log-probabilities, then each named class set's
+        expected = np.zeros(5)
+        for token in set(tokenizer(text)):
+            if token in vocabulary.words:
+                expected += np.log(1 / (1 + np.exp(-logits[:, vocabulary.words.index(token)])))
+            classes = list(names.classes(token))
+            if classes:
+                expected += 0.7 * np.log(np.exp(imagenet[:, classes]).sum(axis=1))
+        np.testing.assert_allclose(got[i], expected, rtol=1e-6)
+    np.testing.assert_allclose(text_score_matrix(texts, logits, vocabulary, imagenet, names, weight=0.0),
+                               text_score_matrix(texts, logits, vocabulary), rtol=1e-9)
+
+
+def test_the_imagenet_weight_is_chosen_on_classes_the_probe_did_not_see():
+    from visnet.data.imagenet import ImageNetNames
+    from visnet.data.text import TextTokenizer, Vocabulary
+    from visnet.word_probe import choose_imagenet_weight
+
+    # Eight kinds of product whose names share only colours with the vocabulary; the kind's own word
+    # names an ImageNet class, and the (fake) ImageNet classifier knows the kinds.
+    kinds = ["sandal", "jean", "mailbag", "cardigan", "sombrero", "kimono", "bikini", "sweatshirt"]
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(8), 30)
+    texts = [f"{rng.choice(['red', 'blue', 'black'])} {kinds[y]}" for y in labels]
+    tokenizer = TextTokenizer(languages=("en",))
+    vocabulary = Vocabulary.build(map(tokenizer, ["red", "blue", "black"]), min_count=1, tokenizer=tokenizer)
+    names = ImageNetNames(kinds, compounds=False)
+    logits = rng.normal(size=(len(labels), len(vocabulary)))  # the probe's words tell nothing of the kind
+    informative = np.log(np.full((len(labels), 8), 0.02) + 0.84 * np.eye(8)[labels])
+    weight, recall = choose_imagenet_weight(logits, informative, texts, labels, vocabulary, names, folds=2)
+    assert weight > 0 and recall[f"{weight:g}"] == 1.0 and recall["0"] < 0.5, recall
+    uniform = np.full((len(labels), 8), np.log(1 / 8))  # a classifier that knows nothing: ties, so no weight
+    weight, recall = choose_imagenet_weight(logits, uniform, texts, labels, vocabulary, names, folds=2)
+    assert weight == 0 and len(set(recall.values())) == 1, recall
+
+
+@pytest.fixture(scope="module")
+def imagenet_probe_dir(catalogue, tmp_path_factory):
+    """A probe on `tiny` with a fake ImageNet classifier (random, 1,000 classes) and weight 1."""
+    from visnet import backbones, word_probe
+
+    kernel = np.random.default_rng(4).normal(0, 0.3, (16, 1000)).astype(np.float32)  # tiny ends with 16 channels
+    out = str(tmp_path_factory.mktemp("probe-imagenet"))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(backbones, "imagenet_classifier", lambda name, weights: (kernel, np.zeros(1000, np.float32)))
+        code = word_probe.main(["--data", catalogue, "--out", out, "--backbone", "tiny", "--weights", "none",
+                                "--image-size", "32x24", "--folds", "3", "--epochs", "5", "--learning-rate", "0.01",
+                                "--imagenet-weight", "1", "--no-progress"])
+    assert code == 0
+    return out
+
+
+def test_a_probe_with_imagenet_classes_saves_them_and_searches_with_them(imagenet_probe_dir, catalogue, capsys):
+    from visnet import tag
+    from visnet.data.pipeline import load_images, normalize_image
+    from visnet.data.readers import load_dataset
+    from visnet.word_probe import IMAGENET_WEIGHTS, WordProbe
+
+    probe = WordProbe.load(imagenet_probe_dir)
+    info = probe.info["imagenet"]
+    assert info["classes"] == 1000 and info["weight"] == 1.0 and not info["chosen"]
+    assert set(info["out_of_class_text_recall_at_1"]) == {f"{w:g}" for w in IMAGENET_WEIGHTS}
+    paths = load_dataset(catalogue).paths[:5]
+    pixels, _ = load_images(paths, probe.image_spec)
+    images = np.asarray(normalize_image(pixels.astype("float32"), probe.image_spec.normalization))
+    scores = probe.scores(images)
+    assert scores["words"].shape == (5, len(probe.vocabulary)) and scores["imagenet"].shape == (5, 1000)
+    np.testing.assert_allclose(np.exp(scores["imagenet"]).sum(axis=1), 1.0, rtol=1e-4)  # log-probabilities
+    np.testing.assert_allclose(probe.logits(images), scores["words"])
+    mailbag = probe.imagenet_names.classes("mailbag")
+    assert "mailbag" not in probe.vocabulary.words and mailbag
+    np.testing.assert_allclose(probe.text_scores("mailbag", scores["words"], scores["imagenet"]),
+                               np.logaddexp.reduce(scores["imagenet"][:, list(mailbag)], axis=1), rtol=1e-5)
+    with pytest.raises(ValueError, match="'mailbag'"):  # without the images' ImageNet scores it knows no word
+        probe.text_scores("mailbag", scores["words"])
+    capsys.readouterr()
+    assert tag.main(["--probe", imagenet_probe_dir, "--query", "mailbag", *paths]) == 0
+    assert [line.split("\t")[0] for line in capsys.readouterr().out.strip().splitlines()] == ["1", "2", "3", "4", "5"]
+    assert tag.main(["--probe", imagenet_probe_dir, "--query", "qwerty", *paths]) == 2
+    assert "'qwerty'" in capsys.readouterr().err
+
+
+def test_a_probe_without_imagenet_classes_says_so(probe_dir, capsys):
+    from visnet import word_probe
+
+    assert json.load(open(os.path.join(probe_dir, "probe.json")))["imagenet"] is None
+    for bad in ("-1", "some"):
+        with pytest.raises(SystemExit):
+            word_probe.main(["--data", probe_dir, "--out", probe_dir, "--imagenet-weight", bad])
+        assert "--imagenet-weight" in capsys.readouterr().err

@@ -25,7 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--top-k", type=int, default=5, help="words per image, or neighbours (default 5)")
     parser.add_argument("--no-prior", action="store_true",
                         help="rank tags by image-word similarity alone, without the words' catalogue frequency")
-    parser.add_argument("--query", help="rank the IMAGEs by this text (summed scores of its words)")
+    parser.add_argument("--query", help="rank the IMAGEs by this text (summed scores of its words; with a --probe on "
+                                         "an ImageNet trunk, also of the ImageNet classes its words name)")
     parser.add_argument("--neighbours", metavar="WORD", help="print the words nearest WORD (no images needed)")
     return parser
 
@@ -53,8 +54,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{word}\t{similarity:.3f}")
         if not args.images:
             return 0
-        if args.query:
-            words.query_ids(args.query)  # a query without known words fails before any image is read
+        if args.query:  # a query without known words fails before any image is read
+            words.check_query(args.query) if args.probe else words.query_ids(args.query)
         import numpy as np
 
         from visnet.data.pipeline import load_images, normalize_image
@@ -66,10 +67,12 @@ def main(argv: list[str] | None = None) -> int:
             print("error: none of the images could be read", file=sys.stderr)
             return 1
         images = np.asarray(normalize_image(pixels.astype(np.float32), words.image_spec.normalization))
-        vectors = words.logits(images) if args.probe else words.embed(images)
+        outputs = words.scores(images) if args.probe else {"words": words.embed(images)}
+        vectors = outputs["words"]
         paths = [args.images[i] for i in kept]
         if args.query:
-            scores = words.text_scores(args.query, vectors)
+            extra = {"imagenet": outputs["imagenet"]} if "imagenet" in outputs else {}
+            scores = words.text_scores(args.query, vectors, **extra)
             for rank, j in enumerate(np.argsort(-scores, kind="stable"), 1):
                 print(f"{rank}\t{scores[j]:.3f}\t{paths[j]}")
         else:

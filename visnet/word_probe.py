@@ -19,9 +19,15 @@ word is in the photo's name, and answers it so that it holds on classes it has n
    `black`) keep theirs. The slope and biases are folded into the final probe (fitted on every
    training photo), so the saved model outputs calibrated log-odds directly.
 
-The saved directory holds `probe.keras` (normalised images -> calibrated log-odds of each word,
-the trunk included), `vocabulary.json` and `probe.json` (image spec, settings, the out-of-class
-check against the frequency baseline).
+Text search (`text_scores`) ranks photos by the log-probability that their name holds every
+query word. Words of a new kind of product are often in no training name (`jeans` when the
+catalogue had none); when the trunk comes with an ImageNet classifier, a query word that names
+ImageNet classes (`visnet.data.imagenet`) adds `imagenet_weight` x the log-probability of those
+classes, with the weight chosen the same way as the calibration: on classes each probe did not see.
+
+The saved directory holds `probe.keras` (normalised images -> {"words": calibrated log-odds of
+each word, "imagenet": ImageNet log-probabilities when the trunk has a classifier}, the trunk
+included), `vocabulary.json` and `probe.json` (image spec, settings, the out-of-class checks).
 """
 
 from __future__ import annotations
@@ -38,6 +44,8 @@ import numpy as np
 from visnet.cli import report_error, size
 
 PROBE_FILE, VOCABULARY_FILE, INFO_FILE = "probe.keras", "vocabulary.json", "probe.json"
+#: The weights of the ImageNet classes in text search that a fit chooses from (0: none).
+IMAGENET_WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,6 +65,10 @@ class ProbeSettings:
         calibration_c: float. Inverse L2 strength of the calibration's logistic regression.
         text_languages: stop-word lists of the tokenizer.
         min_word_count: int. Words found in fewer training names are left out (as `weakly` does).
+        imagenet_weight: float or None. Weight of the trunk's ImageNet classes in text search (see
+            `ImageNetNames`); None chooses it from `IMAGENET_WEIGHTS` on classes the probe did not
+            see. Only trunks with an ImageNet classifier (efficientnet-lite0, imagenet) have them.
+        imagenet_compounds: bool. A word also names ImageNet classes it ends (`bag` -> `mailbag`).
         seed: int.
     """
 
@@ -72,6 +84,8 @@ class ProbeSettings:
     calibration_c: float = 1.0
     text_languages: tuple[str, ...] = ("en", "fr")
     min_word_count: int = 2
+    imagenet_weight: float | None = None
+    imagenet_compounds: bool = False
     seed: int = 0
 
     def __post_init__(self):
@@ -83,6 +97,8 @@ class ProbeSettings:
         if self.folds < 2:
             raise ValueError(f"folds must be >= 2 (a probe is fitted without each group of classes). "
                              f"Received: folds={self.folds}")
+        if self.imagenet_weight is not None and not self.imagenet_weight >= 0:
+            raise ValueError(f"imagenet_weight must be >= 0 or None (chosen). Received: imagenet_weight={self.imagenet_weight}")
         if self.l2 < 0 or self.calibration_c <= 0 or self.learning_rate <= 0:
             raise ValueError(f"l2 must be >= 0, learning_rate and calibration_c > 0. Received: l2={self.l2}, "
                              f"learning_rate={self.learning_rate}, calibration_c={self.calibration_c}")
@@ -102,10 +118,12 @@ def block_outputs(trunk, blocks: list[str], count: int) -> list[str]:
 
 
 def feature_model(settings: ProbeSettings):
-    """(keras model from normalised images to pooled block features side by side, its ImageSpec)."""
+    """(keras model, its ImageSpec): normalised images -> [pooled block features side by side], and
+    a second output, the log-probabilities of the ImageNet classes, when the trunk has a classifier
+    (`visnet.backbones.imagenet_classifier`)."""
     import keras
 
-    from visnet.backbones import backbone_info
+    from visnet.backbones import backbone_info, imagenet_classifier
     from visnet.baselines.pretrained import load_trunk
 
     keras.utils.set_random_seed(settings.seed)  # weights not loaded from a file are drawn the same way each time
@@ -114,7 +132,31 @@ def feature_model(settings: ProbeSettings):
     ends = block_outputs(trunk, list(backbone_info(backbone).blocks), settings.blocks)
     pooled = [keras.layers.GlobalAveragePooling2D(name=f"pool_{n}")(trunk.get_layer(n).output) for n in ends]
     features = pooled[0] if len(pooled) == 1 else keras.layers.Concatenate(name="block_features")(pooled)
-    return keras.Model(trunk.inputs, features, name="probe_features"), spec
+    outputs = [features]
+    classifier = imagenet_classifier(backbone, settings.weights)
+    if classifier is not None:
+        kernel, bias = classifier
+        head = keras.layers.GlobalAveragePooling2D(name="imagenet_pool")(trunk.output)
+        dense = keras.layers.Dense(kernel.shape[1], activation="log_softmax", name="imagenet_log_probs")
+        outputs.append(dense(head))
+        dense.set_weights([kernel, bias])
+    return keras.Model(trunk.inputs, outputs, name="probe_features"), spec
+
+
+def embed_features(features_model, records, spec, progress: bool = True):
+    """(records kept, block features, ImageNet log-probabilities or None) of `records`; unreadable
+    photos are skipped (and counted in the kept records' report)."""
+    from visnet.evaluation.embedding import embed_dataset
+
+    widths = [int(output.shape[-1]) for output in features_model.outputs]
+
+    def both(images):
+        out = features_model.predict_on_batch(images)
+        return np.concatenate([np.asarray(o) for o in (out if isinstance(out, (list, tuple)) else [out])], axis=1)
+
+    kept, joined = embed_dataset(both, records, spec=spec, progress=progress, description="probe features")
+    parts = np.split(joined, np.cumsum(widths)[:-1], axis=1)
+    return kept, parts[0], (parts[1] if len(parts) > 1 else None)
 
 
 def bag_targets(bags, vocabulary_size: int) -> np.ndarray:
@@ -219,15 +261,86 @@ def precision_at_1(logits: np.ndarray, bags) -> float:
 
 def calibrated_model(features_model, probe, slope: float, bias: np.ndarray):
     """images -> features -> standardise -> probe -> calibration, the last three as a Normalization
-    and one Dense layer: slope * probe_logits + bias."""
+    and one Dense layer: slope * probe_logits + bias. Outputs {"words": log-odds} and, when the
+    features model has them, {"imagenet": ImageNet log-probabilities}."""
     import keras
 
     mean, std, kernel, probe_bias = probe
-    x = keras.layers.Normalization(mean=mean, variance=std**2, name="standardize")(features_model.output)
+    features, *rest = features_model.outputs
+    x = keras.layers.Normalization(mean=mean, variance=std**2, name="standardize")(features)
     dense = keras.layers.Dense(kernel.shape[1], name="word_logits")
-    outputs = dense(x)
+    outputs = {"words": dense(x)}
     dense.set_weights([slope * kernel, slope * probe_bias + bias])
+    if rest:
+        outputs["imagenet"] = rest[0]
     return keras.Model(features_model.inputs, outputs, name="word_probe")
+
+
+def _log_probabilities(logits: np.ndarray) -> np.ndarray:
+    """log sigmoid(logits), computed stably."""
+    return -np.logaddexp(0.0, -np.asarray(logits, np.float64))
+
+
+def text_score_matrix(texts, word_logits: np.ndarray, vocabulary, imagenet: np.ndarray | None = None,
+                      names=None, weight: float = 0.0) -> np.ndarray:
+    """(queries, images) text -> image scores: each image's log-probability that its name holds
+    every vocabulary word of the query, plus `weight` x the log-probability (from `imagenet`, the
+    images' ImageNet log-probabilities) of the ImageNet classes each query word names (`names`,
+    an `ImageNetNames`)."""
+    bags = [vocabulary.bag(t) for t in texts]
+    incidence = np.zeros((len(texts), word_logits.shape[1]))
+    for i, bag in enumerate(bags):
+        incidence[i, bag] = 1.0
+    scores = incidence @ _log_probabilities(word_logits).T
+    if imagenet is None or names is None or not weight:
+        return scores
+    matched = [names.query_classes(vocabulary.tokenizer(t)) for t in texts]
+    columns: dict[tuple[int, ...], int] = {}
+    for query in matched:
+        for classes in query.values():
+            columns.setdefault(classes, len(columns))
+    if not columns:
+        return scores
+    imagenet = np.asarray(imagenet, np.float64)
+    class_scores = np.stack([np.logaddexp.reduce(imagenet[:, list(c)], axis=1) for c in columns], axis=1)
+    uses = np.zeros((len(texts), len(columns)))
+    for i, query in enumerate(matched):
+        for classes in query.values():
+            uses[i, columns[classes]] += 1.0
+    return scores + weight * (uses @ class_scores.T)
+
+
+def choose_imagenet_weight(word_logits, imagenet, texts, labels, vocabulary, names, folds: int, seed: int = 0,
+                           grid=IMAGENET_WEIGHTS) -> tuple[float, dict[str, float]]:
+    """The weight of the ImageNet classes in text search that ranks best on classes the probe did
+    not see: within each group of `class_folds`, half the photos' names (those with a word the probe
+    or ImageNet knows) rank the other half, scored with `word_logits` from a probe fitted without the
+    group; a hit is a top-1 photo of the same label. Returns (weight, {weight: Recall@1}); ties go
+    to the smaller weight."""
+    from visnet.evaluation.text import text_recall
+
+    labels, texts = np.asarray(labels), list(texts)
+    hits = {float(w): 0.0 for w in grid}
+    total = 0
+    for group in class_folds(labels, folds, seed):
+        members = np.flatnonzero(np.isin(labels, group))
+        np.random.default_rng([seed, 29]).shuffle(members)
+        queries, gallery = members[: len(members) // 2], members[len(members) // 2:]
+        queries = np.array([i for i in queries if vocabulary.bag(texts[i]).size
+                            or names.query_classes(vocabulary.tokenizer(texts[i]))], dtype=np.int64)
+        if not len(queries) or not len(gallery):
+            continue
+        for w in hits:
+            scores = text_score_matrix([texts[i] for i in queries], word_logits[gallery], vocabulary,
+                                       imagenet[gallery], names, w)
+            hits[w] += len(queries) * text_recall(scores, labels[queries], labels[gallery], ks=(1,))[1]
+        total += len(queries)
+    if not total:
+        raise ValueError("No photo name could rank the others (no name has a known word): cannot choose the "
+                         "ImageNet weight; set it (imagenet_weight / --imagenet-weight).")
+    recall = {f"{w:g}": h / total for w, h in hits.items()}
+    best = max(hits, key=lambda w: (round(hits[w] / total, 9), -w))
+    return best, recall
 
 
 class WordProbe:
@@ -249,7 +362,6 @@ class WordProbe:
         """Fits on `records` (a `Dataset` whose records carry text and labels)."""
 
         from visnet.data.text import NON_VISUAL_WORDS, TextTokenizer, Vocabulary
-        from visnet.evaluation.embedding import embed_dataset
         from visnet.evaluation.text import frequency_scores
 
         if not any(r.text for r in records):
@@ -261,8 +373,7 @@ class WordProbe:
         vocabulary = Vocabulary.build(map(tokenizer, texts), min_count=settings.min_word_count, tokenizer=tokenizer)
         start = time.perf_counter()
         features_model, spec = feature_model(settings)
-        kept, features = embed_dataset(lambda x: features_model.predict_on_batch(x), named, spec=spec,
-                                       progress=progress, description="probe features")
+        kept, features, imagenet = embed_features(features_model, named, spec, progress)
         embed_seconds = time.perf_counter() - start
         bags = vocabulary.bags(r.text for r in kept)
         targets = bag_targets(bags, len(vocabulary))
@@ -272,6 +383,18 @@ class WordProbe:
         with tqdm(total=settings.folds, desc="out-of-class probes", unit="fold", disable=not progress) as bar:
             held_out = out_of_class_logits(features, targets, labels, settings, progress=lambda _: bar.update(1))
         slope, bias = fit_calibration(held_out, targets, settings.candidates, settings.calibration_c)
+        imagenet_info = None
+        if imagenet is not None:
+            from visnet.data.imagenet import ImageNetNames
+
+            names = ImageNetNames.load(compounds=settings.imagenet_compounds)
+            chosen, recall = choose_imagenet_weight(calibrate(held_out, slope, bias), imagenet,
+                                                    [r.text for r in kept], labels, vocabulary, names,
+                                                    settings.folds, settings.seed)
+            weight = chosen if settings.imagenet_weight is None else float(settings.imagenet_weight)
+            imagenet_info = {"classes": int(imagenet.shape[1]), "weight": weight,
+                             "chosen": settings.imagenet_weight is None, "compounds": settings.imagenet_compounds,
+                             "out_of_class_text_recall_at_1": recall}
         mean, std, kernel, probe_bias = fit_probe(features, targets, settings.l2, settings.epochs, settings.seed,
                                                   settings.learning_rate)
 
@@ -283,6 +406,7 @@ class WordProbe:
             "photos": len(kept), "classes": int(len(np.unique(labels))), "vocabulary_size": len(vocabulary),
             "skipped": len(named) - len(kept), "without_names": len(records) - len(named),
             "calibration": {"slope": slope, "word_bias": [round(float(b), 6) for b in bias]},
+            "imagenet": imagenet_info,
             "out_of_class_precision_at_1": {"probe": precision_at_1(held_out, bags),
                                             "calibrated": precision_at_1(calibrate(held_out, slope, bias), bags),
                                             "frequency_baseline": precision_at_1(frequency, bags)},
@@ -315,9 +439,30 @@ class WordProbe:
         model = keras.models.load_model(os.path.join(path, PROBE_FILE), compile=False)
         return cls(model, Vocabulary.load(os.path.join(path, VOCABULARY_FILE)), ImageSpec(**info["image_spec"]), info)
 
+    def scores(self, images: np.ndarray, batch_size: int = 64) -> dict[str, np.ndarray]:
+        """{"words": (n, K) calibrated log-odds that each word is in each image's name, and, when the
+        probe's trunk has an ImageNet classifier, "imagenet": (n, 1000) log-probabilities of its
+        classes} of normalised images (as `image_spec`)."""
+        out = self.model.predict(np.asarray(images, np.float32), batch_size=batch_size, verbose=0)
+        if not isinstance(out, dict):  # a probe saved before the ImageNet output
+            out = {"words": out}
+        return {name: np.asarray(value) for name, value in out.items()}
+
     def logits(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
         """(n, K) calibrated log-odds that each word is in the name of each image (normalised, as `image_spec`)."""
-        return np.asarray(self.model.predict(np.asarray(images, np.float32), batch_size=batch_size, verbose=0))
+        return self.scores(images, batch_size)["words"]
+
+    @property
+    def imagenet_names(self):
+        """The `ImageNetNames` text search matches query words to, or None (no ImageNet classes, or weight 0)."""
+        settings = self.info.get("imagenet")
+        if not settings or not settings["weight"]:
+            return None
+        if not hasattr(self, "_names"):
+            from visnet.data.imagenet import ImageNetNames
+
+            self._names = ImageNetNames.load(compounds=settings["compounds"])
+        return self._names
 
     def tag(self, logits: np.ndarray, k: int = 5) -> list[list[tuple[str, float]]]:
         """The k most likely words of each image (from its `logits()`) with the probability that its
@@ -341,11 +486,34 @@ class WordProbe:
         """The vocabulary ids of a text query's words; a query with none is an error naming it."""
         return self.vocabulary.query_ids(text)
 
-    def text_scores(self, text: str, logits: np.ndarray) -> np.ndarray:
+    def check_query(self, text: str) -> None:
+        """An error naming the query when none of its words is in the vocabulary or names an ImageNet class."""
+        names = self.imagenet_names
+        if names is None or not names.query_classes(self.vocabulary.tokenizer(text)):
+            self.query_ids(text)
+
+    def text_scores(self, text: str, logits: np.ndarray, imagenet: np.ndarray | None = None) -> np.ndarray:
         """Text -> image: each image's log-probability that its name holds every word of the query
-        (from `logits`, the images' `logits()`); higher ranks first."""
-        ids = self.query_ids(text)
-        return -np.logaddexp(0.0, -np.asarray(logits)[:, ids]).sum(axis=1)
+        (from `logits`, the images' `logits()`), plus, given `imagenet` (the images' ImageNet
+        log-probabilities, `scores()["imagenet"]`), the probe's weight x the log-probability of the
+        ImageNet classes each query word names. Higher ranks first."""
+        names = self.imagenet_names if imagenet is not None else None
+        if names is None or not names.query_classes(self.vocabulary.tokenizer(text)):
+            self.query_ids(text)
+        weight = self.info["imagenet"]["weight"] if names is not None else 0.0
+        return text_score_matrix([text], np.asarray(logits), self.vocabulary, imagenet, names, weight)[0]
+
+
+def _weight(text: str) -> float | None:
+    if text == "auto":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected auto or a number >= 0, got {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected auto or a number >= 0, got {text!r}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -378,6 +546,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help="stop-word lists, comma-separated (default en,fr)")
     parser.add_argument("--min-word-count", type=int, default=defaults.min_word_count,
                         help=f"words in fewer training names are left out (default {defaults.min_word_count})")
+    parser.add_argument("--imagenet-weight", type=_weight, default=None, metavar="auto|W",
+                        help="weight of the trunk's ImageNet classes in text search, where query words name them "
+                             "(`jeans` -> jean); auto chooses it on classes each probe did not see (default auto)")
+    parser.add_argument("--imagenet-compounds", action=argparse.BooleanOptionalAction,
+                        default=defaults.imagenet_compounds,
+                        help="a query word also names the ImageNet classes it ends, bag -> mailbag (default off: "
+                             "on held-out base classes of fashion-products it ranked worse)")
     parser.add_argument("--check-images", choices=("decode", "header", "exists", "none"), default="decode",
                         help="how hard to check image files before use (default decode; unreadable ones are "
                              "skipped and counted)")
@@ -393,7 +568,8 @@ def main(argv: list[str] | None = None) -> int:
         settings = ProbeSettings(backbone=args.backbone, weights=args.weights, image_size=args.image_size,
                                  blocks=args.blocks, folds=args.folds, l2=args.l2, epochs=args.epochs, learning_rate=args.learning_rate,
                                  candidates=args.candidates, calibration_c=args.calibration_c, seed=args.seed, min_word_count=args.min_word_count,
-                                 text_languages=tuple(w for w in args.text_languages.split(",") if w))
+                                 text_languages=tuple(w for w in args.text_languages.split(",") if w),
+                                 imagenet_weight=args.imagenet_weight, imagenet_compounds=args.imagenet_compounds)
     except ValueError as error:
         parser.error(str(error))
     if os.path.isfile(args.out):
@@ -419,6 +595,14 @@ def main(argv: list[str] | None = None) -> int:
           f"{probe.info['vocabulary_size']} words -> {args.out}")
     print(f"tag precision@1 on classes each probe did not see: calibrated {check['calibrated']:.3f}, "
           f"uncalibrated {check['probe']:.3f}, always the most common words {check['frequency_baseline']:.3f}")
+    imagenet = probe.info["imagenet"]
+    if imagenet:
+        recall = imagenet["out_of_class_text_recall_at_1"]
+        how = "chosen on classes each probe did not see" if imagenet["chosen"] else "as set"
+        print(f"ImageNet classes in text search: weight {imagenet['weight']:g} ({how}); text -> image Recall@1 on "
+              "those classes by weight: " + ", ".join(f"{w} {r:.3f}" for w, r in recall.items()))
+    else:
+        print("ImageNet classes in text search: none (the trunk has no ImageNet classifier)")
     return 0
 
 

@@ -87,4 +87,17 @@ def build_backbone(
     return model
 
 
-__all__ = ["BackboneInfo", "backbone_info", "backbones", "build_backbone", "download_error"]
+def imagenet_classifier(name: str, weights) -> tuple | None:
+    """The ImageNet classifier that goes with backbone `name` and `weights`, applied to its output
+    averaged over space: (kernel (channels, 1000), bias (1000,)) in the order of
+    `visnet/data/resources/imagenet_classes.tsv`; None when no classifier can be had offline (any
+    weights but `"imagenet"`, or a backbone whose classifier Keras would download)."""
+    backbone_info(name)  # an unknown name is an error
+    if weights != "imagenet" or name != "efficientnet-lite0":
+        return None
+    from visnet.backbones.efficientnet_lite import imagenet_classifier as lite0_classifier
+
+    return lite0_classifier()
+
+
+__all__ = ["BackboneInfo", "backbone_info", "backbones", "build_backbone", "download_error", "imagenet_classifier"]
