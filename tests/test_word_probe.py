@@ -277,6 +277,8 @@ def test_the_imagenet_weight_is_chosen_on_classes_the_probe_did_not_see():
     uniform = np.full((len(labels), 8), np.log(1 / 8))  # a classifier that knows nothing: ties, so no weight
     weight, recall = choose_imagenet_weight(logits, uniform, texts, labels, vocabulary, names, folds=2)
     assert weight == 0 and len(set(recall.values())) == 1, recall
+    unknown = ["qwerty"] * len(labels)  # no name has a word the probe or ImageNet knows: nothing to choose on
+    assert choose_imagenet_weight(logits, informative, unknown, labels, vocabulary, names, folds=2) == (0.0, {})
 
 
 @pytest.fixture(scope="module")
@@ -333,3 +335,19 @@ def test_a_probe_without_imagenet_classes_says_so(probe_dir, capsys):
         with pytest.raises(SystemExit):
             word_probe.main(["--data", probe_dir, "--out", probe_dir, "--imagenet-weight", bad])
         assert "--imagenet-weight" in capsys.readouterr().err
+
+
+def test_a_probe_saved_before_the_imagenet_output_still_scores(probe_dir, tmp_path):
+    import keras
+
+    from visnet.word_probe import PROBE_FILE, WordProbe
+
+    probe = WordProbe.load(probe_dir)
+    words_only = keras.Model(probe.model.inputs, probe.model.outputs[0])  # one output, as earlier probes saved
+    old = tmp_path / "old"
+    probe.save(str(old))
+    words_only.save(str(old / PROBE_FILE))
+    again = WordProbe.load(str(old))
+    images = np.random.default_rng(0).uniform(0, 1, (2, 32, 24, 3)).astype("float32")
+    assert list(again.scores(images)) == ["words"]
+    np.testing.assert_allclose(again.logits(images), probe.logits(images), rtol=1e-5, atol=1e-5)

@@ -316,7 +316,7 @@ def choose_imagenet_weight(word_logits, imagenet, texts, labels, vocabulary, nam
     not see: within each group of `class_folds`, half the photos' names (those with a word the probe
     or ImageNet knows) rank the other half, scored with `word_logits` from a probe fitted without the
     group; a hit is a top-1 photo of the same label. Returns (weight, {weight: Recall@1}); ties go
-    to the smaller weight."""
+    to the smaller weight, and with no name to rank by, (0, {})."""
     from visnet.evaluation.text import text_recall
 
     labels, texts = np.asarray(labels), list(texts)
@@ -335,9 +335,8 @@ def choose_imagenet_weight(word_logits, imagenet, texts, labels, vocabulary, nam
                                        imagenet[gallery], names, w)
             hits[w] += len(queries) * text_recall(scores, labels[queries], labels[gallery], ks=(1,))[1]
         total += len(queries)
-    if not total:
-        raise ValueError("No photo name could rank the others (no name has a known word): cannot choose the "
-                         "ImageNet weight; set it (imagenet_weight / --imagenet-weight).")
+    if not total:  # nothing to choose on: text search keeps to the probe's words
+        return 0.0, {}
     recall = {f"{w:g}": h / total for w, h in hits.items()}
     best = max(hits, key=lambda w: (round(hits[w] / total, 9), -w))
     return best, recall
@@ -599,8 +598,9 @@ def main(argv: list[str] | None = None) -> int:
     if imagenet:
         recall = imagenet["out_of_class_text_recall_at_1"]
         how = "chosen on classes each probe did not see" if imagenet["chosen"] else "as set"
-        print(f"ImageNet classes in text search: weight {imagenet['weight']:g} ({how}); text -> image Recall@1 on "
-              "those classes by weight: " + ", ".join(f"{w} {r:.3f}" for w, r in recall.items()))
+        print(f"ImageNet classes in text search: weight {imagenet['weight']:g} ({how}); " + (
+            "text -> image Recall@1 on those classes by weight: " + ", ".join(f"{w} {r:.3f}" for w, r in recall.items())
+            if recall else "no training name has a known word to measure it on"))
     else:
         print("ImageNet classes in text search: none (the trunk has no ImageNet classifier)")
     return 0
