@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 
@@ -80,7 +81,15 @@ def check_grid_args(args: argparse.Namespace, positive: tuple[str, ...] = ("quer
 
 
 def report_error(error: BaseException) -> int:
-    """Prints `error: MESSAGE` on stderr (a KeyError's message without its quotes); returns exit code 2."""
+    """Prints `error: MESSAGE` on stderr (a KeyError's message without its quotes); returns exit code 2.
+
+    A closed standard output (`python -m visnet.tag ... | head`) is not an error worth a message:
+    the rest of the output goes nowhere and the exit code is 1."""
+    if isinstance(error, BrokenPipeError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so the interpreter's last flush does not fail again
+        os.close(devnull)
+        return 1
     message = error.args[0] if isinstance(error, KeyError) and error.args else error
     print(f"error: {message}", file=sys.stderr)
     return 2
