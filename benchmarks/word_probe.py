@@ -47,12 +47,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from visnet.data.imagenet import ImageNetNames
     from visnet.data.protocol import Protocol
     from visnet.data.readers import load_dataset
     from visnet.evaluation.embedding import embed_dataset
     from visnet.evaluation.text import frequency_scores, tag_precision, text_recall
     from visnet.training.data import split_records
-    from visnet.word_probe import IMAGENET_WEIGHTS, ProbeSettings, WordProbe
+    from visnet.word_probe import IMAGENET_WEIGHTS, ProbeSettings, WordProbe, text_score_matrix
 
     report = header("word_probe", "benchmarks/word_probe.py", sys.argv[1:] if argv is None else argv)
     try:
@@ -73,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
 
     def logits_of(dataset):  # (records, word log-odds, ImageNet log-probabilities or None)
         def joined(images):
-            return np.concatenate(list(probe.scores(images).values()), axis=1)
+            out = probe.scores(images)
+            return np.concatenate([out["words"], *([out["imagenet"]] if "imagenet" in out else [])], axis=1)
 
         kept, out = embed_dataset(joined, dataset, spec=probe.image_spec, progress=False)
         return kept, out[:, :words], (out[:, words:] if out.shape[1] > words else None)
@@ -85,20 +87,20 @@ def main(argv: list[str] | None = None) -> int:
             "frequency": tag_precision(frequency_scores(vocabulary.counts, len(bags)), bags, ks=(1, 5))}
 
     support, support_logits, support_imagenet = logits_of(split.support)
-    # The queries with a vocabulary word, with or without the ImageNet classes: the same queries.
+    # The queries with a vocabulary word: the same queries with and without the ImageNet classes.
     queries = [q for q in split.query if vocabulary.bag(q.text).size]
+    texts = [q.text for q in queries]
     support_labels = [r.label for r in support]
     query_labels = [q.label for q in queries]
-    scores = without = np.stack([probe.text_scores(q.text, support_logits) for q in queries])
+    scores = without = text_score_matrix(texts, support_logits, vocabulary)
     text = text_recall(scores, query_labels, support_labels, ks=(1, 10))
     imagenet = None
-    if support_imagenet is not None and probe.imagenet_names is not None:
-        from visnet.word_probe import text_score_matrix
-
-        scores = np.stack([probe.text_scores(q.text, support_logits, support_imagenet) for q in queries])
-        names = probe.imagenet_names
-        named = Counter(name for q in queries for name in
-                        {n for token in vocabulary.tokenizer(q.text) for n in names.describe(token)})
+    settings = probe.info.get("imagenet")
+    if support_imagenet is not None and settings:
+        names = ImageNetNames.load(compounds=settings["compounds"])
+        scores = text_score_matrix(texts, support_logits, vocabulary, support_imagenet, names, settings["weight"])
+        matched = [names.query_classes(vocabulary.tokenizer(t)) for t in texts]
+        named = Counter(c for query in matched for c in {c for classes in query.values() for c in classes})
         per_class = {}
         for label in sorted(set(query_labels)):
             rows = [i for i, q in enumerate(query_labels) if q == label]
@@ -106,12 +108,11 @@ def main(argv: list[str] | None = None) -> int:
                 without[rows], [label] * len(rows), support_labels, ks=(1,))[1], "with": text_recall(
                 scores[rows], [label] * len(rows), support_labels, ks=(1,))[1]}
         imagenet = {"recall": text_recall(scores, query_labels, support_labels, ks=(1, 10)),
-                    "weight": probe.info["imagenet"]["weight"],
-                    "queries_naming_a_class": sum(bool(names.query_classes(vocabulary.tokenizer(q.text)))
-                                                  for q in queries),
-                    "classes_named": dict(named.most_common()), "per_class": per_class,
+                    "weight": settings["weight"], "queries_naming_a_class": sum(map(bool, matched)),
+                    "classes_named": {names.names[c].split(",")[0].strip(): n for c, n in named.most_common()},
+                    "distinct_classes_named": len(named), "per_class": per_class,
                     "by_weight": {f"{w:g}": text_recall(text_score_matrix(
-                        [q.text for q in queries], support_logits, vocabulary, support_imagenet, names, w),
+                        texts, support_logits, vocabulary, support_imagenet, names, w),
                         query_labels, support_labels, ks=(1,))[1] for w in IMAGENET_WEIGHTS}}
     chance = text_recall(np.random.default_rng(0).random(scores.shape), query_labels, support_labels, ks=(1, 10))
     top = [[w for w, _ in t] for t in probe.tag(pool_logits[::100], 5)]
@@ -171,14 +172,16 @@ def markdown(r: dict) -> str:
             f"The ImageNet classes: the trunk's own ImageNet classifier, with a query word matched to the classes "
             f"whose names it heads (`visnet/data/imagenet.py`; compounds {'on' if p['imagenet']['compounds'] else 'off'}). "
             f"{net['queries_naming_a_class']} of the {x['queries']} queries have such a word; they name "
-            f"{len(net['classes_named'])} classes, most often "
+            f"{net['distinct_classes_named']} classes, most often "
             + ", ".join(f"{name} ({count})" for name, count in list(net["classes_named"].items())[:12])
             + " (queries naming it). "
             + ("The weight was chosen on the base classes" if p["imagenet"]["chosen"] else
                "The weight was set (`imagenet_weight`), not chosen; the base-class check")
             + ": each fold's photo names rank that fold's photos, scored by a probe fitted without the fold. "
-            "Recall@1 by weight, held-out base classes → novel classes: "
-            + ", ".join(f"{w}: {held[w]:.3f} → {net['by_weight'][w]:.3f}" for w in held) + ".", "",
+            + ("Recall@1 by weight, held-out base classes → novel classes: "
+               + ", ".join(f"{w}: {held[w]:.3f} → {net['by_weight'][w]:.3f}" for w in held) if held else
+               "No base-class name had a vocabulary word to measure it on. Recall@1 by weight on the novel "
+               "classes: " + ", ".join(f"{w}: {r:.3f}" for w, r in net["by_weight"].items())) + ".", "",
             "| novel class | queries | Recall@1, words only | with ImageNet classes |", "|---|---|---|---|",
             *[f"| {label} | {c['queries']} | {c['without']:.2f} | {c['with']:.2f} |"
               for label, c in net["per_class"].items()],

@@ -425,7 +425,7 @@ def test_word_probe_benchmark_measures_tags_and_text_search_on_the_novel_classes
     monkeypatch.setattr(backbones, "imagenet_classifier", lambda name, weights: (kernel, np.zeros(1000, np.float32)))
     results = str(tmp_path / "word_probe")
     options = ["--option", "backbone=tiny", "--option", "weights=none", "--option", "image_size=[32,24]",
-               "--option", "folds=3", "--option", "epochs=2", "--option", "imagenet_weight=1"]
+               "--option", "folds=3", "--option", "epochs=2"]
     assert word_probe.main(["--data", catalogue, "--out", str(tmp_path / "probe"), "--results", results,
                             *options]) == 0
     report = json.load(open(results + ".json"))
@@ -437,10 +437,12 @@ def test_word_probe_benchmark_measures_tags_and_text_search_on_the_novel_classes
     assert report["text_to_image"]["gallery"] == len(protocol.support_ids)
     table = open(results + ".md").read()
     assert "| **word probe, calibrated on held-out base classes** |" in table and "Recall@1" in table
-    net = report["text_to_image"]["with_imagenet"]
-    assert net["weight"] == 1 and set(net["by_weight"]) == {"0", "0.25", "0.5", "1", "2", "4"}
-    assert net["by_weight"]["1"] == net["recall"]["1"] and net["by_weight"]["0"] == report["text_to_image"]["recall"]["1"]
-    assert "| **the same plus 1 × the log-probability of the ImageNet classes" in table and "set (`imagenet_weight`)" in table
+    net = report["text_to_image"]["with_imagenet"]  # the weight chosen on held-out base classes (the default)
+    assert report["probe"]["imagenet"]["chosen"] and set(net["by_weight"]) == {"0", "0.25", "0.5", "1", "2", "4"}
+    assert net["by_weight"][f"{net['weight']:g}"] == net["recall"]["1"]
+    assert net["by_weight"]["0"] == report["text_to_image"]["recall"]["1"]
+    assert f"| **the same plus {net['weight']:g} × the log-probability of the ImageNet classes" in table
+    assert "The weight was chosen on the base classes" in table
     with pytest.raises(SystemExit):
         word_probe.main(["--data", catalogue, "--option", "colour=red"])
 

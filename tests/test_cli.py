@@ -16,8 +16,9 @@ def test_report_error_names_the_error_and_returns_2(capsys):
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX pipes")
 def test_a_closed_output_pipe_ends_a_command_quietly():
     # `python -m visnet.tag ... | head`: head closes the pipe early; the command stops without an error message.
-    script = ("import sys\nfrom visnet.cli import report_error\n"
-              "try:\n    [print(i) for i in range(200000)]\nexcept OSError as e:\n    sys.exit(report_error(e))\n")
+    script = ("import sys\nfrom visnet.cli import closed_output\n"
+              "try:\n    [print(i) for i in range(200000)]\n    sys.stdout.flush()\n"
+              "except BrokenPipeError:\n    sys.exit(closed_output())\n")
     python = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     python.stdout.readline()
     python.stdout.close()  # what head does after its lines

@@ -241,17 +241,21 @@ def test_text_scores_add_the_imagenet_classes_query_words_name():
     names = ImageNetNames(["mailbag", "jean, blue jean", "sandal"], compounds=True)
     rng = np.random.default_rng(3)
     logits, imagenet = rng.normal(size=(5, len(vocabulary))), np.log(rng.dirichlet(np.ones(3), 5))
-    texts = ["red jeans", "sandals bag", "blue dress"]
+    texts = ["red jeans", "sandals bag", "blue dress", "jean jeans"]
     got = text_score_matrix(texts, logits, vocabulary, imagenet, names, weight=0.7)
-    for i, text in enumerate(texts):  # by hand: the words' log-probabilities, then each named class set's
+    for i, text in enumerate(texts):  # by hand: the words' log-probabilities, then each named class set's, once
         expected = np.zeros(5)
         for token in set(tokenizer(text)):
             if token in vocabulary.words:
                 expected += np.log(1 / (1 + np.exp(-logits[:, vocabulary.words.index(token)])))
-            classes = list(names.classes(token))
-            if classes:
-                expected += 0.7 * np.log(np.exp(imagenet[:, classes]).sum(axis=1))
+        for classes in {names.classes(token) for token in tokenizer(text)} - {()}:
+            expected += 0.7 * np.log(np.exp(imagenet[:, list(classes)]).sum(axis=1))
         np.testing.assert_allclose(got[i], expected, rtol=1e-6)
+    np.testing.assert_allclose(got[3], 0.7 * imagenet[:, 1])  # `jean` and `jeans` name one class: counted once
+    floor = imagenet.copy()
+    floor[0, 1] = -np.inf  # a -inf log-probability ranks last, with no NaN
+    low = text_score_matrix(["jeans"], logits, vocabulary, floor, names, weight=0.7)[0]
+    assert np.isfinite(low).all() and low.argmin() == 0
     np.testing.assert_allclose(text_score_matrix(texts, logits, vocabulary, imagenet, names, weight=0.0),
                                text_score_matrix(texts, logits, vocabulary), rtol=1e-9)
 
@@ -327,27 +331,41 @@ def test_a_probe_with_imagenet_classes_saves_them_and_searches_with_them(imagene
     assert "'qwerty'" in capsys.readouterr().err
 
 
-def test_a_probe_without_imagenet_classes_says_so(probe_dir, capsys):
+def test_a_probe_without_imagenet_classes_says_so(catalogue, probe_dir, tmp_path, capsys):
     from visnet import word_probe
+    from visnet.word_probe import ProbeSettings
 
     assert json.load(open(os.path.join(probe_dir, "probe.json")))["imagenet"] is None
-    for bad in ("-1", "some"):
+    assert word_probe.main(["--data", catalogue, "--out", str(tmp_path / "p"), "--backbone", "tiny", "--weights",
+                            "none", "--image-size", "32x24", "--folds", "3", "--epochs", "2", "--no-progress"]) == 0
+    assert "ImageNet classes in text search: none (the trunk has no ImageNet classifier)" in capsys.readouterr().out
+    for bad in ("-1", "some", "inf", "nan"):
         with pytest.raises(SystemExit):
             word_probe.main(["--data", probe_dir, "--out", probe_dir, "--imagenet-weight", bad])
         assert "--imagenet-weight" in capsys.readouterr().err
+    assert ProbeSettings(imagenet_weight="auto").imagenet_weight is None  # as `--option imagenet_weight=auto` gives it
+    for bad in ({"imagenet_weight": float("inf")}, {"imagenet_weight": "x"}, {"imagenet_weight": True},
+                {"imagenet_compounds": "yes"}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            ProbeSettings(**bad)
 
 
 def test_a_probe_saved_before_the_imagenet_output_still_scores(probe_dir, tmp_path):
     import keras
 
-    from visnet.word_probe import PROBE_FILE, WordProbe
+    from visnet.word_probe import INFO_FILE, PROBE_FILE, WordProbe
 
     probe = WordProbe.load(probe_dir)
     words_only = keras.Model(probe.model.inputs, probe.model.outputs[0])  # one output, as earlier probes saved
     old = tmp_path / "old"
     probe.save(str(old))
     words_only.save(str(old / PROBE_FILE))
+    info = json.load(open(old / INFO_FILE))
+    del info["imagenet"]  # nor did their probe.json know of ImageNet classes
+    json.dump(info, open(old / INFO_FILE, "w"))
     again = WordProbe.load(str(old))
     images = np.random.default_rng(0).uniform(0, 1, (2, 32, 24, 3)).astype("float32")
-    assert list(again.scores(images)) == ["words"]
+    assert list(again.scores(images)) == ["words"] and again.imagenet_names is None
     np.testing.assert_allclose(again.logits(images), probe.logits(images), rtol=1e-5, atol=1e-5)
+    again.check_query("striped dress")
+    assert again.text_scores("striped dress", again.logits(images)).shape == (2,)

@@ -80,16 +80,17 @@ def check_grid_args(args: argparse.Namespace, positive: tuple[str, ...] = ("quer
         raise ValueError(f"--out is a prefix for files, not a directory. Received: {args.out}")
 
 
-def report_error(error: BaseException) -> int:
-    """Prints `error: MESSAGE` on stderr (a KeyError's message without its quotes); returns exit code 2.
+def closed_output() -> int:
+    """For a command whose reader closed its standard output early (`python -m visnet.tag ... | head`):
+    not an error worth a message; the rest of the output goes nowhere. Returns exit code 1."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())  # so the interpreter's last flush does not fail again
+    os.close(devnull)
+    return 1
 
-    A closed standard output (`python -m visnet.tag ... | head`) is not an error worth a message:
-    the rest of the output goes nowhere and the exit code is 1."""
-    if isinstance(error, BrokenPipeError):
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())  # so the interpreter's last flush does not fail again
-        os.close(devnull)
-        return 1
+
+def report_error(error: BaseException) -> int:
+    """Prints `error: MESSAGE` on stderr (a KeyError's message without its quotes); returns exit code 2."""
     message = error.args[0] if isinstance(error, KeyError) and error.args else error
     print(f"error: {message}", file=sys.stderr)
     return 2

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from visnet.cli import report_error
+from visnet.cli import closed_output, report_error
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -79,6 +79,9 @@ def main(argv: list[str] | None = None) -> int:
             options = {} if args.probe else {"prior": not args.no_prior}
             for path, tags in zip(paths, words.tag(vectors, args.top_k, **options)):
                 print(path + "\t" + "  ".join(f"{w} ({p:.2f})" for w, p in tags))
+        sys.stdout.flush()  # a closed output shows here, not at exit
+    except BrokenPipeError:
+        return closed_output()
     except (ValueError, OSError, KeyError) as error:
         return report_error(error)
     return 0

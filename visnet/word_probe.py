@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
 import sys
 import time
@@ -46,6 +47,8 @@ from visnet.cli import report_error, size
 PROBE_FILE, VOCABULARY_FILE, INFO_FILE = "probe.keras", "vocabulary.json", "probe.json"
 #: The weights of the ImageNet classes in text search that a fit chooses from (0: none).
 IMAGENET_WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
+#: The lowest log-probability text search uses (an image's ImageNet log-probabilities may hold -inf).
+LOG_PROBABILITY_FLOOR = -1e4
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,9 +68,9 @@ class ProbeSettings:
         calibration_c: float. Inverse L2 strength of the calibration's logistic regression.
         text_languages: stop-word lists of the tokenizer.
         min_word_count: int. Words found in fewer training names are left out (as `weakly` does).
-        imagenet_weight: float or None. Weight of the trunk's ImageNet classes in text search (see
-            `ImageNetNames`); None chooses it from `IMAGENET_WEIGHTS` on classes the probe did not
-            see. Only trunks with an ImageNet classifier (efficientnet-lite0, imagenet) have them.
+        imagenet_weight: float, or None (or "auto"). Weight of the trunk's ImageNet classes in text
+            search (see `ImageNetNames`); None chooses it from `IMAGENET_WEIGHTS` on classes the
+            probe did not see. Only trunks with an ImageNet classifier (efficientnet-lite0, imagenet) have them.
         imagenet_compounds: bool. A word also names ImageNet classes it ends (`bag` -> `mailbag`).
         seed: int.
     """
@@ -97,8 +100,16 @@ class ProbeSettings:
         if self.folds < 2:
             raise ValueError(f"folds must be >= 2 (a probe is fitted without each group of classes). "
                              f"Received: folds={self.folds}")
-        if self.imagenet_weight is not None and not self.imagenet_weight >= 0:
-            raise ValueError(f"imagenet_weight must be >= 0 or None (chosen). Received: imagenet_weight={self.imagenet_weight}")
+        if self.imagenet_weight == "auto":
+            object.__setattr__(self, "imagenet_weight", None)
+        weight = self.imagenet_weight
+        if weight is not None and (isinstance(weight, bool) or not isinstance(weight, (int, float))
+                                   or not math.isfinite(weight) or weight < 0):
+            raise ValueError("imagenet_weight must be a finite number >= 0, or None or 'auto' (chosen on held-out "
+                             f"classes). Received: imagenet_weight={weight!r}")
+        if not isinstance(self.imagenet_compounds, bool):
+            raise ValueError(f"imagenet_compounds must be true or false. Received: imagenet_compounds="
+                             f"{self.imagenet_compounds!r}")
         if self.l2 < 0 or self.calibration_c <= 0 or self.learning_rate <= 0:
             raise ValueError(f"l2 must be >= 0, learning_rate and calibration_c > 0. Received: l2={self.l2}, "
                              f"learning_rate={self.learning_rate}, calibration_c={self.calibration_c}")
@@ -286,7 +297,7 @@ def text_score_matrix(texts, word_logits: np.ndarray, vocabulary, imagenet: np.n
     """(queries, images) text -> image scores: each image's log-probability that its name holds
     every vocabulary word of the query, plus `weight` x the log-probability (from `imagenet`, the
     images' ImageNet log-probabilities) of the ImageNet classes each query word names (`names`,
-    an `ImageNetNames`)."""
+    an `ImageNetNames`), each distinct set of classes counted once per query."""
     bags = [vocabulary.bag(t) for t in texts]
     incidence = np.zeros((len(texts), word_logits.shape[1]))
     for i, bag in enumerate(bags):
@@ -303,20 +314,22 @@ def text_score_matrix(texts, word_logits: np.ndarray, vocabulary, imagenet: np.n
         return scores
     imagenet = np.asarray(imagenet, np.float64)
     class_scores = np.stack([np.logaddexp.reduce(imagenet[:, list(c)], axis=1) for c in columns], axis=1)
+    class_scores = np.maximum(class_scores, LOG_PROBABILITY_FLOOR)  # a -inf would turn 0 x -inf into NaN
     uses = np.zeros((len(texts), len(columns)))
     for i, query in enumerate(matched):
         for classes in query.values():
-            uses[i, columns[classes]] += 1.0
+            uses[i, columns[classes]] = 1.0  # once per query, as words are: `jean jeans` is one class set
     return scores + weight * (uses @ class_scores.T)
 
 
 def choose_imagenet_weight(word_logits, imagenet, texts, labels, vocabulary, names, folds: int, seed: int = 0,
                            grid=IMAGENET_WEIGHTS) -> tuple[float, dict[str, float]]:
     """The weight of the ImageNet classes in text search that ranks best on classes the probe did
-    not see: within each group of `class_folds`, half the photos' names (those with a word the probe
-    or ImageNet knows) rank the other half, scored with `word_logits` from a probe fitted without the
-    group; a hit is a top-1 photo of the same label. Returns (weight, {weight: Recall@1}); ties go
-    to the smaller weight, and with no name to rank by, (0, {})."""
+    not see: within each group of `class_folds`, half the photos' names (those with a vocabulary
+    word, so that every weight, 0 included, ranks by something) rank the other half, scored with
+    `word_logits` from a probe fitted without the group; a hit is a top-1 photo of the same label.
+    Returns (weight, {weight: Recall@1}); ties go to the smaller weight, and with no name to rank
+    by, (0, {})."""
     from visnet.evaluation.text import text_recall
 
     labels, texts = np.asarray(labels), list(texts)
@@ -326,8 +339,7 @@ def choose_imagenet_weight(word_logits, imagenet, texts, labels, vocabulary, nam
         members = np.flatnonzero(np.isin(labels, group))
         np.random.default_rng([seed, 29]).shuffle(members)
         queries, gallery = members[: len(members) // 2], members[len(members) // 2:]
-        queries = np.array([i for i in queries if vocabulary.bag(texts[i]).size
-                            or names.query_classes(vocabulary.tokenizer(texts[i]))], dtype=np.int64)
+        queries = np.array([i for i in queries if vocabulary.bag(texts[i]).size], dtype=np.int64)
         if not len(queries) or not len(gallery):
             continue
         for w in hits:
@@ -343,14 +355,15 @@ def choose_imagenet_weight(word_logits, imagenet, texts, labels, vocabulary, nam
 
 
 class WordProbe:
-    """A fitted word probe: `model` maps normalised images to calibrated log-odds of each word.
+    """A fitted word probe: `model` maps normalised images to calibrated log-odds of each word
+    (and, on a trunk with an ImageNet classifier, to the log-probabilities of its classes).
 
     Example:
 
         probe = WordProbe.load("probes/lite0")
-        logits = probe.logits(images)     # normalised as probe.image_spec says
-        probe.tag(logits, k=5)            # [[("men", 0.71), ("black", 0.55), ...], ...]
-        probe.text_scores("black watch", logits)
+        scores = probe.scores(images)     # normalised as probe.image_spec says
+        probe.tag(scores["words"], k=5)   # [[("men", 0.71), ("black", 0.55), ...], ...]
+        probe.text_scores("black jeans", scores["words"], scores.get("imagenet"))
     """
 
     def __init__(self, model, vocabulary, image_spec, info: dict):
@@ -485,9 +498,10 @@ class WordProbe:
         """The vocabulary ids of a text query's words; a query with none is an error naming it."""
         return self.vocabulary.query_ids(text)
 
-    def check_query(self, text: str) -> None:
-        """An error naming the query when none of its words is in the vocabulary or names an ImageNet class."""
-        names = self.imagenet_names
+    def check_query(self, text: str, imagenet: bool = True) -> None:
+        """An error naming the query when none of its words is in the vocabulary or (with `imagenet`,
+        for a probe that has ImageNet classes) names an ImageNet class."""
+        names = self.imagenet_names if imagenet else None
         if names is None or not names.query_classes(self.vocabulary.tokenizer(text)):
             self.query_ids(text)
 
@@ -496,9 +510,8 @@ class WordProbe:
         (from `logits`, the images' `logits()`), plus, given `imagenet` (the images' ImageNet
         log-probabilities, `scores()["imagenet"]`), the probe's weight x the log-probability of the
         ImageNet classes each query word names. Higher ranks first."""
+        self.check_query(text, imagenet is not None)
         names = self.imagenet_names if imagenet is not None else None
-        if names is None or not names.query_classes(self.vocabulary.tokenizer(text)):
-            self.query_ids(text)
         weight = self.info["imagenet"]["weight"] if names is not None else 0.0
         return text_score_matrix([text], np.asarray(logits), self.vocabulary, imagenet, names, weight)[0]
 
@@ -510,8 +523,8 @@ def _weight(text: str) -> float | None:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected auto or a number >= 0, got {text!r}") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"expected auto or a number >= 0, got {text!r}")
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"expected auto or a finite number >= 0, got {text!r}")
     return value
 
 

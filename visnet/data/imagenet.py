@@ -6,8 +6,9 @@ Matching a query's words to those class names lets text search use that knowledg
 `visnet.word_probe`):
 
     names = ImageNetNames.load()
-    names.classes("jeans")        # [608]: "jean, blue jean, denim"
-    names.classes("watches")      # "digital watch", and with compounds "stopwatch"
+    names.classes("jeans")        # (608,): "jean, blue jean, denim"
+    names.describe("watches")     # ["digital watch", "stopwatch"] ("stop watch" is a synonym)
+    names.describe("bag")         # ["plastic bag", "punching bag", "sleeping bag"]; with compounds also "mailbag"
 
 A word names a class when, as a singular or plural noun, it is the head word (the last word) of
 one of the class's synonyms: `tie` names `Windsor tie` and `bow tie`, not `tie rack`. With
