@@ -96,6 +96,10 @@ RECIPES = {
     "effnet-closed-224-10ep-512": dict(arch="siamese", split="closed-set", val="images:0.05", image_size=(224, 168),
                                        augmentation=PHOTO, epochs=10, embedding_dim=512,
                                        phases=["none:1:1e-3", "3:2:3e-4", "all:7:1e-4"]),
+    # And trained as long as effnet-closed-224-20ep.
+    "effnet-closed-224-20ep-512": dict(arch="siamese", split="closed-set", val="images:0.05", image_size=(224, 168),
+                                       augmentation=PHOTO, epochs=20, embedding_dim=512,
+                                       phases=["none:1:1e-3", "3:2:3e-4", "all:17:1e-4"]),
     # The same closed-set recipe at 288x216, the size the 224x168-trained closed-set model did best at.
     "effnet-closed-288": dict(arch="siamese", split="closed-set", val="images:0.05", image_size=(288, 216),
                               augmentation=PHOTO, epochs=5, phases=["none:1:1e-3", "3:2:3e-4", "all:2:1e-4"]),
