@@ -109,6 +109,8 @@ benchmark: $(STAMP)
 		--no-off-the-shelf --merge --eval-sizes 288x216
 	$(BIN)/python benchmarks/pretrained.py --data ../shared/data/fashion-products --recipes effnet-closed-224-20ep-512 \
 		--no-off-the-shelf --merge --eval-sizes 288x216
+	$(BIN)/python benchmarks/gallery_smoothing.py --data ../shared/data/fashion-products \
+		--run benchmarks/runs/effnet-closed-224-20ep-512 --image-size 288x216 --out benchmarks/results/gallery_smoothing_512
 	$(BIN)/python benchmarks/pretrained.py --data ../shared/data/fashion-products --recipes effnet-photo-288-all-seed1 \
 		--no-off-the-shelf --merge --eval-sizes 352x264
 	$(BIN)/python benchmarks/reranking.py --data ../shared/data/fashion-products --image-size 224x168 \
