@@ -50,10 +50,15 @@ def main(argv: list[str] | None = None) -> int:
     from visnet.data.imagenet import ImageNetNames
     from visnet.data.protocol import Protocol
     from visnet.data.readers import load_dataset
-    from visnet.evaluation.embedding import embed_dataset
     from visnet.evaluation.text import frequency_scores, tag_precision, text_recall
     from visnet.training.data import split_records
-    from visnet.word_probe import IMAGENET_WEIGHTS, ProbeSettings, WordProbe, text_score_matrix
+    from visnet.word_probe import (
+        IMAGENET_WEIGHTS,
+        ProbeSettings,
+        WordProbe,
+        embed_parts,
+        text_score_matrix,
+    )
 
     report = header("word_probe", "benchmarks/word_probe.py", sys.argv[1:] if argv is None else argv)
     try:
@@ -70,15 +75,14 @@ def main(argv: list[str] | None = None) -> int:
     split = protocol.open_set(load_dataset(args.data, check="none"), missing="skip")
     vocabulary = probe.vocabulary
 
-    words = len(vocabulary)
 
     def logits_of(dataset):  # (records, word log-odds, ImageNet log-probabilities or None)
-        def joined(images):
+        def outputs(images):
             out = probe.scores(images)
-            return np.concatenate([out["words"], *([out["imagenet"]] if "imagenet" in out else [])], axis=1)
+            return [out["words"], *([out["imagenet"]] if "imagenet" in out else [])]
 
-        kept, out = embed_dataset(joined, dataset, spec=probe.image_spec, progress=False)
-        return kept, out[:, :words], (out[:, words:] if out.shape[1] > words else None)
+        kept, parts = embed_parts(outputs, dataset, probe.image_spec, progress=False, description="probe scores")
+        return kept, parts[0], (parts[1] if len(parts) > 1 else None)
 
     pool, pool_logits, _ = logits_of(split.pool)
     bags = vocabulary.bags(r.text for r in pool)

@@ -1,8 +1,6 @@
 import subprocess
 import sys
 
-import pytest
-
 
 def test_report_error_names_the_error_and_returns_2(capsys):
     from visnet.cli import report_error
@@ -13,7 +11,6 @@ def test_report_error_names_the_error_and_returns_2(capsys):
     assert capsys.readouterr().err == "error: no item 'x'\n"  # a KeyError's message without its quotes
 
 
-@pytest.mark.skipif(sys.platform == "win32", reason="POSIX pipes")
 def test_a_closed_output_pipe_ends_a_command_quietly():
     # `python -m visnet.tag ... | head`: head closes the pipe early; the command stops without an error message.
     script = ("import sys\nfrom visnet.cli import closed_output\n"

@@ -154,19 +154,31 @@ def feature_model(settings: ProbeSettings):
     return keras.Model(trunk.inputs, outputs, name="probe_features"), spec
 
 
-def embed_features(features_model, records, spec, progress: bool = True):
-    """(records kept, block features, ImageNet log-probabilities or None) of `records`; unreadable
-    photos are skipped (and counted in the kept records' report)."""
+def embed_parts(predict, records, spec, progress: bool = True, description: str = "probe features"):
+    """(records kept, [arrays]) of `records`, where `predict` maps a batch of images to a list of
+    (batch, width) arrays (a model's outputs); unreadable photos are skipped (and counted in the
+    kept records' report)."""
     from visnet.evaluation.embedding import embed_dataset
 
-    widths = [int(output.shape[-1]) for output in features_model.outputs]
+    widths: list[int] = []
 
-    def both(images):
+    def joined(images):
+        parts = [np.asarray(part) for part in predict(images)]
+        widths[:] = [part.shape[1] for part in parts]
+        return np.concatenate(parts, axis=1)
+
+    kept, out = embed_dataset(joined, records, spec=spec, progress=progress, description=description)
+    return kept, np.split(out, np.cumsum(widths)[:-1], axis=1)
+
+
+def embed_features(features_model, records, spec, progress: bool = True):
+    """(records kept, block features, ImageNet log-probabilities or None) of `records`."""
+
+    def outputs(images):
         out = features_model.predict_on_batch(images)
-        return np.concatenate([np.asarray(o) for o in (out if isinstance(out, (list, tuple)) else [out])], axis=1)
+        return out if isinstance(out, (list, tuple)) else [out]
 
-    kept, joined = embed_dataset(both, records, spec=spec, progress=progress, description="probe features")
-    parts = np.split(joined, np.cumsum(widths)[:-1], axis=1)
+    kept, parts = embed_parts(outputs, records, spec, progress)
     return kept, parts[0], (parts[1] if len(parts) > 1 else None)
 
 
