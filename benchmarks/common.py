@@ -150,9 +150,10 @@ def commands_text(report: dict) -> str:
     return f"Commands: {listed}, on {where}"
 
 
-def add_run_arguments(parser, default_out: str) -> None:
-    """`--data`, `--run NAME=PATH[@HxW]` (repeatable), `--image-size` and `--out`: the arguments of the
-    scripts that choose a setting on each trained run's validation classes."""
+def add_run_arguments(parser, default_out: str, imagenet_classes: bool = True) -> None:
+    """`--data`, `--run NAME=PATH[@HxW]` (repeatable), `--image-size`, `--chosen-by`, `--merge`, `--out`
+    and (unless `imagenet_classes` is False) `--imagenet-classes`: the arguments of the scripts that
+    choose a setting on each trained run's validation classes."""
     from visnet.cli import size
 
     parser.add_argument("--data", required=True, help="the fashion-products folder")
@@ -165,9 +166,35 @@ def add_run_arguments(parser, default_out: str) -> None:
     parser.add_argument("--chosen-by", action="append", default=[], metavar="NAME=OTHER",
                         help="runs named NAME (trained without validation classes, val none) take the setting "
                              "chosen for the latest earlier --run named OTHER (repeatable)")
+    if imagenet_classes:
+        parser.add_argument("--imagenet-classes", action="append", default=[], metavar="NAME=S[@HxW]",
+                            help="the run named NAME gets the ImageNet class embedding beside its own, with share S "
+                                 "of the squared distance, the classifier seeing HxW (visnet.models.imagenet_classes; "
+                                 "repeatable)")
     parser.add_argument("--merge", action="store_true",
                         help="keep the rows of OUT.json that this call does not redo (same name and input size)")
     parser.add_argument("--out", default=default_out, help="output prefix")
+
+
+def parse_imagenet_classes(parser, items: list[str], runs: list[tuple]) -> dict:
+    """`--imagenet-classes NAME=S[@HxW]` values as {NAME: ImageNetClasses}; NAME must name a --run. A bad
+    value is a parser error naming it."""
+    from visnet.data.image_spec import parse_size
+    from visnet.models.imagenet_classes import ImageNetClasses
+
+    names = [name for name, _, _ in runs]
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        share, at, size = value.partition("@")
+        if not sep or name not in names:
+            parser.error(f"--imagenet-classes takes NAME=S[@HxW] with NAME a --run name ({', '.join(names)}). "
+                         f"Received: {item!r}")
+        try:
+            out[name] = ImageNetClasses(float(share), parse_size(size) if at else None)
+        except ValueError as error:
+            parser.error(f"--imagenet-classes {item!r}: {error}")
+    return out
 
 
 def parse_chosen_by(parser, items: list[str], runs: list[tuple], earlier: list[dict] = ()) -> dict[str, str]:
@@ -201,23 +228,25 @@ def chosen_on(row: dict) -> str:
     return f"validation of {row['chosen_by']}" if row.get("chosen_by") else "validation"
 
 
-def embed_for_choice(parser, rows: list[dict], sources: dict[str, str], name: str, path: str, image_size):
-    """(embedder, source, vectors, labels) of a run's best checkpoint: for a run named in
-    `--chosen-by`, `source` is the latest of `rows` (those merged into, then this call's) measured
-    for the run it names (whose chosen setting it takes) and there are no validation vectors;
-    otherwise `source` is None and the vectors and labels are those of its own validation classes."""
+def embed_for_choice(parser, rows: list[dict], sources: dict[str, str], name: str, path: str, image_size,
+                     imagenet=None):
+    """(embedder, source, vectors, labels) of a run's best checkpoint (with `imagenet`, an
+    `ImageNetClasses`, the class embedding beside it): for a run named in `--chosen-by`, `source` is
+    the latest of `rows` (those merged into, then this call's) measured for the run it names (whose
+    chosen setting it takes) and there are no validation vectors; otherwise `source` is None and the
+    vectors and labels are those of its own validation classes."""
     if name in sources:
         from visnet.training.runs import open_run
 
         source = [row for row in rows if row["name"] == sources[name]][-1]
-        return open_run(path.split("+")).embedder("best", image_size=image_size), source, None, None
-    embedder, vectors, labels = validation_embeddings(parser, path, image_size)
+        return open_run(path.split("+")).embedder("best", image_size=image_size, imagenet=imagenet), source, None, None
+    embedder, vectors, labels = validation_embeddings(parser, path, image_size, imagenet)
     return embedder, None, vectors, labels
 
 
-def validation_embeddings(parser, path: str, image_size):
-    """(embedder, vectors, labels) of a run's best checkpoint on its own validation classes; a run
-    without validation classes is a parser error."""
+def validation_embeddings(parser, path: str, image_size, imagenet=None):
+    """(embedder, vectors, labels) of a run's best checkpoint (see `embed_for_choice`) on its own
+    validation classes; a run without validation classes is a parser error."""
     import numpy as np
 
     from visnet.evaluation.embedding import embed_dataset
@@ -228,7 +257,7 @@ def validation_embeddings(parser, path: str, image_size):
         parser.error(f"the runs {path} as one model have no validation classes of their own: nothing to choose "
                      "settings on (--chosen-by NAME=OTHER takes another run's)")
     run = Run(path)
-    embedder = run.embedder("best", image_size=image_size)
+    embedder = run.embedder("best", image_size=image_size, imagenet=imagenet)
     data = read_training_data(run.config, progress=False)
     if data.val is None:
         parser.error(f"the run {path} has no validation classes (val=none): nothing to choose settings on "

@@ -37,6 +37,7 @@ from benchmarks.common import (  # noqa: E402
     header,
     merge_report,
     parse_chosen_by,
+    parse_imagenet_classes,
     parse_runs,
     write_report,
 )
@@ -80,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     merged_into = earlier_report(args)
     earlier = merged_into["rows"] if merged_into else []
     sources = parse_chosen_by(parser, args.chosen_by, runs, earlier)
+    classes = parse_imagenet_classes(parser, args.imagenet_classes, runs)
 
     from visnet.data.protocol import Protocol
     from visnet.data.readers import load_dataset
@@ -93,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     by_name = {str(e): e for e in settings}
     rows = []
     for name, path, image_size in runs:
-        embedder, source, val_vectors, val_labels = embed_for_choice(parser, earlier + rows, sources, name, path, image_size)
+        embedder, source, val_vectors, val_labels = embed_for_choice(parser, earlier + rows, sources, name, path, image_size,
+                                                                    classes.get(name))
         start = time.perf_counter()
         if source:  # no validation classes of its own: another run's choice
             validation, val_classes, val_images = source["validation"], source["val_classes"], source["val_images"]

@@ -37,6 +37,7 @@ from benchmarks.common import (  # noqa: E402
     header,
     merge_report,
     parse_chosen_by,
+    parse_imagenet_classes,
     parse_runs,
     write_report,
 )
@@ -85,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     merged_into = earlier_report(args)
     earlier = merged_into["rows"] if merged_into else []
     sources = parse_chosen_by(parser, args.chosen_by, runs, earlier)
+    classes = parse_imagenet_classes(parser, args.imagenet_classes, runs)
 
     from visnet.data.protocol import Protocol
     from visnet.data.readers import load_dataset
@@ -99,7 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     by_name = {setting(c): c for c in settings}
     rows = []
     for name, path, image_size in runs:
-        embedder, source, val_x, val_y = embed_for_choice(parser, earlier + rows, sources, name, path, image_size)
+        embedder, source, val_x, val_y = embed_for_choice(parser, earlier + rows, sources, name, path, image_size,
+                                                                    classes.get(name))
         pool_x, pool_y = embed_pool(embedder, dataset, protocol, progress=False)
         start = time.perf_counter()
         if source:  # no validation classes of its own: another run's choice

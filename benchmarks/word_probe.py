@@ -50,13 +50,13 @@ def main(argv: list[str] | None = None) -> int:
     from visnet.data.imagenet import ImageNetNames
     from visnet.data.protocol import Protocol
     from visnet.data.readers import load_dataset
+    from visnet.evaluation.embedding import embed_parts
     from visnet.evaluation.text import frequency_scores, tag_precision, text_recall
     from visnet.training.data import split_records
     from visnet.word_probe import (
         IMAGENET_WEIGHTS,
         ProbeSettings,
         WordProbe,
-        embed_parts,
         text_score_matrix,
     )
 

@@ -56,6 +56,43 @@ def size(text: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
+def share(text: str) -> float:
+    """A number in (0, 1), a share of the squared distance, as an argparse type."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number in (0, 1). Received: {text!r}") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be a number in (0, 1). Received: {text!r}")
+    return value
+
+
+def add_imagenet_classes(parser: argparse.ArgumentParser) -> None:
+    """`--imagenet-share S` and `--imagenet-size HxW`: the ImageNet class embedding beside a run's
+    (`visnet.models.imagenet_classes`); read them with `imagenet_classes(args)`."""
+    parser.add_argument("--imagenet-share", type=share, metavar="S",
+                        help="add the ImageNet class embedding of the offline EfficientNet-Lite0 trunk (the square "
+                             "roots of its 1,000 class probabilities) beside the run's, with this share (0-1) of the "
+                             "squared distance; the fashion benchmark's held-out base classes chose 0.6 (README, "
+                             "\"ImageNet classes beside the embedding\"). It runs the trunk a second time per photo")
+    parser.add_argument("--imagenet-size", type=size, metavar="HxW",
+                        help="with --imagenet-share: the input size the ImageNet classifier sees, the photo resized "
+                             "inside the model (default: the run's input size; the classifier ranks best near 288x216 on "
+                             "the fashion benchmark)")
+
+
+def imagenet_classes(args: argparse.Namespace):
+    """The `ImageNetClasses` of `--imagenet-share` / `--imagenet-size`, or None."""
+    share_value, image_size = getattr(args, "imagenet_share", None), getattr(args, "imagenet_size", None)
+    if share_value is None:
+        if image_size is not None:
+            raise ValueError("--imagenet-size applies with --imagenet-share.")
+        return None
+    from visnet.models.imagenet_classes import ImageNetClasses
+
+    return ImageNetClasses(share_value, image_size)
+
+
 def expansion(text: str):
     """qe=K,dba=K,alpha=A (`visnet.index.expansion.Expansion`) as an argparse type."""
     from visnet.index.expansion import Expansion

@@ -13,7 +13,7 @@ import sys
 
 import numpy as np
 
-from visnet.cli import report_error
+from visnet.cli import add_imagenet_classes, imagenet_classes, report_error, size
 from visnet.data.validation import CHECK_MODES
 
 
@@ -29,6 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--hog-weight", type=float, metavar="W",
                         help="add a HOG pathway to the trained embedding, with this share (0-1) of the squared "
                              "distance (visnet.models.with_hog)")
+    parser.add_argument("--image-size", type=size, metavar="HxW",
+                        help="run the model at this input size (default: the run's; see visnet.evaluate)")
+    add_imagenet_classes(parser)
     parser.add_argument("--batch-size", type=int, default=64, help="batch size (default 64)")
     parser.add_argument("--check-images", choices=CHECK_MODES, default="decode", help="image check (default decode)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -46,7 +49,8 @@ def main(argv: list[str] | None = None) -> int:
         from visnet.evaluation.embedding import embed_dataset
         from visnet.training.runs import open_run
 
-        embedder = open_run(args.run).embedder(args.checkpoint, args.hog_weight)
+        embedder = open_run(args.run).embedder(args.checkpoint, args.hog_weight, args.image_size,
+                                                   imagenet_classes(args))
         options = {"check": args.check_images, "progress": not args.no_progress}
         if args.label:
             options["label"] = args.label

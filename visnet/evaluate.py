@@ -15,7 +15,15 @@ import os
 import sys
 import time
 
-from visnet.cli import expansion, int_list, key_value, name_list, report_error
+from visnet.cli import (
+    add_imagenet_classes,
+    expansion,
+    imagenet_classes,
+    int_list,
+    key_value,
+    name_list,
+    report_error,
+)
 from visnet.data.image_spec import parse_size
 from visnet.data.validation import CHECK_MODES
 
@@ -43,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--hog-weight", type=float, metavar="W",
                         help="with --run: add a HOG pathway to the trained embedding, with this share (0-1) of the "
                              "squared distance (visnet.models.with_hog)")
+    add_imagenet_classes(parser)
     parser.add_argument("--embedder-option", type=key_value, action="append", default=[], metavar="KEY=VALUE",
                         help="embedder constructor option, repeatable (e.g. cell=8, grey=true)")
     parser.add_argument("--protocol", help="protocol JSON (default: the data folder's protocol.json, "
@@ -121,6 +130,10 @@ def make_embedder(args: argparse.Namespace, run_path: str | list[str] | None, pr
     `RunEnsemble`) or of `--embedder`; returns (embedder, notes)."""
     from visnet.baselines import embedders
 
+    imagenet = imagenet_classes(args)
+    if imagenet is not None and not run_path:
+        raise ValueError("--imagenet-share applies to --run (a trained embedding); for the trunk off the shelf use "
+                         "--embedder pretrained.")
     if run_path:
         from visnet.data.readers import parse_spec
         from visnet.training.runs import open_run
@@ -130,7 +143,7 @@ def make_embedder(args: argparse.Namespace, run_path: str | list[str] | None, pr
         run = open_run(run_path)
         data_path = parse_spec(args.data)[1]
         notes = [note for member in getattr(run, "runs", [run]) for note in training_overlap(member, data_path)]
-        return (run.embedder(args.checkpoint, getattr(args, "hog_weight", None), args.image_size),
+        return (run.embedder(args.checkpoint, getattr(args, "hog_weight", None), args.image_size, imagenet),
                 list(dict.fromkeys(notes)))
     options = dict(args.embedder_option)
     if args.image_size:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from visnet.cli import report_error
+from visnet.cli import add_imagenet_classes, imagenet_classes, report_error, size
 from visnet.exporting import MAX_PIXELS, TAGS_K
 
 
@@ -24,6 +24,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", type=int,
                         help="version number (a folder under --out; default: one more than the highest there)")
     parser.add_argument("--checkpoint", choices=("best", "last"), default="best", help="which model (default best)")
+    parser.add_argument("--image-size", type=size, metavar="HxW",
+                        help="serve the model at this input size (default: the run's; a model trained on random "
+                             "crops often ranks better a little above its training size, README)")
+    add_imagenet_classes(parser)
     parser.add_argument("--max-pixels", type=int, default=MAX_PIXELS,
                         help=f"largest image (width x height) the served model decodes; larger ones are flagged "
                              f"invalid (default {MAX_PIXELS:,})")
@@ -40,7 +44,8 @@ def main(argv: list[str] | None = None) -> int:
         from visnet.training.runs import open_run
 
         target = export_run(open_run(args.run), args.out, version=args.version, which=args.checkpoint,
-                            max_pixels=args.max_pixels, tags_k=args.tags_k, overwrite=args.overwrite)
+                            max_pixels=args.max_pixels, tags_k=args.tags_k, overwrite=args.overwrite,
+                            image_size=args.image_size, imagenet=imagenet_classes(args))
         metadata = read_metadata(target)
     except (ValueError, TypeError, OSError, KeyError) as error:
         return report_error(error)

@@ -36,6 +36,7 @@ and name the bad one.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -252,7 +253,8 @@ def batching_parameters(max_batch_size: int = 32, timeout_micros: int = 2000, th
 
 # Export ---------------------------------------------------------------------------------------
 def export_run(run, out: str, version: int | None = None, which: str = "best", max_pixels: int = MAX_PIXELS,
-               tags_k: int = TAGS_K, overwrite: bool = False) -> str:
+               tags_k: int = TAGS_K, overwrite: bool = False, image_size=None,
+               imagenet=None) -> str:
     """Exports checkpoint `which` of `run` to `out/<version>/`; returns that directory.
 
     Args:
@@ -263,6 +265,9 @@ def export_run(run, out: str, version: int | None = None, which: str = "best", m
         max_pixels: int. Largest image (width x height) the served graph decodes.
         tags_k: int. Words returned by the `tags` signature (weak-label runs).
         overwrite: bool. Replace an existing version directory.
+        image_size: (height, width) or None. Serve the model rebuilt at this input size (`Run.model`).
+        imagenet: `visnet.models.imagenet_classes.ImageNetClasses` or None. The ImageNet class
+            embedding beside the run's.
 
     The version is written to a temporary folder and renamed into place, so a model server
     polling `out` never loads a half-written version.
@@ -281,8 +286,15 @@ def export_run(run, out: str, version: int | None = None, which: str = "best", m
         raise FileExistsError(f"{target} exists: choose another --version or pass --overwrite.")
 
     word_model = run.word_model(which) if run.arch == "weakly" else None
-    model = word_model.embedding_model if word_model is not None else run.model(which)
-    module = ServingModule(model, run.image_spec, max_pixels, word_model, tags_k)
+    if word_model is not None and (image_size is not None or imagenet is not None):
+        raise ValueError("A weak-label run is exported as trained (its text search scores its own embedding): "
+                         "image_size and imagenet do not apply to it.")
+    spec = run.image_spec
+    if image_size is not None:
+        spec = dataclasses.replace(spec, height=int(image_size[0]), width=int(image_size[1]))
+    model = (word_model.embedding_model if word_model is not None
+             else run.model(which, image_size=image_size, imagenet=imagenet))
+    module = ServingModule(model, spec, max_pixels, word_model, tags_k)
     signatures = module.signatures()
     os.makedirs(out, exist_ok=True)
     staging = tempfile.mkdtemp(prefix=f".{version}-", dir=out)  # a non-numeric name: invisible to servers
@@ -290,14 +302,16 @@ def export_run(run, out: str, version: int | None = None, which: str = "best", m
         tf.saved_model.save(module, staging, signatures=signatures)
         extra = os.path.join(staging, "assets.extra")
         os.makedirs(extra, exist_ok=True)
-        sample = sample_jpeg(run.image_spec)
+        sample = sample_jpeg(spec)
         write_warmup(os.path.join(extra, WARMUP_FILE), name, list(signatures), [sample, sample])
         embedding_dim = int(model.outputs[0].shape[-1])
         metadata = {
             "name": name, "version": version, "run": run.source, "checkpoint": which,
-            "arch": run.arch, "embedding_dim": embedding_dim, "image_spec": run.image_spec.to_dict(),
+            "arch": run.arch, "embedding_dim": embedding_dim, "image_spec": spec.to_dict(),
             "max_pixels": max_pixels, "signatures": sorted(signatures),
         }
+        if imagenet is not None:
+            metadata["imagenet_classes"] = imagenet.to_dict()
         if word_model is not None:
             word_model.vocabulary.save(os.path.join(extra, "vocabulary.json"))
             metadata.update(types=int(word_model.head.types), tags_k=module.tags_k)

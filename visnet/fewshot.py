@@ -17,7 +17,14 @@ import time
 
 import numpy as np
 
-from visnet.cli import check_grid_args, int_list, key_value, name_list, report_error
+from visnet.cli import (
+    add_imagenet_classes,
+    check_grid_args,
+    int_list,
+    key_value,
+    name_list,
+    report_error,
+)
 from visnet.data.image_spec import parse_size
 from visnet.data.validation import CHECK_MODES
 
@@ -36,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--embedder-option", type=key_value, action="append", default=[], metavar="KEY=VALUE",
                         help="embedder option, repeatable")
     parser.add_argument("--image-size", type=parse_size, metavar="HxW", help="image size of --embedder")
+    add_imagenet_classes(parser)
     parser.add_argument("--protocol", help="protocol JSON (default: the data folder's protocol.json)")
     parser.add_argument("--label", help="label column for the reader")
     parser.add_argument("--ways", type=int_list, default=(5, 10, 16), metavar="N,N", help="ways (default 5,10,16)")

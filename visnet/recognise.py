@@ -23,7 +23,7 @@ import sys
 
 import numpy as np
 
-from visnet.cli import key_value, report_error
+from visnet.cli import add_imagenet_classes, key_value, report_error
 from visnet.data.image_spec import parse_size
 from visnet.data.validation import CHECK_MODES
 
@@ -44,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="embedder option, repeatable")
     parser.add_argument("--checkpoint", choices=("best", "last"), default="best", help="which checkpoint of --run")
     parser.add_argument("--image-size", type=parse_size, metavar="HxW", help="run the embedder at this input size")
+    add_imagenet_classes(parser)
     parser.add_argument("--classifier", default="prototype",
                         help=f"classifier: {', '.join(classifiers.names())} (default prototype)")
     parser.add_argument("--metric", choices=METRICS, default="euclidean", help="distance (default euclidean)")

@@ -146,39 +146,21 @@ def feature_model(settings: ProbeSettings):
     outputs = [features]
     classifier = imagenet_classifier(backbone, settings.weights)
     if classifier is not None:
-        kernel, bias = classifier
-        head = keras.layers.GlobalAveragePooling2D(name="imagenet_pool")(trunk.output)
-        dense = keras.layers.Dense(kernel.shape[1], activation="log_softmax", name="imagenet_log_probs")
-        outputs.append(dense(head))
-        dense.set_weights([kernel, bias])
+        from visnet.models.imagenet_classes import imagenet_log_probabilities
+
+        outputs.append(imagenet_log_probabilities(trunk.output, classifier))
     return keras.Model(trunk.inputs, outputs, name="probe_features"), spec
-
-
-def embed_parts(predict, records, spec, progress: bool = True, description: str = "probe features"):
-    """(records kept, [arrays]) of `records`, where `predict` maps a batch of images to a list of
-    (batch, width) arrays (a model's outputs); unreadable photos are skipped (and counted in the
-    kept records' report)."""
-    from visnet.evaluation.embedding import embed_dataset
-
-    widths: list[int] = []
-
-    def joined(images):
-        parts = [np.asarray(part) for part in predict(images)]
-        widths[:] = [part.shape[1] for part in parts]
-        return np.concatenate(parts, axis=1)
-
-    kept, out = embed_dataset(joined, records, spec=spec, progress=progress, description=description)
-    return kept, np.split(out, np.cumsum(widths)[:-1], axis=1)
 
 
 def embed_features(features_model, records, spec, progress: bool = True):
     """(records kept, block features, ImageNet log-probabilities or None) of `records`."""
+    from visnet.evaluation.embedding import embed_parts
 
     def outputs(images):
         out = features_model.predict_on_batch(images)
         return out if isinstance(out, (list, tuple)) else [out]
 
-    kept, parts = embed_parts(outputs, records, spec, progress)
+    kept, parts = embed_parts(outputs, records, spec, progress, description="probe features")
     return kept, parts[0], (parts[1] if len(parts) > 1 else None)
 
 

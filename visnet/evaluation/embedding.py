@@ -66,3 +66,18 @@ def embed_dataset(
     if not len(out):
         raise ValueError(f"No image of {dataset.name} could be embedded ({report}).")
     return out, np.concatenate(vectors)
+
+
+def embed_parts(predict, records, spec, progress: bool = True, description: str = "embedding"):
+    """(records kept, [arrays]) of `records`, where `predict` maps a batch of images to a list of
+    (batch, width) arrays (a model's outputs); unreadable photos are skipped (and counted in the
+    kept records' report)."""
+    widths: list[int] = []
+
+    def joined(images):
+        parts = [np.asarray(part) for part in predict(images)]
+        widths[:] = [part.shape[1] for part in parts]
+        return np.concatenate(parts, axis=1)
+
+    kept, out = embed_dataset(joined, records, spec=spec, progress=progress, description=description)
+    return kept, np.split(out, np.cumsum(widths)[:-1], axis=1)

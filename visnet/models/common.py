@@ -1,6 +1,9 @@
-"""Pieces every architecture shares: the trunk call and the embedding head."""
+"""Pieces every architecture shares: the trunk call, the embedding head, and fixed pathways side by
+side with a learned embedding (HOG, ImageNet classes)."""
 
 from __future__ import annotations
+
+import math
 
 import keras
 from keras import layers
@@ -14,6 +17,36 @@ def trunk(inputs, backbone: str, weights, trainable, remove_top: int, options: d
                            remove_top=remove_top, **(options or {}))
     model.name = "backbone"
     return model(inputs)
+
+
+#: How far each input normalisation is from [0, 255] pixels (what HOG and the ImageNet trunk take).
+PIXEL_SCALE = {"none": 1.0, "unit": 255.0}
+
+
+def check_share(share, name: str = "share") -> float:
+    """`share` as a float in (0, 1); anything else is an error naming it."""
+    if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 < share < 1:
+        raise ValueError(f"{name} must be a number in (0, 1). Received: {name}={share!r}")
+    return float(share)
+
+
+def pixel_scale(normalization: str, what: str) -> float:
+    """The factor from a model's normalised input back to [0, 255] pixels; `what` names what needs them."""
+    if normalization not in PIXEL_SCALE:
+        raise ValueError(f"{what} needs pixels in [0, 255] or [0, 1]; a model whose input is normalised as "
+                         f"{normalization!r} cannot feed it. Use a trunk with 'none' or 'unit' normalisation "
+                         f"(efficientnet-lite0, resnet18, koch, conv4, tiny).")
+    return PIXEL_SCALE[normalization]
+
+
+def side_by_side(parts, shares, name: str = "embedding"):
+    """Unit-length `parts` (tensors) concatenated, each scaled by the square root of its share of
+    the squared distance (`shares` sum to 1), at unit length."""
+    scaled = [layers.Rescaling(math.sqrt(share), name=f"{part_name}_weight")(part)
+              for (part_name, part), share in zip(parts, shares)]
+    # Every part is a unit vector and the shares sum to 1, so the concatenation already has norm 1;
+    # the final normalisation names the output and guards against rounding.
+    return layers.UnitNormalization(name=name, dtype="float32")(layers.Concatenate(name="fused")(scaled))
 
 
 POOLINGS = ("avg", "max", "avgmax", "flatten")

@@ -14,42 +14,25 @@ to a finished run (`with_hog`), it fuses the two after training.
 
 from __future__ import annotations
 
-import math
-
 import keras
-from keras import layers
 
 from visnet.layers.hog import HOG
-from visnet.models.common import embedding_head, image_input, trunk
-
-#: How far each input normalisation is from [0, 255] pixels (HOG needs pixels).
-_PIXEL_SCALE = {"none": 1.0, "unit": 255.0}
-
-
-def _check_weight(hog_weight: float) -> float:
-    if isinstance(hog_weight, bool) or not isinstance(hog_weight, (int, float)) or not 0 < hog_weight < 1:
-        raise ValueError(f"hog_weight must be a number in (0, 1). Received: hog_weight={hog_weight!r}")
-    return float(hog_weight)
-
-
-def _pixel_scale(normalization: str) -> float:
-    if normalization not in _PIXEL_SCALE:
-        raise ValueError(f"The HOG pathway needs pixels in [0, 255] or [0, 1]; a trunk whose input is "
-                         f"normalised as {normalization!r} cannot feed it. Use a trunk with 'unit' or 'none' "
-                         f"normalisation (resnet18, koch, conv4, tiny).")
-    return _PIXEL_SCALE[normalization]
+from visnet.models.common import (
+    check_share,
+    embedding_head,
+    image_input,
+    pixel_scale,
+    side_by_side,
+    trunk,
+)
 
 
 def fuse(inputs, learned, hog_weight: float, normalization: str, hog_options: dict | None = None,
          name: str = "embedding"):
     """Concatenates the weighted learned embedding and the weighted HOG of `inputs`."""
-    hog_weight = _check_weight(hog_weight)
-    hog = HOG(input_scale=_pixel_scale(normalization), name="hog", **(hog_options or {}))(inputs)
-    parts = [layers.Rescaling(math.sqrt(1 - hog_weight), name="learned_weight")(learned),
-             layers.Rescaling(math.sqrt(hog_weight), name="hog_weight")(hog)]
-    # Both parts are unit vectors, so the concatenation already has norm 1; the final
-    # normalisation names the output and guards against rounding.
-    return layers.UnitNormalization(name=name, dtype="float32")(layers.Concatenate(name="fused")(parts))
+    hog_weight = check_share(hog_weight, "hog_weight")
+    hog = HOG(input_scale=pixel_scale(normalization, "The HOG pathway"), name="hog", **(hog_options or {}))(inputs)
+    return side_by_side([("learned", learned), ("hog", hog)], [1 - hog_weight, hog_weight], name)
 
 
 def build_hybrid(

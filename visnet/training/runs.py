@@ -69,11 +69,16 @@ class Run:
             raise FileNotFoundError(f"{self.path} has no {which} checkpoint yet (no epoch finished).")
         return path
 
-    def model(self, which: str = "best", hog_weight: float | None = None, image_size=None):
+    def model(self, which: str = "best", hog_weight: float | None = None, image_size=None,
+              imagenet=None):
         """The embedding model of checkpoint `which` (`best` or `last`).
 
         `hog_weight` in (0, 1) adds a HOG pathway after training (`visnet.models.with_hog`):
         the embedding becomes [sqrt(1 - w) * learned, sqrt(w) * HOG].
+
+        `imagenet` (`visnet.models.imagenet_classes.ImageNetClasses`) adds the ImageNet class
+        embedding of the offline EfficientNet-Lite0 trunk beside it, with its share of the squared
+        distance.
 
         `image_size` (height, width) rebuilds the model for another input size with the trained
         weights (architectures whose weights do not depend on the input size: a trunk, global
@@ -95,7 +100,7 @@ class Run:
             from visnet.models.hybrid import with_hog
 
             model = with_hog(model, hog_weight, self.image_spec.normalization)
-        return model
+        return _with_classes(model, imagenet, self.image_spec)
 
     def _resized(self, trained, image_size: tuple[int, int]):
         """`trained` rebuilt at `image_size` with its weights, layer by layer."""
@@ -138,10 +143,12 @@ class Run:
         """Where the run is (its absolute path), as export metadata records it."""
         return os.path.abspath(self.path)
 
-    def embedder(self, which: str = "best", hog_weight: float | None = None, image_size=None) -> RunEmbedder:
+    def embedder(self, which: str = "best", hog_weight: float | None = None, image_size=None,
+                 imagenet=None) -> RunEmbedder:
         """The run as an embedder; `image_size` runs it at another input size (see `model`)."""
         name = f"run:{os.path.basename(os.path.normpath(self.path))}" + (f"+hog{hog_weight:g}" if hog_weight else "")
-        return _sized_embedder(self.model(which, hog_weight, image_size), self.image_spec, name, image_size)
+        return _sized_embedder(self.model(which, hog_weight, image_size, imagenet), self.image_spec,
+                               _classes_name(name, imagenet), image_size)
 
 
 class RunEnsemble:
@@ -179,25 +186,42 @@ class RunEnsemble:
     def source(self) -> list[str]:
         return [run.source for run in self.runs]
 
-    def model(self, which: str = "best", image_size=None):
-        """The members' checkpoint `which`, at `image_size` if given (see `Run.model`), as one model."""
+    def model(self, which: str = "best", image_size=None, imagenet=None):
+        """The members' checkpoint `which`, at `image_size` if given (see `Run.model`), as one model;
+        `imagenet` adds the ImageNet class embedding beside the ensemble's (see `Run.model`)."""
         from visnet.models.ensemble import ensemble_model
 
         size = image_size or (self.image_spec.height, self.image_spec.width)
-        return ensemble_model([run.model(which, None, size) for run in self.runs])
+        model = ensemble_model([run.model(which, None, size) for run in self.runs])
+        return _with_classes(model, imagenet, self.image_spec)
 
-    def embedder(self, which: str = "best", hog_weight: float | None = None, image_size=None) -> RunEmbedder:
+    def embedder(self, which: str = "best", hog_weight: float | None = None, image_size=None,
+                 imagenet=None) -> RunEmbedder:
         """The runs as one embedder (the arguments of `Run.embedder`; a HOG pathway is for one run)."""
         if hog_weight is not None:
             raise ValueError(f"--hog-weight applies to one run, not to an ensemble of {len(self.runs)}.")
         names = "+".join(os.path.basename(os.path.normpath(run.path)) for run in self.runs)
-        return _sized_embedder(self.model(which, image_size), self.image_spec, f"ensemble:{names}", image_size)
+        return _sized_embedder(self.model(which, image_size, imagenet), self.image_spec,
+                               _classes_name(f"ensemble:{names}", imagenet), image_size)
 
 
 def open_run(paths: str | list[str]) -> Run | RunEnsemble:
     """The `Run` of one directory (a string or a list of one), the `RunEnsemble` of two or more."""
     paths = [paths] if isinstance(paths, str) else list(paths)
     return Run(paths[0]) if len(paths) == 1 else RunEnsemble(paths)
+
+
+def _with_classes(model, imagenet, spec: ImageSpec):
+    """`model` with the ImageNet class embedding beside it (`imagenet`, an `ImageNetClasses`), or as it is."""
+    if imagenet is None:
+        return model
+    from visnet.models.imagenet_classes import with_imagenet_classes
+
+    return with_imagenet_classes(model, imagenet, spec.normalization)
+
+
+def _classes_name(name: str, imagenet) -> str:
+    return name + (f"+{imagenet.label()}" if imagenet is not None else "")
 
 
 def _sized_embedder(model, spec: ImageSpec, name: str, image_size) -> RunEmbedder:
