@@ -66,6 +66,17 @@ SEEDS = --data ../shared/data/fashion-products --merge \
 	--run effnet-photo-288-all-seed1=benchmarks/runs/effnet-photo-288-all-seed1@352x264 \
 	--run effnet-photo-288-all+seed1=benchmarks/runs/effnet-photo-288-all+benchmarks/runs/effnet-photo-288-all-seed1@352x264 \
 	--chosen-by effnet-photo-288-all-seed1=effnet-photo-288 --chosen-by effnet-photo-288-all+seed1=effnet-photo-288
+# The ImageNet class embedding beside the best runs: its share chosen on effnet-photo-288's
+# validation classes (benchmarks/imagenet_classes.py chose 0.6), then re-ranking and transductive
+# few-shot on top, their settings chosen on effnet-photo-288 with the classes.
+CLASSES = --data ../shared/data/fashion-products --merge \
+	--run effnet-photo-288+classes=benchmarks/runs/effnet-photo-288@352x264 \
+	--run effnet-photo-288-all+classes=benchmarks/runs/effnet-photo-288-all@352x264 \
+	--run effnet-photo-288-all+seed1+classes=benchmarks/runs/effnet-photo-288-all+benchmarks/runs/effnet-photo-288-all-seed1@352x264 \
+	--imagenet-classes effnet-photo-288+classes=0.6@288x216 --imagenet-classes effnet-photo-288-all+classes=0.6@288x216 \
+	--imagenet-classes effnet-photo-288-all+seed1+classes=0.6@288x216 \
+	--chosen-by effnet-photo-288-all+classes=effnet-photo-288+classes \
+	--chosen-by effnet-photo-288-all+seed1+classes=effnet-photo-288+classes
 benchmark: $(STAMP)
 	$(BIN)/python benchmarks/baseline_quality.py --data ../shared/data/fashion-products --embedder hog --runs 3
 	$(BIN)/python benchmarks/baseline_quality.py --data ../shared/data/fashion-products --embedder pixels --runs 3
@@ -127,6 +138,15 @@ benchmark: $(STAMP)
 		--run effnet-photo-288-all=benchmarks/runs/effnet-photo-288-all@352x264 \
 		--chosen-by effnet-photo-288-all=effnet-photo-288
 	$(BIN)/python benchmarks/transductive.py $(SEEDS)
+	$(BIN)/python benchmarks/imagenet_classes.py --data ../shared/data/fashion-products --class-size 288x216 \
+		--run effnet-photo-288=benchmarks/runs/effnet-photo-288@352x264 \
+		--run effnet-photo-288-all=benchmarks/runs/effnet-photo-288-all@352x264 \
+		--run effnet-photo-288-all-seed1=benchmarks/runs/effnet-photo-288-all-seed1@352x264 \
+		--run effnet-photo-288-all+seed1=benchmarks/runs/effnet-photo-288-all+benchmarks/runs/effnet-photo-288-all-seed1@352x264 \
+		--chosen-by effnet-photo-288-all=effnet-photo-288 --chosen-by effnet-photo-288-all-seed1=effnet-photo-288 \
+		--chosen-by effnet-photo-288-all+seed1=effnet-photo-288
+	$(BIN)/python benchmarks/reranking.py $(CLASSES)
+	$(BIN)/python benchmarks/transductive.py $(CLASSES)
 	$(BIN)/python benchmarks/closed_set_labels.py --data ../shared/data/fashion-products \
 		--run effnet-closed-224=benchmarks/runs/effnet-closed-224@288x216 --no-progress
 	$(BIN)/python benchmarks/closed_set_labels.py --data ../shared/data/fashion-products \

@@ -11,8 +11,8 @@ against the support images) and the N-way K-shot table (nearest prototype, the p
 episodes), exactly as `python -m visnet.evaluate --run R --imagenet-share S --imagenet-size HxW`
 measures. Share 0 is the run alone, share 1 the class embedding alone. The best share on the novel
 classes themselves is listed too, marked: it is what choosing on the test set would claim.
-A run trained on every base class (`val none`) takes the share chosen for another run
-(`--chosen-by NAME=OTHER`).
+A run trained on every base class (`val none`), or several runs as one model (PATH+PATH), takes
+the share chosen for another run (`--chosen-by NAME=OTHER`).
 
     python benchmarks/imagenet_classes.py --data ../shared/data/fashion-products \\
         --run effnet-photo-288=benchmarks/runs/effnet-photo-288@352x264 --class-size 288x216
@@ -59,15 +59,16 @@ def fused(learned: np.ndarray, classes: np.ndarray, share: float) -> np.ndarray:
 
 
 def two_part_embedder(run_path: str, image_size, class_size):
-    """(predict: images -> [run embeddings, class embeddings], the run's ImageSpec at `image_size`)."""
+    """(predict: images -> [run embeddings, class embeddings], the run's ImageSpec at `image_size`);
+    `run_path` may join several runs with `+` (one model, `visnet.training.runs.open_run`)."""
     import dataclasses
 
     import keras
 
     from visnet.models.imagenet_classes import ImageNetClasses, class_branch
-    from visnet.training.runs import Run
+    from visnet.training.runs import open_run
 
-    run = Run(run_path)
+    run = open_run(run_path.split("+"))
     learned = run.model("best", image_size=image_size)
     spec = run.image_spec
     if image_size is not None:
@@ -100,8 +101,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.episodes < 1:
         parser.error(f"--episodes must be >= 1. Received: {args.episodes}")
     runs = parse_runs(parser, args.run, args.image_size)
-    if any("+" in path for _, path, _ in runs):
-        parser.error("--run takes one run directory here (PATH, not PATH+PATH)")
     merged_into = earlier_report(args)
     earlier = merged_into["rows"] if merged_into else []
     sources = parse_chosen_by(parser, args.chosen_by, runs, earlier)
@@ -129,6 +128,9 @@ def main(argv: list[str] | None = None) -> int:
             source = [row for row in earlier + rows if row["name"] == sources[name]][-1]
         val = None
         if source is None:
+            if "+" in path:
+                parser.error(f"the runs {path} as one model have no validation classes of their own: nothing to "
+                             "choose the share on (--chosen-by NAME=OTHER takes another run's)")
             val = read_training_data(Run(path).config, progress=False).val
             if val is None:
                 parser.error(f"the run {path} has no validation classes (val=none): nothing to choose the share on "

@@ -158,7 +158,7 @@ def test_an_export_with_the_classes_serves_what_the_run_embeds(siamese_run, weak
 
 
 def test_the_benchmark_chooses_the_share_on_validation_and_measures_as_evaluate_does(
-        siamese_run, catalogue, tmp_path, capsys):
+        siamese_run, weak_run, catalogue, tmp_path, capsys):
     from benchmarks import imagenet_classes
     from visnet import evaluate
 
@@ -183,9 +183,18 @@ def test_the_benchmark_chooses_the_share_on_validation_and_measures_as_evaluate_
             key = f"{cell['ways']}-way {cell['shots']}-shot"
             assert cell["accuracy"] == pytest.approx(row["novel"][share][key], abs=1e-9)
     assert "| side by side |" in open(out + ".md").read()
+    pair = ["--run", f"pair={siamese_run.path}+{weak_run.path}"]
     with pytest.raises(SystemExit):
-        imagenet_classes.main(["--data", catalogue, "--run", f"pair={siamese_run.path}+{siamese_run.path}"])
-    assert "one run directory here" in capsys.readouterr().err
+        imagenet_classes.main(["--data", catalogue, *pair])
+    assert "no validation classes of their own" in capsys.readouterr().err
+    # Several runs as one model take the share chosen for another run (a row of the report merged into).
+    assert imagenet_classes.main(["--data", catalogue, "--run", f"tiny={siamese_run.path}", *pair,
+                                  "--chosen-by", "pair=tiny", "--episodes", "3", "--class-size", "64x64",
+                                  "--out", out]) == 0
+    tiny, taken = json.load(open(out + ".json"))["rows"]
+    assert taken["chosen"] == tiny["chosen"] and taken["validation"] == tiny["validation"]
+    assert taken["novel"]["0"]["mAP"] != tiny["novel"]["0"]["mAP"]  # two runs side by side embed otherwise
+    assert "| validation of tiny |" in open(out + ".md").read()
 
 
 def test_the_choosing_benchmarks_take_the_classes_for_a_named_run(siamese_run, catalogue, tmp_path, capsys):
