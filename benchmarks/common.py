@@ -190,6 +190,8 @@ def parse_imagenet_classes(parser, items: list[str], runs: list[tuple]) -> dict:
         if not sep or name not in names:
             parser.error(f"--imagenet-classes takes NAME=S[@HxW] with NAME a --run name ({', '.join(names)}). "
                          f"Received: {item!r}")
+        if name in out:
+            parser.error(f"--imagenet-classes names the run {name!r} twice. Received: {item!r}")
         try:
             out[name] = ImageNetClasses(float(share), parse_size(size) if at else None)
         except ValueError as error:
@@ -221,6 +223,15 @@ def earlier_report(args) -> dict | None:
         return None
     with open(args.out + ".json") as handle:
         return json.load(handle)
+
+
+def model_name(row: dict) -> str:
+    """A row's name, with the ImageNet class embedding it had beside it (`--imagenet-classes`), if any."""
+    classes = row.get("imagenet_classes")
+    if not classes:
+        return row["name"]
+    size = "@{}x{}".format(*classes["image_size"]) if classes.get("image_size") else ""
+    return f"{row['name']} (ImageNet classes {classes['share']:g}{size})"
 
 
 def chosen_on(row: dict) -> str:

@@ -47,7 +47,7 @@ SHARES = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 1.0)
 
 
 def fused(learned: np.ndarray, classes: np.ndarray, share: float) -> np.ndarray:
-    """The embedding `visnet.models.with_imagenet_classes` gives, from the two parts (share 0 or 1: one part)."""
+    """The embedding `visnet.models.imagenet_classes.with_imagenet_classes` gives, from the two parts (share 0 or 1: one part)."""
     from visnet.models.imagenet_classes import fuse_arrays
 
     unit = lambda v: (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)  # noqa: E731
@@ -104,6 +104,10 @@ def main(argv: list[str] | None = None) -> int:
     merged_into = earlier_report(args)
     earlier = merged_into["rows"] if merged_into else []
     sources = parse_chosen_by(parser, args.chosen_by, runs, earlier)
+    for name, path, _ in runs:
+        if "+" in path and name not in sources:
+            parser.error(f"the runs {path} as one model have no validation classes of their own: nothing to "
+                         "choose the share on (--chosen-by NAME=OTHER takes another run's)")
 
     from benchmarks.reranking import half_split
     from benchmarks.transductive import cells
@@ -128,9 +132,6 @@ def main(argv: list[str] | None = None) -> int:
             source = [row for row in earlier + rows if row["name"] == sources[name]][-1]
         val = None
         if source is None:
-            if "+" in path:
-                parser.error(f"the runs {path} as one model have no validation classes of their own: nothing to "
-                             "choose the share on (--chosen-by NAME=OTHER takes another run's)")
             val = read_training_data(Run(path).config, progress=False).val
             if val is None:
                 parser.error(f"the run {path} has no validation classes (val=none): nothing to choose the share on "

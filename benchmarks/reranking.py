@@ -36,6 +36,7 @@ from benchmarks.common import (  # noqa: E402
     embed_for_choice,
     header,
     merge_report,
+    model_name,
     parse_chosen_by,
     parse_imagenet_classes,
     parse_runs,
@@ -118,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
             qe_only = max([e for e in settings if e.dba == 0],
                           key=lambda e: (validation[str(e)]["mAP"], -settings.index(e)))
         oracle = max(settings, key=lambda e: (novel[str(e)]["mAP"], -settings.index(e)))
-        rows.append({"name": name, "run": path, "image_size": [embedder.image_spec.height,
+        rows.append({"name": name, "run": path,
+                     "imagenet_classes": classes[name].to_dict() if name in classes else None, "image_size": [embedder.image_spec.height,
                                                                     embedder.image_spec.width],
                      "val_classes": val_classes, "val_images": val_images, "chosen_by": sources.get(name),
                      "chosen": str(chosen), "qe_only": str(qe_only), "oracle": str(oracle),
@@ -148,7 +150,7 @@ def markdown(report: dict) -> str:
                                       ("QE + DBA", row["chosen"], chosen_on(row)),
                                       ("best on the novel classes (not a fair figure)", row["oracle"], "test")):
             n, v = row["novel"][setting], row["validation"][setting]
-            lines.append(f"| {row['name']} | {size} | {label}: `{setting}` | {where} | {v['mAP']:.3f} | "
+            lines.append(f"| {model_name(row)} | {size} | {label}: `{setting}` | {where} | {v['mAP']:.3f} | "
                          f"{n['mAP']:.3f} | {n['R@1']:.3f} | {n['R@5']:.3f} |")
     return "\n".join(lines) + "\n"
 

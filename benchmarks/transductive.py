@@ -36,6 +36,7 @@ from benchmarks.common import (  # noqa: E402
     embed_for_choice,
     header,
     merge_report,
+    model_name,
     parse_chosen_by,
     parse_imagenet_classes,
     parse_runs,
@@ -120,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
         chosen = (by_name[source["chosen"]] if source
                   else max(settings, key=lambda c: (score(validation[setting(c)]), -settings.index(c))))
         oracle = max(settings, key=lambda c: (score(novel[setting(c)]), -settings.index(c)))
-        rows.append({"name": name, "run": path, "image_size": [embedder.image_spec.height, embedder.image_spec.width],
+        rows.append({"name": name, "run": path,
+                     "imagenet_classes": classes[name].to_dict() if name in classes else None, "image_size": [embedder.image_spec.height, embedder.image_spec.width],
                      "val_classes": val_classes, "val_images": val_images, "pool_images": len(pool_y),
                      "chosen_by": sources.get(name), "chosen": setting(chosen), "oracle": setting(oracle),
                      "validation": validation, "novel": novel, "grid_seconds": round(grid_seconds, 1)})
@@ -150,7 +152,7 @@ def markdown(report: dict) -> str:
              f"{report['queries_per_class']} queries per class classified together (n/a: too few photos for the cell).", ""]
     for row in report["rows"]:
         columns = list(next(iter(row["novel"].values())))
-        lines += [f"**{row['name']}** at {row['image_size'][0]}x{row['image_size'][1]}", "",
+        lines += [f"**{model_name(row)}** at {row['image_size'][0]}x{row['image_size'][1]}", "",
                   "| classifier | chosen on | val 5-way 1-shot | val 5-way 5-shot | " + " | ".join(columns) + " |",
                   "|---|---|---|---|" + "---|" * len(columns)]
         for label, key, where in (("nearest prototype (inductive)", "prototype", "–"),

@@ -77,8 +77,9 @@ def test_beside_a_run_it_takes_its_share_of_the_squared_distance(tmp_path):
 def test_a_bad_share_is_named(share):
     from visnet.models.imagenet_classes import ImageNetClasses, fuse_arrays
 
-    with pytest.raises(ValueError, match=r"share must be a number in \(0, 1\). Received: share="):
+    with pytest.raises(ValueError, match=r"share must be a number in \(0, 1\). Received: share=") as raised:
         ImageNetClasses(share)
+    assert str(raised.value).endswith(f"share={share!r}")
     with pytest.raises(ValueError, match="share must be a number"):
         fuse_arrays(np.ones((1, 2)), np.ones((1, 3)), share)
 
@@ -89,8 +90,9 @@ def test_a_bad_image_size_is_named():
     assert ImageNetClasses(0.5, [288, 216]).image_size == (288, 216)
     assert ImageNetClasses(0.5, (288, 216)).label() == "imagenet0.5@288x216" and ImageNetClasses(0.25).label() == "imagenet0.25"
     for size in [(16, 16), (288,), (288.0, 216), "288x216"]:
-        with pytest.raises(ValueError, match="image_size must be"):
+        with pytest.raises(ValueError, match="image_size must be") as raised:
             ImageNetClasses(0.5, size)
+        assert str(raised.value).endswith(f"image_size={size!r}")
 
 
 def test_a_run_and_an_ensemble_embed_with_the_classes(siamese_run, weak_run):
@@ -122,7 +124,8 @@ def test_evaluate_and_embed_take_the_classes_and_name_bad_flags(siamese_run, cat
     assert evaluate.main([*common, "--embedder", "pixels", "--imagenet-share", "0.5"]) == 2
     assert "--imagenet-share applies to --run" in capsys.readouterr().err
     assert evaluate.main([*common, "--run", siamese_run.path, "--imagenet-size", "64x64"]) == 2
-    assert "--imagenet-size applies with --imagenet-share" in capsys.readouterr().err
+    assert "--imagenet-size applies with --imagenet-share. Received: --imagenet-size 64x64 alone" in \
+        capsys.readouterr().err
     for bad in ("1.5", "half", "0"):
         with pytest.raises(SystemExit):
             evaluate.main([*common, "--run", siamese_run.path, "--imagenet-share", bad])
@@ -130,7 +133,21 @@ def test_evaluate_and_embed_take_the_classes_and_name_bad_flags(siamese_run, cat
     vectors = str(tmp_path / "vectors.npz")
     assert embed.main(["--run", siamese_run.path, "--data", catalogue, "--out", vectors, "--no-progress",
                        "--image-size", "80x60", "--imagenet-share", "0.2"]) == 0
-    assert np.load(vectors)["embeddings"].shape[1] == 16 + 1000
+    from visnet.data.readers import load_dataset
+    from visnet.evaluation.embedding import embed_dataset
+    from visnet.models.imagenet_classes import ImageNetClasses
+    from visnet.training.runs import Run
+
+    written = np.load(vectors)
+    assert written["embeddings"].shape[1] == 16 + 1000
+    dataset = load_dataset(catalogue, check="none")
+    embedder = Run(siamese_run.path).embedder(image_size=(80, 60), imagenet=ImageNetClasses(0.2))
+    assert embedder.name == "run:siamese@80x60+imagenet0.2"
+    _, expected = embed_dataset(embedder, dataset.select(list(written["ids"][:4]), "first"), progress=False)
+    np.testing.assert_allclose(written["embeddings"][:4], expected, atol=1e-5)  # the size was used
+    assert evaluate.main([*common, "--run", siamese_run.path, "--imagenet-share", "0.5",
+                          "--imagenet-size", "16x16"]) == 2
+    assert "--imagenet-size: image_size must be (height, width), each >= 32" in capsys.readouterr().err
 
 
 def test_an_export_with_the_classes_serves_what_the_run_embeds(siamese_run, weak_run, tmp_path, capsys):
@@ -205,10 +222,33 @@ def test_the_choosing_benchmarks_take_the_classes_for_a_named_run(siamese_run, c
     assert reranking.main([*runs, "--imagenet-classes", "classes=0.5@64x64", "--out", out]) == 0
     plain, classes = json.load(open(out + ".json"))["rows"]
     assert plain["novel"]["none"]["mAP"] != classes["novel"]["none"]["mAP"]  # another embedding
+    assert classes["imagenet_classes"] == {"share": 0.5, "image_size": [64, 64]} and plain["imagenet_classes"] is None
+    assert "| classes (ImageNet classes 0.5@64x64) |" in open(out + ".md").read()
+    few = str(tmp_path / "transductive")
     assert transductive.main([*runs, "--imagenet-classes", "classes=0.5", "--episodes", "3", "--queries", "2",
-                              "--out", str(tmp_path / "transductive")]) == 0
-    for bad, message in (("other=0.5", "NAME a --run name (plain, classes)"), ("classes=2", "share must be a number"),
-                         ("classes=0.5@8x8", "image_size must be")):
+                              "--out", few]) == 0
+    plain, classes = json.load(open(few + ".json"))["rows"]
+    assert plain["novel"] != classes["novel"] and classes["imagenet_classes"] == {"share": 0.5, "image_size": None}
+    for bad, message in ((["other=0.5"], "NAME a --run name (plain, classes)"),
+                         (["classes=2"], "share must be a number"), (["classes=0.5@8x8"], "image_size must be"),
+                         (["classes=0.5", "classes=0.4"], "names the run 'classes' twice")):
+        flags = [flag for value in bad for flag in ("--imagenet-classes", value)]
         with pytest.raises(SystemExit):
-            reranking.main([*runs, "--imagenet-classes", bad, "--out", out])
+            reranking.main([*runs, *flags, "--out", out])
         assert message in capsys.readouterr().err
+
+
+def test_recognise_and_the_few_shot_grid_take_the_classes(siamese_run, catalogue, tmp_path, capsys):
+    from visnet import fewshot, recognise
+    from visnet.data.readers import load_dataset
+
+    photo = load_dataset(catalogue, check="none")[0]
+    assert recognise.main(["--support", catalogue, "--run", siamese_run.path, "--imagenet-share", "0.3",
+                           "--classifier", "1nn", "--top-k", "1", "--no-progress", photo.path]) == 0
+    assert capsys.readouterr().out.split("\t")[1].split()[0] == photo.label  # its own photo is in the support
+    out = str(tmp_path / "grid")
+    assert fewshot.main(["--data", catalogue, "--run", siamese_run.path, "--imagenet-share", "0.3", "--ways", "2",
+                         "--shots", "1", "--episodes", "3", "--queries", "2", "--no-progress", "--out", out]) == 0
+    assert recognise.main(["--support", catalogue, "--embedder", "pixels", "--imagenet-share", "0.3",
+                           "--no-progress", photo.path]) == 2
+    assert "--imagenet-share applies to --run" in capsys.readouterr().err

@@ -86,11 +86,15 @@ def imagenet_classes(args: argparse.Namespace):
     share_value, image_size = getattr(args, "imagenet_share", None), getattr(args, "imagenet_size", None)
     if share_value is None:
         if image_size is not None:
-            raise ValueError("--imagenet-size applies with --imagenet-share.")
+            raise ValueError(f"--imagenet-size applies with --imagenet-share. Received: --imagenet-size "
+                             f"{image_size[0]}x{image_size[1]} alone")
         return None
     from visnet.models.imagenet_classes import ImageNetClasses
 
-    return ImageNetClasses(share_value, image_size)
+    try:
+        return ImageNetClasses(share_value, image_size)
+    except ValueError as error:
+        raise ValueError(f"--imagenet-size: {error}") from None
 
 
 def expansion(text: str):

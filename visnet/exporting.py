@@ -285,10 +285,11 @@ def export_run(run, out: str, version: int | None = None, which: str = "best", m
     if os.path.exists(target) and not overwrite:
         raise FileExistsError(f"{target} exists: choose another --version or pass --overwrite.")
 
-    word_model = run.word_model(which) if run.arch == "weakly" else None
-    if word_model is not None and (image_size is not None or imagenet is not None):
+    if run.arch == "weakly" and (image_size is not None or imagenet is not None):
         raise ValueError("A weak-label run is exported as trained (its text search scores its own embedding): "
-                         "image_size and imagenet do not apply to it.")
+                         f"image_size and imagenet do not apply to it. Received: image_size={image_size}, "
+                         f"imagenet={imagenet}")
+    word_model = run.word_model(which) if run.arch == "weakly" else None
     spec = run.image_spec
     if image_size is not None:
         spec = dataclasses.replace(spec, height=int(image_size[0]), width=int(image_size[1]))

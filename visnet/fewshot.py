@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--checkpoint", choices=("best", "last"), default="best", help="which checkpoint of --run")
     parser.add_argument("--embedder-option", type=key_value, action="append", default=[], metavar="KEY=VALUE",
                         help="embedder option, repeatable")
-    parser.add_argument("--image-size", type=parse_size, metavar="HxW", help="image size of --embedder")
+    parser.add_argument("--image-size", type=parse_size, metavar="HxW", help="input size of --embedder, or of --run (the trained model rebuilt at that size)")
     add_imagenet_classes(parser)
     parser.add_argument("--protocol", help="protocol JSON (default: the data folder's protocol.json)")
     parser.add_argument("--label", help="label column for the reader")

@@ -4,6 +4,7 @@ side with a learned embedding (HOG, ImageNet classes)."""
 from __future__ import annotations
 
 import math
+import numbers
 
 import keras
 from keras import layers
@@ -25,7 +26,7 @@ PIXEL_SCALE = {"none": 1.0, "unit": 255.0}
 
 def check_share(share, name: str = "share") -> float:
     """`share` as a float in (0, 1); anything else is an error naming it."""
-    if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 < share < 1:
+    if isinstance(share, bool) or not isinstance(share, numbers.Real) or not 0 < share < 1:
         raise ValueError(f"{name} must be a number in (0, 1). Received: {name}={share!r}")
     return float(share)
 
@@ -43,7 +44,7 @@ def side_by_side(parts, shares, name: str = "embedding"):
     """Unit-length `parts` (tensors) concatenated, each scaled by the square root of its share of
     the squared distance (`shares` sum to 1), at unit length."""
     scaled = [layers.Rescaling(math.sqrt(share), name=f"{part_name}_weight")(part)
-              for (part_name, part), share in zip(parts, shares)]
+              for (part_name, part), share in zip(parts, shares, strict=True)]
     # Every part is a unit vector and the shares sum to 1, so the concatenation already has norm 1;
     # the final normalisation names the output and guards against rounding.
     return layers.UnitNormalization(name=name, dtype="float32")(layers.Concatenate(name="fused")(scaled))

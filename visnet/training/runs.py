@@ -147,8 +147,8 @@ class Run:
                  imagenet=None) -> RunEmbedder:
         """The run as an embedder; `image_size` runs it at another input size (see `model`)."""
         name = f"run:{os.path.basename(os.path.normpath(self.path))}" + (f"+hog{hog_weight:g}" if hog_weight else "")
-        return _sized_embedder(self.model(which, hog_weight, image_size, imagenet), self.image_spec,
-                               _classes_name(name, imagenet), image_size)
+        return _sized_embedder(self.model(which, hog_weight, image_size, imagenet), self.image_spec, name,
+                               image_size, imagenet)
 
 
 class RunEnsemble:
@@ -201,8 +201,8 @@ class RunEnsemble:
         if hog_weight is not None:
             raise ValueError(f"--hog-weight applies to one run, not to an ensemble of {len(self.runs)}.")
         names = "+".join(os.path.basename(os.path.normpath(run.path)) for run in self.runs)
-        return _sized_embedder(self.model(which, image_size, imagenet), self.image_spec,
-                               _classes_name(f"ensemble:{names}", imagenet), image_size)
+        return _sized_embedder(self.model(which, image_size, imagenet), self.image_spec, f"ensemble:{names}",
+                               image_size, imagenet)
 
 
 def open_run(paths: str | list[str]) -> Run | RunEnsemble:
@@ -220,13 +220,12 @@ def _with_classes(model, imagenet, spec: ImageSpec):
     return with_imagenet_classes(model, imagenet, spec.normalization)
 
 
-def _classes_name(name: str, imagenet) -> str:
-    return name + (f"+{imagenet.label()}" if imagenet is not None else "")
-
-
-def _sized_embedder(model, spec: ImageSpec, name: str, image_size) -> RunEmbedder:
-    """A RunEmbedder of `model`, whose input is `image_size` when given (else `spec`'s)."""
+def _sized_embedder(model, spec: ImageSpec, name: str, image_size, imagenet=None) -> RunEmbedder:
+    """A RunEmbedder of `model`, whose input is `image_size` when given (else `spec`'s); its name
+    ends with the size and, with `imagenet`, the class embedding's label (`+imagenet0.6@288x216`)."""
     if image_size is not None and tuple(image_size) != (spec.height, spec.width):
         spec = dataclasses.replace(spec, height=int(image_size[0]), width=int(image_size[1]))
         name += f"@{spec.height}x{spec.width}"
+    if imagenet is not None:
+        name += f"+{imagenet.label()}"
     return RunEmbedder(model, spec, name)
