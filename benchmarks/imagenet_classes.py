@@ -61,30 +61,17 @@ def fused(learned: np.ndarray, classes: np.ndarray, share: float) -> np.ndarray:
 def two_part_embedder(run_path: str, image_size, class_size):
     """(predict: images -> [run embeddings, class embeddings], the run's ImageSpec at `image_size`);
     `run_path` may join several runs with `+` (one model, `visnet.training.runs.open_run`)."""
-    import dataclasses
-
     import keras
 
     from visnet.models.imagenet_classes import ImageNetClasses, class_branch
     from visnet.training.runs import open_run
 
-    run = open_run(run_path.split("+"))
-    learned = run.model("best", image_size=image_size)
-    spec = run.image_spec
-    if image_size is not None:
-        spec = dataclasses.replace(spec, height=int(image_size[0]), width=int(image_size[1]))
+    embedder = open_run(run_path.split("+")).embedder("best", image_size=image_size)
     # The share does not matter here: only the class branch is built, the parts are joined later.
-    inputs, classes = class_branch(tuple(learned.inputs[0].shape[1:]), ImageNetClasses(0.5, class_size),
-                                   spec.normalization)
-    model = keras.Model(inputs, [learned(inputs), classes])
-    return (lambda images: model.predict_on_batch(images)), spec
-
-
-def measure_retrieval(queries, query_labels, gallery, gallery_labels) -> dict:
-    from visnet.evaluation.retrieval import retrieval_metrics
-
-    r = retrieval_metrics(queries, query_labels, gallery, gallery_labels, (1, 5))
-    return {"mAP": r.mean_average_precision, "R@1": r.recall[1], "R@5": r.recall[5]}
+    inputs, classes = class_branch(tuple(embedder.model.inputs[0].shape[1:]), ImageNetClasses(0.5, class_size),
+                                   embedder.image_spec.normalization)
+    model = keras.Model(inputs, [embedder.model(inputs), classes])
+    return (lambda images: model.predict_on_batch(images)), embedder.image_spec
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -109,11 +96,12 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"the runs {path} as one model have no validation classes of their own: nothing to "
                          "choose the share on (--chosen-by NAME=OTHER takes another run's)")
 
-    from benchmarks.reranking import half_split
+    from benchmarks.reranking import half_split, measure
     from benchmarks.transductive import cells
     from visnet.data.protocol import Protocol
     from visnet.data.readers import load_dataset
     from visnet.evaluation.embedding import embed_parts
+    from visnet.index.expansion import Expansion
     from visnet.training.data import read_training_data
     from visnet.training.runs import Run
 
@@ -157,11 +145,11 @@ def main(argv: list[str] | None = None) -> int:
             key = f"{share:g}"
             if source is None:
                 v = fused(val_learned, val_classes, share)
-                validation[key] = measure_retrieval(v[~support], val_labels[~support], v[support],
-                                                    val_labels[support])["mAP"]
+                validation[key] = measure(v[~support], val_labels[~support], v[support], val_labels[support],
+                                          Expansion())["mAP"]
             x = fused(learned, classes, share)
             q, g, pool = index["query"], index["support"], index["pool"]
-            novel[key] = {**measure_retrieval(x[q], labels[q], x[g], labels[g]),
+            novel[key] = {**measure(x[q], labels[q], x[g], labels[g], Expansion()),
                           **cells(x[pool], labels[pool], "prototype", episodes.ways, episodes.shots,
                                   episodes.queries_per_class, args.episodes, episodes.seed)}
         keys = [f"{share:g}" for share in SHARES]

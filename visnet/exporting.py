@@ -36,7 +36,6 @@ and name the bad one.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import shutil
@@ -290,11 +289,11 @@ def export_run(run, out: str, version: int | None = None, which: str = "best", m
                          f"image_size and imagenet do not apply to it. Received: image_size={image_size}, "
                          f"imagenet={imagenet}")
     word_model = run.word_model(which) if run.arch == "weakly" else None
-    spec = run.image_spec
-    if image_size is not None:
-        spec = dataclasses.replace(spec, height=int(image_size[0]), width=int(image_size[1]))
-    model = (word_model.embedding_model if word_model is not None
-             else run.model(which, image_size=image_size, imagenet=imagenet))
+    if word_model is not None:
+        model, spec = word_model.embedding_model, run.image_spec
+    else:
+        embedder = run.embedder(which, image_size=image_size, imagenet=imagenet)
+        model, spec = embedder.model, embedder.image_spec
     module = ServingModule(model, spec, max_pixels, word_model, tags_k)
     signatures = module.signatures()
     os.makedirs(out, exist_ok=True)
