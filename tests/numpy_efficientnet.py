@@ -1,7 +1,8 @@
-"""A NumPy forward pass of EfficientNet-Lite0 straight from a lukemelas-named torch state dict.
+"""A NumPy forward pass of EfficientNet-Lite0/1/2 straight from a lukemelas-named torch state dict.
 
-Written independently of `visnet.backbones.efficientnet_lite` (its own architecture table, its
-own padding and layouts), so the Keras conversion can be checked against it.
+Written independently of `visnet.backbones.efficientnet_lite` (its architecture derived here from
+B0's table by the Lite scaling rules, its own padding and layouts), so the Keras conversion can
+be checked against it.
 """
 
 from __future__ import annotations
@@ -9,9 +10,27 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-# (repeats, kernel, stride, expand, out): the EfficientNet-Lite0 table.
+# (repeats, kernel, stride, expand, out): the EfficientNet-B0 table, which Lite0 keeps.
 ARCH = [(1, 3, 1, 1, 16), (2, 3, 2, 6, 24), (2, 5, 2, 6, 40), (3, 3, 2, 6, 80),
         (3, 5, 1, 6, 112), (4, 5, 2, 6, 192), (1, 3, 1, 6, 320)]
+#: (width, depth) multipliers of the Lite variants (the official efficientnet_lite_builder).
+SCALING = {"lite0": (1.0, 1.0), "lite1": (1.0, 1.1), "lite2": (1.1, 1.2)}
+
+
+def arch(variant: str = "lite0") -> list[tuple]:
+    """The variant's stages: filters scaled by width and rounded to a multiple of 8 (never below
+    90% of the scaled value), repeats by depth rounded up, except the first and last stage's
+    (Lite fixes them, with the stem and head)."""
+    width, depth = SCALING[variant]
+
+    def filters(f):
+        scaled = f * width
+        rounded = max(8, int(scaled + 4) // 8 * 8)
+        return rounded + 8 if rounded < 0.9 * scaled else rounded
+
+    last = len(ARCH) - 1
+    return [(r if i in (0, last) else int(np.ceil(depth * r)), k, s, e, filters(o))
+            for i, (r, k, s, e, o) in enumerate(ARCH)]
 
 
 def _same_pad(x, kernel, stride):
@@ -52,13 +71,13 @@ def relu6(x):
     return np.clip(x, 0.0, 6.0)
 
 
-def forward(state: dict, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def forward(state: dict, images: np.ndarray, variant: str = "lite0") -> tuple[np.ndarray, np.ndarray]:
     """(head feature map (n, h/32, w/32, 1280), ImageNet logits (n, 1000)) of RGB images in [0, 255]."""
     x = (images.astype(np.float64) - 127.0) / 128.0
     state = {k: v.astype(np.float64) for k, v in state.items()}
     x = relu6(batch_norm(conv(x, state["_conv_stem.weight"], 2), state, "_bn0"))
     n = 0
-    for repeats, kernel, stride, expand, out in ARCH:
+    for repeats, kernel, stride, expand, out in arch(variant):
         for r in range(repeats):
             key = f"_blocks.{n}"
             assert state[f"{key}._depthwise_conv.weight"].shape[-1] == kernel, key

@@ -69,4 +69,4 @@ def test_input_and_option_errors_name_the_values():
         build_backbone("vgg16", (16, 16, 3))
     with pytest.raises(ValueError, match="Bad option for the tiny backbone"):
         build_backbone("tiny", (16, 16, 3), depth=3)
-    assert backbones.names() == ["conv4", "efficientnet-lite0", "koch", "resnet18", "resnet50", "tiny", "vgg16"]
+    assert backbones.names() == ["conv4", "efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2", "koch", "resnet18", "resnet50", "tiny", "vgg16"]

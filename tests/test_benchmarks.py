@@ -131,6 +131,27 @@ def test_pretrained_table_puts_each_scratch_row_beside_its_pretrained_row(tmp_pa
     table = [line for line in lines if line.startswith("| ")][1:]
     assert table[2].endswith("(best 3) |") and table[-1].endswith("(best 3) ‡ |")
     assert "(‡ on Other CPU, " in lines[2] and lines[2].endswith(", AVX-512: times compare only within one host).")
+    # Each row names its own trunk: a Lite2 recipe and a Lite2 off-the-shelf row.
+    lite2 = {**pretrained.COMMON, **pretrained.RECIPES["lite2-photo-288-all"]}
+    report["rows"] += [{**row, "name": "lite2-photo-288-all", "recipe": lite2, "machine": machine()},
+                       {"name": "efficientnet-lite2 ImageNet, off the shelf (288x216)", "recipe": None, "command": "x",
+                        "results": _results(0.81), "machine": machine()}]
+    table = [line for line in pretrained.markdown(report, str(results_dir)).splitlines() if line.startswith("| ")][1:]
+    assert "| EfficientNet-Lite2, ImageNet, 288x216 |" in table[1] and "| 0.810 |" in table[1]
+    assert "| EfficientNet-Lite2, ImageNet, fine-tuned (photo augmentation, trained at 288x216) | all base" in table[-1]
+    assert sum("EfficientNet-Lite0" in line for line in table) == 4
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--off-the-shelf-backbone", "resnet18"], "--off-the-shelf-backbone must be an EfficientNet-Lite trunk"),
+    (["--off-the-shelf-sizes", "288by216"], "288by216"),
+])
+def test_pretrained_refuses_bad_off_the_shelf_flags(tmp_path, capsys, argv, message):
+    from benchmarks import pretrained
+
+    with pytest.raises(SystemExit):
+        pretrained.main(["--data", str(tmp_path), "--recipes", "effnet-siamese", *argv])
+    assert message in capsys.readouterr().err
 
 
 def test_photo_queries_are_deterministic_customer_photos():

