@@ -340,6 +340,11 @@ def test_a_pretrained_default_trunk_fills_in_the_fine_tuning_recipe():
     assert scratch.phases is None and scratch.freeze_batchnorm is False and scratch.augmentation == {}
     other = with_defaults(TrainConfig(arch="siamese", data="x", backbone="resnet18"))
     assert other.weights is None and other.phases is None  # no default weights for another trunk
+    for trunk in ("efficientnet-lite1", "efficientnet-lite2"):  # ImageNet weights that load offline: the recipe
+        sibling = with_defaults(TrainConfig(arch="siamese", data="x", backbone=trunk, epochs=3))
+        assert sibling.weights == "imagenet" and sibling.phases == ["none:1:0.001", "3:2:0.0003"]
+    assert with_defaults(TrainConfig(arch="siamese", data="x", backbone="vgg16")).weights is None  # a download
+    assert with_defaults(TrainConfig(arch="hybrid", data="x", backbone="efficientnet-lite2")).weights is None
     mine = with_defaults(TrainConfig(arch="siamese", data="x", epochs=4, freeze_epochs=1, augmentation={"grey": 0.5}))
     assert mine.phases is None and mine.augmentation == {"grey": 0.5} and mine.freeze_batchnorm is True
     hybrid = with_defaults(TrainConfig(arch="hybrid", data="x"))

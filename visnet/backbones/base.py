@@ -22,6 +22,7 @@ class BackboneInfo:
         blocks: sequence of str. Layer-name prefixes of its blocks, input to output, for
             "last N blocks trainable".
         imagenet: bool. Whether `weights="imagenet"` exists for it.
+        offline: bool. Whether those weights load without a download (from an installed package).
     """
 
     build: Callable[..., keras.Model]
@@ -29,6 +30,7 @@ class BackboneInfo:
     min_size: int
     blocks: Sequence[str]
     imagenet: bool = False
+    offline: bool = False
 
 
 def check_input(name: str, info: BackboneInfo, input_shape) -> None:

@@ -57,15 +57,22 @@ def resolve_loss(config: TrainConfig) -> dict:
 
 
 def resolve_trunk(config: TrainConfig) -> tuple[str | None, str | None]:
-    """(backbone, weights) a run uses: the config's, else the architecture's defaults (its default
-    weights only go with its default backbone; `weights="none"` trains from scratch)."""
+    """(backbone, weights) a run uses: the config's, else the architecture's defaults. Its default
+    weights go with its default backbone, and ImageNet weights with any trunk whose ImageNet
+    weights load offline (`--backbone efficientnet-lite2` alone fine-tunes Lite2 from ImageNet);
+    another trunk has none (its weights would need a download); `weights="none"` trains from
+    scratch."""
+    from visnet.backbones import backbone_info
     from visnet.models import architectures
 
     info = architectures.lookup(config.arch)
     backbone = config.backbone or info.backbone
     if config.weights is not None:
         return backbone, config.weights
-    return backbone, info.weights if backbone == info.backbone else None
+    if backbone == info.backbone:
+        return backbone, info.weights
+    offline = info.weights == "imagenet" and backbone is not None and backbone_info(backbone).offline
+    return backbone, "imagenet" if offline else None
 
 
 def is_pretrained(weights: str | None) -> bool:
