@@ -77,6 +77,18 @@ CLASSES = --data ../shared/data/fashion-products --merge \
 	--imagenet-classes effnet-photo-288-all+seed1+classes=0.6@288x216 \
 	--chosen-by effnet-photo-288-all+classes=effnet-photo-288+classes \
 	--chosen-by effnet-photo-288-all+seed1+classes=effnet-photo-288+classes
+# EfficientNet-Lite2 fine-tuned with effnet-photo-288-all's recipe, alone and beside it as one
+# model, run at 288x216; the classes' share and the re-ranking and soft k-means settings are the
+# ones effnet-photo-288's validation classes chose (with the classes: effnet-photo-288+classes).
+LITE2 = --data ../shared/data/fashion-products --merge \
+	--run lite2-photo-288-all=benchmarks/runs/lite2-photo-288-all@288x216 \
+	--run lite2+effnet-photo-288-all=benchmarks/runs/lite2-photo-288-all+benchmarks/runs/effnet-photo-288-all@288x216 \
+	--chosen-by lite2-photo-288-all=effnet-photo-288 --chosen-by lite2+effnet-photo-288-all=effnet-photo-288
+LITE2_CLASSES = --run lite2-photo-288-all+classes=benchmarks/runs/lite2-photo-288-all@288x216 \
+	--run lite2+effnet-photo-288-all+classes=benchmarks/runs/lite2-photo-288-all+benchmarks/runs/effnet-photo-288-all@288x216 \
+	--imagenet-classes lite2-photo-288-all+classes=0.6@288x216 --imagenet-classes lite2+effnet-photo-288-all+classes=0.6@288x216 \
+	--chosen-by lite2-photo-288-all+classes=effnet-photo-288+classes \
+	--chosen-by lite2+effnet-photo-288-all+classes=effnet-photo-288+classes
 benchmark: $(STAMP)
 	$(BIN)/python benchmarks/baseline_quality.py --data ../shared/data/fashion-products --embedder hog --runs 3
 	$(BIN)/python benchmarks/baseline_quality.py --data ../shared/data/fashion-products --embedder pixels --runs 3
@@ -147,6 +159,16 @@ benchmark: $(STAMP)
 		--chosen-by effnet-photo-288-all+seed1=effnet-photo-288
 	$(BIN)/python benchmarks/reranking.py $(CLASSES)
 	$(BIN)/python benchmarks/transductive.py $(CLASSES)
+	$(BIN)/python benchmarks/pretrained.py --data ../shared/data/fashion-products --recipes '' \
+		--off-the-shelf-backbone efficientnet-lite2 --off-the-shelf-sizes 288x216 --merge
+	$(BIN)/python benchmarks/pretrained.py --data ../shared/data/fashion-products --recipes lite2-photo-288-all \
+		--no-off-the-shelf --merge --eval-sizes 352x264
+	$(BIN)/python benchmarks/pretrained.py --data ../shared/data/fashion-products --recipes lite2-closed-224-10ep-512 \
+		--no-off-the-shelf --merge --eval-sizes 288x216
+	$(BIN)/python benchmarks/imagenet_classes.py $(LITE2) --class-size 288x216 \
+		--run lite2+effnet-photo-288-all=benchmarks/runs/lite2-photo-288-all+benchmarks/runs/effnet-photo-288-all@352x264
+	$(BIN)/python benchmarks/reranking.py $(LITE2) $(LITE2_CLASSES)
+	$(BIN)/python benchmarks/transductive.py $(LITE2)
 	$(BIN)/python benchmarks/closed_set_labels.py --data ../shared/data/fashion-products \
 		--run effnet-closed-224=benchmarks/runs/effnet-closed-224@288x216 --no-progress
 	$(BIN)/python benchmarks/closed_set_labels.py --data ../shared/data/fashion-products \
