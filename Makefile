@@ -159,12 +159,12 @@ benchmark: $(STAMP)
 		--chosen-by effnet-photo-288-all+seed1=effnet-photo-288
 	$(BIN)/python benchmarks/reranking.py $(CLASSES)
 	$(BIN)/python benchmarks/transductive.py $(CLASSES)
-	$(BIN)/python benchmarks/pretrained.py --data ../shared/data/fashion-products --recipes '' \
-		--off-the-shelf-backbone efficientnet-lite2 --off-the-shelf-sizes 288x216 --merge
 	$(BIN)/python benchmarks/pretrained.py --data ../shared/data/fashion-products --recipes lite2-photo-288-all \
 		--no-off-the-shelf --merge --eval-sizes 352x264
 	$(BIN)/python benchmarks/pretrained.py --data ../shared/data/fashion-products --recipes lite2-closed-224-10ep-512 \
 		--no-off-the-shelf --merge --eval-sizes 288x216
+	$(BIN)/python benchmarks/pretrained.py --data ../shared/data/fashion-products --recipes '' \
+		--off-the-shelf-backbone efficientnet-lite2 --off-the-shelf-sizes 288x216 --merge
 	$(BIN)/python benchmarks/imagenet_classes.py $(LITE2) --class-size 288x216 \
 		--run lite2+effnet-photo-288-all=benchmarks/runs/lite2-photo-288-all+benchmarks/runs/effnet-photo-288-all@352x264
 	$(BIN)/python benchmarks/reranking.py $(LITE2) $(LITE2_CLASSES)

@@ -26,7 +26,7 @@ from benchmarks.common import header, host, last_line, run_python, write_report 
 
 #: (name, arguments of visnet.layer_removal). `{runs}` is `--runs-dir`.
 EXTRACTORS = (
-    # The one ImageNet network that resolves offline: cuts at the head and at the outputs of
+    # The ImageNet network every other figure uses (it resolves offline): cuts at the head and at the outputs of
     # stages 7, 6, 5 and 4; 224x224 input (its ImageNet size: at 128x96 its features are weaker).
     ("EfficientNet-Lite0, ImageNet, 224x224", ["--backbone", "efficientnet-lite0", "--weights", "imagenet",
                                                "--image-size", "224x224", "--remove", "0,3,11,46,72"]),

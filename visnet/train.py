@@ -48,8 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--backbone-option", type=key_value, action="append", default=[], metavar="KEY=VALUE",
                        help="backbone option, repeatable (e.g. width=32)")
     model.add_argument("--weights", help="backbone weights: imagenet (efficientnet-lite0/1/2: offline, from their packages; "
-                       "vgg16, resnet50: the Keras download), a weights file, or none (default: imagenet for the "
-                       "default trunk of siamese and weakly, which then fine-tune in phases; none otherwise)")
+                       "vgg16, resnet50: the Keras download), a weights file, or none (default: imagenet on siamese "
+                       "and weakly for their default trunk or any efficientnet-lite, which then fine-tune in phases; "
+                       "none otherwise)")
     model.add_argument("--trainable", default=d.trainable,
                        help="backbone blocks that train: all (default), none, or N (the last N blocks)")
     model.add_argument("--remove-top-layers", dest="remove_top", type=int, default=0,

@@ -70,7 +70,7 @@ class ProbeSettings:
         min_word_count: int. Words found in fewer training names are left out (as `weakly` does).
         imagenet_weight: float, or None (or "auto"). Weight of the trunk's ImageNet classes in text
             search (see `ImageNetNames`); None chooses it from `IMAGENET_WEIGHTS` on classes the
-            probe did not see. Only trunks with an ImageNet classifier (efficientnet-lite0, imagenet) have them.
+            probe did not see. Only trunks with an ImageNet classifier (efficientnet-lite0/1/2, imagenet) have them.
         imagenet_compounds: bool. A word also names ImageNet classes it ends (`bag` -> `mailbag`).
         seed: int.
     """

