@@ -89,6 +89,19 @@ LITE2_CLASSES = --run lite2-photo-288-all+classes=benchmarks/runs/lite2-photo-28
 	--imagenet-classes lite2-photo-288-all+classes=0.6@288x216 --imagenet-classes lite2+effnet-photo-288-all+classes=0.6@288x216 \
 	--chosen-by lite2-photo-288-all+classes=effnet-photo-288+classes \
 	--chosen-by lite2+effnet-photo-288-all+classes=effnet-photo-288+classes
+# The two Lite2 seeds as one model, and with effnet-photo-288-all as a third member.
+L2 = benchmarks/runs/lite2-photo-288-all
+L2S1 = benchmarks/runs/lite2-photo-288-all-seed1
+L0 = benchmarks/runs/effnet-photo-288-all
+LITE2_SEEDS = --data ../shared/data/fashion-products --merge \
+	--run lite2+seed1=$(L2)+$(L2S1)@288x216 --run lite2+seed1+effnet-photo-288-all=$(L2)+$(L2S1)+$(L0)@288x216 \
+	--chosen-by lite2+seed1=effnet-photo-288 --chosen-by lite2+seed1+effnet-photo-288-all=effnet-photo-288
+LITE2_SEEDS_CLASSES = --run lite2+seed1+classes=$(L2)+$(L2S1)@288x216 \
+	--run lite2+seed1+effnet-photo-288-all+classes=$(L2)+$(L2S1)+$(L0)@288x216 \
+	--imagenet-classes lite2+seed1+classes=0.6@288x216 \
+	--imagenet-classes lite2+seed1+effnet-photo-288-all+classes=0.6@288x216 \
+	--chosen-by lite2+seed1+classes=effnet-photo-288+classes \
+	--chosen-by lite2+seed1+effnet-photo-288-all+classes=effnet-photo-288+classes
 benchmark: $(STAMP)
 	$(BIN)/python benchmarks/baseline_quality.py --data ../shared/data/fashion-products --embedder hog --runs 3
 	$(BIN)/python benchmarks/baseline_quality.py --data ../shared/data/fashion-products --embedder pixels --runs 3
@@ -169,6 +182,13 @@ benchmark: $(STAMP)
 		--run lite2+effnet-photo-288-all=benchmarks/runs/lite2-photo-288-all+benchmarks/runs/effnet-photo-288-all@352x264
 	$(BIN)/python benchmarks/reranking.py $(LITE2) $(LITE2_CLASSES)
 	$(BIN)/python benchmarks/transductive.py $(LITE2)
+	$(BIN)/python benchmarks/pretrained.py --data ../shared/data/fashion-products --recipes lite2-photo-288-all-seed1 \
+		--no-off-the-shelf --merge
+	$(BIN)/python benchmarks/reranking.py $(LITE2_SEEDS) $(LITE2_SEEDS_CLASSES)
+	$(BIN)/python benchmarks/imagenet_classes.py $(LITE2_SEEDS) --class-size 288x216
+	$(BIN)/python benchmarks/transductive.py --data ../shared/data/fashion-products --merge \
+		--run lite2+seed1+effnet-photo-288-all=$(L2)+$(L2S1)+$(L0)@288x216 \
+		--chosen-by lite2+seed1+effnet-photo-288-all=effnet-photo-288
 	$(BIN)/python benchmarks/closed_set_labels.py --data ../shared/data/fashion-products \
 		--run effnet-closed-224=benchmarks/runs/effnet-closed-224@288x216 --no-progress
 	$(BIN)/python benchmarks/closed_set_labels.py --data ../shared/data/fashion-products \
