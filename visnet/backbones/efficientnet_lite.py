@@ -78,10 +78,7 @@ STEM_FILTERS, HEAD_FILTERS = 32, 1280
 BN_EPSILON = 1e-3
 #: Block-name prefixes, input to output (for `trainable=N`); the same in every variant.
 BLOCKS = ("stem_", *(f"stage{s}_" for s in range(1, 8)), "head_")
-# Lite0's, kept as module names.
-STAGES = VARIANTS["lite0"].stages
-PACKAGE = VARIANTS["lite0"].package
-CHECKPOINT = VARIANTS["lite0"].checkpoint
+#: Lite0's cache file name (the default variant's).
 CACHE_NAME = VARIANTS["lite0"].cache_name
 
 
