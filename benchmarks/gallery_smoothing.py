@@ -6,7 +6,9 @@ without the test split: the run's validation photos (held out of its training by
 classified against the rest of the training split, smoothed with each K of the grid; the K with
 the best validation 1-NN is the choice. Then every K is measured on the test split (against the
 whole training split, as `visnet.evaluate` does), so the table shows the choice and what the
-others would have given.
+others would have given. `--run PATH+PATH` measures several closed-set runs as one model
+(`visnet.training.runs.RunEnsemble`); they must hold out the same validation photos, or K would
+be chosen on photos a member trained on.
 
     python benchmarks/gallery_smoothing.py --data ../shared/data/fashion-products \\
         --run benchmarks/runs/effnet-closed-224-20ep --image-size 288x216
@@ -32,7 +34,8 @@ from visnet.cli import int_list, size  # noqa: E402
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", required=True, help="dataset folder with protocol.json")
-    parser.add_argument("--run", required=True, help="a closed-set run (trained with --split closed-set and --val)")
+    parser.add_argument("--run", required=True, help="a closed-set run (trained with --split closed-set and --val), or PATH+PATH: "
+                             "several as one model, with the same validation photos")
     parser.add_argument("--image-size", type=size, metavar="HxW", help="run the model at this size (default its own)")
     parser.add_argument("--grid", type=lambda text: int_list(text, minimum=0), default=(0, 2, 4, 8, 16, 32, 64),
                         metavar="K,K", help="values of K to try (default 0,2,4,8,16,32,64; 0 is no smoothing)")
@@ -49,19 +52,27 @@ def main(argv: list[str] | None = None) -> int:
     from visnet.evaluation.classification import knn_accuracy, smooth_gallery
     from visnet.evaluation.embedding import embed_dataset
     from visnet.training.data import read_training_data
-    from visnet.training.runs import Run
+    from visnet.training.runs import Run, open_run
 
     report = header("gallery_smoothing", "benchmarks/gallery_smoothing.py", sys.argv[1:] if argv is None else argv)
-    run = Run(args.run)
-    if run.config.split != "closed-set":
-        parser.error(f"{args.run} was trained with --split {run.config.split}; this measures closed-set runs.")
-    validation = read_training_data(run.config, progress=False).val
-    if validation is None or not len(validation):
-        parser.error(f"{args.run} has no validation photos (--val none): nothing to choose K on.")
-    held_out = {os.path.realpath(r.path) for r in validation}
+    paths = args.run.split("+")
+    held_out, runs = None, []
+    for path in paths:
+        run = Run(path)
+        runs.append(run)
+        if run.config.split != "closed-set":
+            parser.error(f"{path} was trained with --split {run.config.split}; this measures closed-set runs.")
+        validation = read_training_data(run.config, progress=False).val
+        if validation is None or not len(validation):
+            parser.error(f"{path} has no validation photos (--val none): nothing to choose K on.")
+        photos = {os.path.realpath(r.path) for r in validation}
+        if held_out is not None and photos != held_out:
+            parser.error(f"{path} holds out other validation photos than {paths[0]}: as one model, K would be "
+                         "chosen on photos a member trained on.")
+        held_out = photos
     protocol = Protocol.load(os.path.join(args.data, "protocol.json"))
     train, test = protocol.closed_set(load_dataset(args.data, check="none"), missing="skip")
-    embedder = run.embedder("best", image_size=args.image_size)
+    embedder = open_run(paths).embedder("best", image_size=args.image_size)
     start = time.perf_counter()
     train, train_x = embed_dataset(embedder, train, progress=False)
     test, test_x = embed_dataset(embedder, test, progress=False)
@@ -80,8 +91,9 @@ def main(argv: list[str] | None = None) -> int:
         rows.append({"k": k, "validation_1nn": val, "test_1nn": tested,
                      "test_mistakes": int(round((1 - tested) * len(test_y)))})
     chosen = max(rows, key=lambda row: (row["validation_1nn"], -row["k"]))["k"]
-    size_text = "x".join(map(str, args.image_size)) if args.image_size else "x".join(map(str, run.config.image_size))
-    report.update({"data": args.data, "run": os.path.basename(os.path.normpath(args.run)), "image_size": size_text,
+    size_text = "x".join(map(str, args.image_size)) if args.image_size else "x".join(map(str, runs[0].config.image_size))
+    name = "+".join(os.path.basename(os.path.normpath(path)) for path in paths)
+    report.update({"data": args.data, "run": name, "image_size": size_text,
                    "validation_photos": int(is_val.sum()), "train_photos": len(train_y), "test_photos": len(test_y),
                    "rows": rows, "chosen_k": chosen, "embed_seconds": round(embed_seconds, 1)})
     write_report(report, args.out, markdown)

@@ -491,3 +491,42 @@ def test_gallery_smoothing_chooses_k_on_validation_photos_and_measures_every_k(c
     assert f"| {report['chosen_k'] or '0 (none)'} (chosen) |" in open(out + ".md").read()
     with pytest.raises(SystemExit):  # not a closed-set run
         gallery_smoothing.main(["--data", catalogue, "--run", siamese_run.path, "--out", out])
+
+
+def test_gallery_smoothing_measures_runs_as_one_model_only_with_the_same_validation_photos(catalogue, tmp_path,
+                                                                                          capsys):
+    import dataclasses
+
+    from benchmarks import gallery_smoothing
+    from visnet.evaluation.classification import knn_accuracy
+    from visnet.evaluation.embedding import embed_dataset
+    from visnet.data.protocol import Protocol
+    from visnet.data.readers import load_dataset
+    from visnet.training.config import TrainConfig
+    from visnet.training.runs import RunEnsemble
+    from visnet.training.trainer import train
+
+    config = TrainConfig(arch="siamese", data=catalogue, split="closed-set", out=str(tmp_path / "a"),
+                         image_size=(32, 24), backbone="tiny", embedding_dim=8, p=4, k=2, val="images:0.34",
+                         epochs=1, steps_per_epoch=1, augment=False)
+    second = dataclasses.replace(config, out=str(tmp_path / "b"), embedding_dim=12)  # same seed: same photos held out
+    other = dataclasses.replace(config, out=str(tmp_path / "c"), val="images:0.5")
+    for each in (config, second, other):
+        train(each, progress=False)
+    out = str(tmp_path / "smoothing")
+    both = f"{config.out}+{second.out}"
+    assert gallery_smoothing.main(["--data", catalogue, "--run", both, "--grid", "0", "--out", out]) == 0
+    report = json.load(open(out + ".json"))
+    assert report["run"] == "a+b"
+    # K=0 is plain 1-NN of the two runs as one model, as RunEnsemble embeds them.
+    train_records, test_records = Protocol.load(os.path.join(catalogue, "protocol.json")).closed_set(
+        load_dataset(catalogue, check="none"), missing="skip")
+    embedder = RunEnsemble([config.out, second.out]).embedder("best")
+    kept_train, train_x = embed_dataset(embedder, train_records, progress=False)
+    kept_test, test_x = embed_dataset(embedder, test_records, progress=False)
+    expected = knn_accuracy(train_x, np.array([r.label for r in kept_train]), test_x,
+                            np.array([r.label for r in kept_test]), ks=(1,))[1]
+    assert report["rows"][0]["test_1nn"] == pytest.approx(expected)
+    with pytest.raises(SystemExit):  # other validation photos: K would be chosen on photos a member trained on
+        gallery_smoothing.main(["--data", catalogue, "--run", f"{config.out}+{other.out}", "--out", out])
+    assert f"{other.out} holds out other validation photos" in capsys.readouterr().err
