@@ -275,6 +275,42 @@ def test_phases_open_only_their_blocks_and_frozen_batchnorm_keeps_its_statistics
     assert len(history) == 3  # header + one line per epoch across both phases
 
 
+def test_a_whole_trunk_phase_after_a_top_blocks_phase_trains_every_block(catalogue, tmp_path):
+    """`all` after `1` reopens the blocks the earlier phase closed (Keras 3 does not, by itself, when a
+    functional model is set trainable): every conv layer moves, frozen batch norm stays put."""
+    import keras
+
+    from visnet.backbones import backbone_info
+    from visnet.backbones.base import set_trainable
+    from visnet.training.config import TrainConfig
+    from visnet.training.trainer import train
+
+    trunk = build_backbone("efficientnet-lite0", (32, 32, 3))
+    info = backbone_info("efficientnet-lite0")
+    top = sum(layer.name.startswith(info.blocks[-1]) for layer in trunk.layers)
+    for trainable, open_layers in (("none", 0), (1, top), ("all", len(trunk.layers)), (2, None), ("all", len(trunk.layers))):
+        set_trainable(trunk, info, trainable)
+        if open_layers is not None:
+            assert sum(layer.trainable for layer in trunk.layers) == open_layers, trainable
+    assert len(trunk.trainable_weights) == len(trunk.weights) - sum(  # BN moving statistics never train
+        2 for layer in trunk.layers if isinstance(layer, keras.layers.BatchNormalization))
+
+    keras.utils.set_random_seed(7)
+    start = build_backbone("efficientnet-lite0", (32, 32, 3))
+    weights = str(tmp_path / "start.weights.h5")
+    start.save_weights(weights)
+    config = TrainConfig(arch="siamese", data=catalogue, out=str(tmp_path / "run"), image_size=(32, 32),
+                         backbone="efficientnet-lite0", weights=weights, embedding_dim=8, loss="normsoftmax",
+                         p=6, k=2, val="none", epochs=3, steps_per_epoch=1, augment=False,
+                         phases=["none:1:1e-2", "1:1:1e-2", "all:1:1e-2"], freeze_batchnorm=True)
+    trained = train(config, progress=False).model("last").get_layer("backbone")
+    changed = {layer.name for layer in trained.layers if layer.weights and any(
+        not np.array_equal(a, b) for a, b in zip(layer.get_weights(), start.get_layer(layer.name).get_weights()))}
+    convs = {layer.name for layer in trained.layers if isinstance(layer, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D))}
+    assert "stem_conv" in convs and len(convs) == 49
+    assert changed == convs  # every block trained in the last phase; batch norm kept its statistics and scale
+
+
 def test_phased_run_exports_and_serves_its_embedding(phased_run, tmp_path):
     import tensorflow as tf
     from helpers import write_image

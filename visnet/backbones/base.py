@@ -65,12 +65,15 @@ def download_error(name: str, error: Exception) -> RuntimeError:
 
 
 def set_trainable(model: keras.Model, info: BackboneInfo, trainable: str | int) -> None:
-    """`all`: everything trains; `none`: the backbone is frozen; an int N: only its last N blocks train."""
-    if trainable == "all":
-        model.trainable = True
-        return
-    if trainable == "none" or trainable == 0:
-        model.trainable = False
+    """`all`: everything trains; `none`: the backbone is frozen; an int N: only its last N blocks train.
+
+    Every layer's own flag is set: in Keras 3 `model.trainable = True` on a functional model does not
+    reopen the layers an earlier call closed, so `all` after `3` would train only the last 3 blocks.
+    """
+    if trainable in ("all", "none", 0):
+        model.trainable = trainable == "all"
+        for layer in model.layers:
+            layer.trainable = model.trainable
         return
     try:
         n = int(trainable)
