@@ -114,6 +114,9 @@ def test_pretrained_table_puts_each_scratch_row_beside_its_pretrained_row(tmp_pa
     assert "off the shelf" in table[0] and "| 0.730 |" in table[0]
     assert table[1].startswith("| `siamese` | resnet18 w64 at 128x96, from scratch") and "| 0.680 |" in table[1]
     assert table[2].startswith("| `siamese` (`effnet-siamese`)") and "| 0.760 |" in table[2] and "80.0%*" in table[2]
+    # effnet-siamese was measured before the whole-trunk fix: its training is marked and explained.
+    assert "fine-tuned (its whole-trunk phase trained only the top 3 blocks: run before the fix of d6f2a23) |" in table[2]
+    assert "d6f2a23" not in table[0] + table[1]
     assert "run at 224x168" in table[3] and "| n/a |" in table[3]
     assert lines[2].startswith("Command: `python benchmarks/pretrained.py` on ")
     # A merged table names its latest call as such, not as the command that made every row.
@@ -142,6 +145,18 @@ def test_pretrained_table_puts_each_scratch_row_beside_its_pretrained_row(tmp_pa
     assert sum("EfficientNet-Lite0" in line for line in table) == 4
     assert pretrained.markdown(report, str(results_dir)).startswith(
         "### ImageNet-pretrained trunks: EfficientNet-Lite0 and EfficientNet-Lite2, off the shelf and fine-tuned")
+
+
+def test_only_recipes_that_open_top_blocks_then_the_whole_trunk_are_marked_top_blocks_only():
+    from benchmarks import pretrained
+
+    assert pretrained.opens_top_blocks_then_all(["none:1:1e-3", "3:2:3e-4", "all:7:1e-4"])
+    assert not pretrained.opens_top_blocks_then_all(["none:1:1e-3", "3:2:3e-4"])
+    assert not pretrained.opens_top_blocks_then_all(["none:1", "all:2"])  # Keras reopened these: not affected
+    assert not pretrained.opens_top_blocks_then_all(None)
+    for name in pretrained.TOP_BLOCKS_ONLY:
+        recipe = {**pretrained.COMMON, **pretrained.RECIPES[name]}
+        assert pretrained.opens_top_blocks_then_all(recipe["phases"]), name
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -498,10 +513,10 @@ def test_gallery_smoothing_measures_runs_as_one_model_only_with_the_same_validat
     import dataclasses
 
     from benchmarks import gallery_smoothing
-    from visnet.evaluation.classification import knn_accuracy
-    from visnet.evaluation.embedding import embed_dataset
     from visnet.data.protocol import Protocol
     from visnet.data.readers import load_dataset
+    from visnet.evaluation.classification import knn_accuracy
+    from visnet.evaluation.embedding import embed_dataset
     from visnet.training.config import TrainConfig
     from visnet.training.runs import RunEnsemble
     from visnet.training.trainer import train
