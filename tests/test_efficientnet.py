@@ -244,33 +244,41 @@ def test_every_architecture_trains_a_step_on_the_trunk(name, backbone):
 
 # --- fine-tuning phases on the trunk, then export ---
 
-@pytest.fixture(scope="module")
-def phased_run(catalogue, tmp_path_factory):
-    """A tiny run on an EfficientNet-Lite0 trunk from a weights file: the head alone, then the
-    top block (`head_`), batch norm frozen throughout."""
+def _phased_training(catalogue, root, seed: int, phases, **settings):
+    """(run, start): a tiny siamese run on an EfficientNet-Lite0 trunk read from a weights file
+    (`start`, built under `seed`, not the run's own seed), trained through `phases`, batch norm frozen."""
+    import keras
+
     from visnet.training.config import TrainConfig
     from visnet.training.trainer import train
 
-    root = tmp_path_factory.mktemp("phased")
-    import keras
-
-    keras.utils.set_random_seed(123)  # not the run's own seed: the trunk must come from the file
+    keras.utils.set_random_seed(seed)
     start = build_backbone("efficientnet-lite0", (32, 32, 3))
     weights = str(root / "start.weights.h5")
     start.save_weights(weights)
     config = TrainConfig(arch="siamese", data=catalogue, out=str(root / "run"), image_size=(32, 32),
                          backbone="efficientnet-lite0", weights=weights, embedding_dim=8, loss="normsoftmax",
-                         p=6, k=2, val="images:0.34", epochs=2, steps_per_epoch=2, augment=False,
-                         phases=["none:1:1e-2", "1:1:1e-2"], freeze_batchnorm=True)
+                         p=6, k=2, augment=False, phases=phases, freeze_batchnorm=True, **settings)
     return train(config, progress=False), start
+
+
+def _changed_layers(trunk, start) -> set:
+    """The names of `trunk`'s layers whose weights differ from those of the same layer in `start`."""
+    return {layer.name for layer in trunk.layers if layer.weights and any(
+        not np.array_equal(a, b) for a, b in zip(layer.get_weights(), start.get_layer(layer.name).get_weights()))}
+
+
+@pytest.fixture(scope="module")
+def phased_run(catalogue, tmp_path_factory):
+    """A tiny run on an EfficientNet-Lite0 trunk from a weights file: the head alone, then the
+    top block (`head_`), batch norm frozen throughout."""
+    return _phased_training(catalogue, tmp_path_factory.mktemp("phased"), 123, ["none:1:1e-2", "1:1:1e-2"],
+                            val="images:0.34", epochs=2, steps_per_epoch=2)
 
 
 def test_phases_open_only_their_blocks_and_frozen_batchnorm_keeps_its_statistics(phased_run):
     run, start = phased_run
-    trunk = run.model("last").get_layer("backbone")
-    changed = {layer.name for layer in trunk.layers if layer.weights and any(
-        not np.array_equal(a, b) for a, b in zip(layer.get_weights(), start.get_layer(layer.name).get_weights()))}
-    assert changed == {"head_conv"}  # stages 1-7 stayed frozen; head_bn kept its statistics and scale
+    assert _changed_layers(run.model("last").get_layer("backbone"), start) == {"head_conv"}  # stages 1-7 stayed frozen; head_bn kept its statistics and scale
     history = open(f"{run.path}/history.csv").read().splitlines()
     assert len(history) == 3  # header + one line per epoch across both phases
 
@@ -282,8 +290,6 @@ def test_a_whole_trunk_phase_after_a_top_blocks_phase_trains_every_block(catalog
 
     from visnet.backbones import backbone_info
     from visnet.backbones.base import set_trainable
-    from visnet.training.config import TrainConfig
-    from visnet.training.trainer import train
 
     trunk = build_backbone("efficientnet-lite0", (32, 32, 3))
     info = backbone_info("efficientnet-lite0")
@@ -295,17 +301,10 @@ def test_a_whole_trunk_phase_after_a_top_blocks_phase_trains_every_block(catalog
     assert len(trunk.trainable_weights) == len(trunk.weights) - sum(  # BN moving statistics never train
         2 for layer in trunk.layers if isinstance(layer, keras.layers.BatchNormalization))
 
-    keras.utils.set_random_seed(7)
-    start = build_backbone("efficientnet-lite0", (32, 32, 3))
-    weights = str(tmp_path / "start.weights.h5")
-    start.save_weights(weights)
-    config = TrainConfig(arch="siamese", data=catalogue, out=str(tmp_path / "run"), image_size=(32, 32),
-                         backbone="efficientnet-lite0", weights=weights, embedding_dim=8, loss="normsoftmax",
-                         p=6, k=2, val="none", epochs=3, steps_per_epoch=1, augment=False,
-                         phases=["none:1:1e-2", "1:1:1e-2", "all:1:1e-2"], freeze_batchnorm=True)
-    trained = train(config, progress=False).model("last").get_layer("backbone")
-    changed = {layer.name for layer in trained.layers if layer.weights and any(
-        not np.array_equal(a, b) for a, b in zip(layer.get_weights(), start.get_layer(layer.name).get_weights()))}
+    run, start = _phased_training(catalogue, tmp_path, 7, ["none:1:1e-2", "1:1:1e-2", "all:1:1e-2"], val="none",
+                                  epochs=3, steps_per_epoch=1)
+    trained = run.model("last").get_layer("backbone")
+    changed = _changed_layers(trained, start)
     convs = {layer.name for layer in trained.layers if isinstance(layer, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D))}
     assert "stem_conv" in convs and len(convs) == 49
     assert changed == convs  # every block trained in the last phase; batch norm kept its statistics and scale
