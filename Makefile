@@ -143,6 +143,8 @@ benchmark: $(STAMP)
 		--run benchmarks/runs/effnet-closed-224-20ep --image-size 288x216
 	$(BIN)/python benchmarks/pretrained.py --data ../shared/data/fashion-products --recipes effnet-closed-224-10ep-512 \
 		--no-off-the-shelf --merge --eval-sizes 288x216
+	$(BIN)/python benchmarks/gallery_smoothing.py --data ../shared/data/fashion-products \
+		--run benchmarks/runs/effnet-closed-224-10ep-512 --image-size 288x216 --out benchmarks/results/gallery_smoothing_512_10ep
 	$(BIN)/python benchmarks/pretrained.py --data ../shared/data/fashion-products --recipes effnet-closed-224-20ep-512 \
 		--no-off-the-shelf --merge --eval-sizes 288x216
 	$(BIN)/python benchmarks/gallery_smoothing.py --data ../shared/data/fashion-products \
