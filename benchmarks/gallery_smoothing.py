@@ -56,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
 
     report = header("gallery_smoothing", "benchmarks/gallery_smoothing.py", sys.argv[1:] if argv is None else argv)
     paths = args.run.split("+")
+    if not all(paths):
+        parser.error(f"--run takes PATH or PATH+PATH, with no empty part. Received: {args.run!r}")
     held_out, runs = None, []
     for path in paths:
         run = Run(path)
@@ -104,8 +106,8 @@ def markdown(r: dict) -> str:
     lines = [f"### Gallery smoothing for closed-set 1-NN: `{r['run']}` at {r['image_size']}", "",
              f"Command: `{r['command']}` — embedding {r['embed_seconds'] / 60:.1f} min, {host(r.get('machine', {}))}. "
              f"K chosen on the run's {r['validation_photos']} validation photos against the rest of the training "
-             f"split; test: {r['test_photos']} photos against all {r['train_photos']} training photos "
-             f"(`visnet.evaluate --gallery-smoothing K`).", "",
+             f"split (a tie goes to the smaller K); test: {r['test_photos']} photos against all "
+             f"{r['train_photos']} training photos (`visnet.evaluate --gallery-smoothing K`).", "",
              "| K (same-label neighbours averaged) | validation 1-NN | test 1-NN | test mistakes |", "|---|---|---|---|"]
     for row in r["rows"]:
         mark = " (chosen)" if row["k"] == r["chosen_k"] else ""

@@ -38,30 +38,38 @@ from visnet.training.config import TrainConfig  # noqa: E402
 
 #: The fine-tuning recipe: 128x96 input (a training step at 160x120 costs twice as much on a
 #: CPU), normalised softmax on P x K batches, one epoch of the head alone, two of the top three
-#: blocks (stage 6, stage 7, head), four of the whole trunk.
+#: blocks (stage 6, stage 7, head), four of the whole trunk (the top 3 blocks only, before d6f2a23).
 COMMON = dict(val="classes:0.1", image_size=(128, 96), backbone="efficientnet-lite0", weights="imagenet",
               embedding_dim=128, loss="normsoftmax", scale=16.0, p=32, k=4, epochs=7,
               phases=["none:1:1e-3", "3:2:3e-4", "all:4:1e-4"], freeze_batchnorm=True, warmup_epochs=0.3,
               augmentation={"grey": 0.2}, seed=0)
-#: The short recipe: the head, then the top 3 blocks. The long one's four epochs of the whole trunk
-#: added nothing on the novel classes (best epoch 3 of 7; the last checkpoint within 0.001 mAP),
-#: and its first three epochs are exactly these.
+#: The short recipe: the head, then the top 3 blocks. The long one's last four epochs added nothing
+#: on the novel classes (best epoch 3 of 7; the last checkpoint within 0.001 mAP), and its first
+#: three epochs are exactly these. (Those four epochs trained only the top 3 blocks, before the fix
+#: of d6f2a23; with the fix, whole-trunk epochs lower validation mAP too: README.)
 SHORT = dict(epochs=3, phases=["none:1:1e-3", "3:2:3e-4"])
 PHOTO = {"grey": 0.2, **PHOTO_AUGMENTATION}
-#: Runs whose results were measured before the fix of d6f2a23 and whose recipe opens the top
-#: blocks and then the whole trunk: in Keras 3, `model.trainable = True` did not reopen the blocks
-#: the earlier phase had closed, so their "whole trunk" phase trained only the top 3 blocks. Their
-#: rows are marked in the table; a recipe retrained since is not listed.
-TOP_BLOCKS_ONLY = frozenset({
-    "effnet-siamese", "effnet-closed", "effnet-closed-224", "effnet-closed-224-seed1", "effnet-closed-288",
-    "effnet-closed-224-10ep", "effnet-closed-224-20ep", "effnet-closed-224-20ep-512", "lite2-closed-224-10ep-512",
-})
-
-
 def opens_top_blocks_then_all(phases) -> bool:
-    """Whether `phases` (TRAINABLE:EPOCHS[:LR] strings) open some top blocks and later the whole trunk."""
-    kinds = [phase.split(":")[0] for phase in phases or ()]
-    return any(kind.isdigit() and "all" in kinds[i + 1:] for i, kind in enumerate(kinds))
+    """Whether `phases` (TRAINABLE:EPOCHS[:LR] strings) open the top N blocks and then the whole trunk
+    with no frozen phase between: before the fix of d6f2a23 such an `all` phase trained only the top
+    N blocks (under the TensorFlow backend Keras skips assigning `trainable` the value it already
+    has, so the trunk's own flag, True since the N phase, reached no layer). A frozen phase between
+    set the flag to False, and the `all` after it reopened every block."""
+    partial = False
+    for phase in phases or ():
+        kind = phase.split(":")[0]
+        if kind != "all":
+            partial = kind.isdigit() and int(kind) > 0
+        elif partial:
+            return True
+    return False
+
+
+def top_blocks_only(row: dict) -> bool:
+    """Whether a row's whole-trunk phase trained only the top blocks: its recipe opens top blocks then
+    the whole trunk, and it was measured before the fix (rows since record `whole_trunk_fix`)."""
+    recipe = row.get("recipe") or {}
+    return opens_top_blocks_then_all(recipe.get("phases")) and not row.get("whole_trunk_fix")
 
 
 RECIPES = {
@@ -106,13 +114,13 @@ RECIPES = {
     "effnet-closed-224-seed1": dict(arch="siamese", split="closed-set", val="images:0.05", image_size=(224, 168),
                                     augmentation=PHOTO, epochs=5, seed=1,
                                     phases=["none:1:1e-3", "3:2:3e-4", "all:2:1e-4"]),
-    # The closed-set recipe trained twice as long (7 epochs of the whole trunk, not 2): effnet-closed-224's
+    # The closed-set recipe trained twice as long (7 epochs of its `all` phase, not 2): effnet-closed-224's
     # best checkpoint was its last, with validation mAP still rising (0.678 -> 0.694).
     "effnet-closed-224-10ep": dict(arch="siamese", split="closed-set", val="images:0.05", image_size=(224, 168),
                                    augmentation=PHOTO, epochs=10,
                                    phases=["none:1:1e-3", "3:2:3e-4", "all:7:1e-4"]),
-    # Longer again (17 epochs of the whole trunk): effnet-closed-224-10ep's validation mAP rose through
-    # its whole-trunk phase (0.702 -> 0.731 over epochs 5-10), flattening only as the cosine rate reached 0.
+    # Longer again (17 epochs of its `all` phase): effnet-closed-224-10ep's validation mAP rose through
+    # that phase (0.702 -> 0.731 over epochs 5-10), flattening only as the cosine rate reached 0.
     "effnet-closed-224-20ep": dict(arch="siamese", split="closed-set", val="images:0.05", image_size=(224, 168),
                                    augmentation=PHOTO, epochs=20,
                                    phases=["none:1:1e-3", "3:2:3e-4", "all:17:1e-4"]),
@@ -252,7 +260,8 @@ def main(argv: list[str] | None = None) -> int:
             "images_per_second": [round(h.get("images_per_second", 0), 1) for h in history],
             "epochs": state["epochs_done"], "best_epoch": state["best_epoch"], "parameters": run.info["parameters"],
             "untrained_val_mAP": run.info.get("untrained", {}).get("val_mAP"), "best_val_mAP": state["best"],
-            "eval_seconds": round(time.perf_counter() - start, 1), "results": results})
+            "eval_seconds": round(time.perf_counter() - start, 1), "results": results,
+            "whole_trunk_fix": True})  # trained with every block open in an `all` phase (d6f2a23)
         print(f"{name}: mAP {results['open_set']['mAP']:.3f}, closed-set 1-NN "
               f"{results['closed_set']['knn_accuracy']['1']:.3f}", file=sys.stderr)
         for size in eval_sizes:
@@ -392,7 +401,7 @@ def markdown(report: dict, results_dir: str = os.path.join(HERE, "results")) -> 
             extras.append("trained at {}x{}".format(*row["recipe"]["image_size"]))
         if row.get("eval_size"):
             extras.append(f"run at {row['eval_size'][0]}x{row['eval_size'][1]}")
-        if row["name"].split("@")[0] in TOP_BLOCKS_ONLY:
+        if top_blocks_only(row):
             extras.append("its whole-trunk phase trained only the top 3 blocks: run before the fix of d6f2a23")
         tuned = "frozen, embedding and head meta-learned" if row["recipe"].get("trainable") == "none" else "fine-tuned"
         backbone = trunk_title(row["recipe"].get("backbone", COMMON["backbone"]))

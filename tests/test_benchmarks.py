@@ -117,6 +117,8 @@ def test_pretrained_table_puts_each_scratch_row_beside_its_pretrained_row(tmp_pa
     # effnet-siamese was measured before the whole-trunk fix: its training is marked and explained.
     assert "fine-tuned (its whole-trunk phase trained only the top 3 blocks: run before the fix of d6f2a23) |" in table[2]
     assert "d6f2a23" not in table[0] + table[1]
+    fixed = pretrained.markdown({**report, "rows": [{**row, "whole_trunk_fix": True}]}, str(results_dir))
+    assert "d6f2a23" not in fixed  # measured since the fix: not marked
     assert "run at 224x168" in table[3] and "| n/a |" in table[3]
     assert lines[2].startswith("Command: `python benchmarks/pretrained.py` on ")
     # A merged table names its latest call as such, not as the command that made every row.
@@ -147,16 +149,22 @@ def test_pretrained_table_puts_each_scratch_row_beside_its_pretrained_row(tmp_pa
         "### ImageNet-pretrained trunks: EfficientNet-Lite0 and EfficientNet-Lite2, off the shelf and fine-tuned")
 
 
-def test_only_recipes_that_open_top_blocks_then_the_whole_trunk_are_marked_top_blocks_only():
+def test_only_rows_whose_all_phase_followed_top_blocks_before_the_fix_are_marked_top_blocks_only():
     from benchmarks import pretrained
 
-    assert pretrained.opens_top_blocks_then_all(["none:1:1e-3", "3:2:3e-4", "all:7:1e-4"])
-    assert not pretrained.opens_top_blocks_then_all(["none:1:1e-3", "3:2:3e-4"])
-    assert not pretrained.opens_top_blocks_then_all(["none:1", "all:2"])  # Keras reopened these: not affected
-    assert not pretrained.opens_top_blocks_then_all(None)
-    for name in pretrained.TOP_BLOCKS_ONLY:
-        recipe = {**pretrained.COMMON, **pretrained.RECIPES[name]}
-        assert pretrained.opens_top_blocks_then_all(recipe["phases"]), name
+    opens = pretrained.opens_top_blocks_then_all
+    assert opens(["none:1:1e-3", "3:2:3e-4", "all:7:1e-4"]) and opens(["all:1", "2:1", "all:1"])
+    assert not opens(["none:1:1e-3", "3:2:3e-4"])
+    assert not opens(["none:1", "all:2"])  # a frozen trunk's flag was False: `all` reopened every block
+    assert not opens(["3:1", "none:1", "all:1"]) and not opens(["0:1", "all:1"]) and not opens(None)
+    affected = {name for name, recipe in pretrained.RECIPES.items()
+                if opens({**pretrained.COMMON, **recipe}["phases"])}
+    assert {"effnet-siamese", "effnet-closed-224-10ep-512", "lite2-closed-224-10ep-512"} <= affected
+    assert "effnet-photo-288" not in affected
+    recipe = {**pretrained.COMMON, **pretrained.RECIPES["effnet-closed-224-10ep-512"]}
+    assert pretrained.top_blocks_only({"recipe": recipe})  # measured before the fix
+    assert not pretrained.top_blocks_only({"recipe": recipe, "whole_trunk_fix": True})
+    assert not pretrained.top_blocks_only({"recipe": None})  # off the shelf
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -545,3 +553,6 @@ def test_gallery_smoothing_measures_runs_as_one_model_only_with_the_same_validat
     with pytest.raises(SystemExit):  # other validation photos: K would be chosen on photos a member trained on
         gallery_smoothing.main(["--data", catalogue, "--run", f"{config.out}+{other.out}", "--out", out])
     assert f"{other.out} holds out other validation photos" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        gallery_smoothing.main(["--data", catalogue, "--run", f"{config.out}+", "--out", out])
+    assert "no empty part" in capsys.readouterr().err

@@ -296,8 +296,9 @@ def test_a_whole_trunk_phase_after_a_top_blocks_phase_trains_every_block(catalog
     top = sum(layer.name.startswith(info.blocks[-1]) for layer in trunk.layers)
     for trainable, open_layers in (("none", 0), (1, top), ("all", len(trunk.layers)), (2, None), ("all", len(trunk.layers))):
         set_trainable(trunk, info, trainable)
-        if open_layers is not None:
+        if open_layers is not None:  # the `all` after `2` is what failed before the fix: 11 of 142 open
             assert sum(layer.trainable for layer in trunk.layers) == open_layers, trainable
+        assert bool(trunk.trainable_weights) == (trainable != "none"), trainable  # `1` after `none` too
     assert len(trunk.trainable_weights) == len(trunk.weights) - sum(  # BN moving statistics never train
         2 for layer in trunk.layers if isinstance(layer, keras.layers.BatchNormalization))
 

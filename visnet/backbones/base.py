@@ -67,8 +67,10 @@ def download_error(name: str, error: Exception) -> RuntimeError:
 def set_trainable(model: keras.Model, info: BackboneInfo, trainable: str | int) -> None:
     """`all`: everything trains; `none`: the backbone is frozen; an int N: only its last N blocks train.
 
-    Every layer's own flag is set: in Keras 3 `model.trainable = True` on a functional model does not
-    reopen the layers an earlier call closed, so `all` after `3` would train only the last 3 blocks.
+    Every layer's own flag is set. Under the TensorFlow backend Keras skips an assignment of the
+    value an attribute already has, so once an `N` call (or `set_trunk_trainable`) had set the
+    model's own flag to True, `model.trainable = True` reached no layer, and `all` after `3` trained
+    only the last 3 blocks.
     """
     if trainable in ("all", "none", 0):
         model.trainable = trainable == "all"
@@ -82,6 +84,7 @@ def set_trainable(model: keras.Model, info: BackboneInfo, trainable: str | int) 
     if not 0 < n <= len(info.blocks):
         raise ValueError(f"trainable={n} blocks, but the backbone has {len(info.blocks)}: {list(info.blocks)}")
     open_blocks = tuple(info.blocks[-n:])
+    model.trainable = True  # a frozen model would hide the blocks opened below
     for layer in model.layers:
         layer.trainable = layer.name.startswith(open_blocks)
 
