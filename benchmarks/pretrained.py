@@ -49,17 +49,21 @@ COMMON = dict(val="classes:0.1", image_size=(128, 96), backbone="efficientnet-li
 #: of d6f2a23; with the fix, whole-trunk epochs lower validation mAP too: README.)
 SHORT = dict(epochs=3, phases=["none:1:1e-3", "3:2:3e-4"])
 PHOTO = {"grey": 0.2, **PHOTO_AUGMENTATION}
+
+
 def opens_top_blocks_then_all(phases) -> bool:
     """Whether `phases` (TRAINABLE:EPOCHS[:LR] strings) open the top N blocks and then the whole trunk
     with no frozen phase between: before the fix of d6f2a23 such an `all` phase trained only the top
     N blocks (under the TensorFlow backend Keras skips assigning `trainable` the value it already
     has, so the trunk's own flag, True since the N phase, reached no layer). A frozen phase between
     set the flag to False, and the `all` after it reopened every block."""
+    from visnet.training.phases import parse_trainable
+
     partial = False
     for phase in phases or ():
-        kind = phase.split(":")[0]
-        if kind != "all":
-            partial = kind.isdigit() and int(kind) > 0
+        trainable = parse_trainable(phase.split(":")[0])
+        if trainable != "all":
+            partial = isinstance(trainable, int)
         elif partial:
             return True
     return False

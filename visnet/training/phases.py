@@ -95,8 +95,7 @@ def set_trunk_trainable(model, backbone: str, trainable: str | int, freeze_batch
     from visnet.backbones.base import set_trainable
 
     trunk = backbone_layer(model)
-    trunk.trainable = True  # a frozen parent would hide the blocks opened below
-    set_trainable(trunk, backbone_info(backbone), trainable)
+    set_trainable(trunk, backbone_info(backbone), trainable)  # sets the trunk's own flag too
     if freeze_batchnorm:
         for layer in trunk.layers:
             if isinstance(layer, keras.layers.BatchNormalization):
