@@ -178,6 +178,11 @@ benchmark: $(STAMP)
 		--no-off-the-shelf --merge --eval-sizes 352x264
 	$(BIN)/python benchmarks/pretrained.py --data ../shared/data/fashion-products --recipes lite2-closed-224-10ep-512 \
 		--no-off-the-shelf --merge --eval-sizes 288x216
+	$(BIN)/python benchmarks/gallery_smoothing.py --data ../shared/data/fashion-products \
+		--run benchmarks/runs/lite2-closed-224-10ep-512 --image-size 288x216 --out benchmarks/results/gallery_smoothing_lite2
+	$(BIN)/python benchmarks/gallery_smoothing.py --data ../shared/data/fashion-products \
+		--run benchmarks/runs/lite2-closed-224-10ep-512+benchmarks/runs/effnet-closed-224-10ep-512 --image-size 288x216 \
+		--out benchmarks/results/gallery_smoothing_lite2_lite0
 	$(BIN)/python benchmarks/pretrained.py --data ../shared/data/fashion-products --recipes '' \
 		--off-the-shelf-backbone efficientnet-lite2 --off-the-shelf-sizes 288x216 --merge
 	$(BIN)/python benchmarks/imagenet_classes.py $(LITE2) --class-size 288x216 \

@@ -103,9 +103,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def markdown(r: dict) -> str:
+    owner = "runs' " if "+" in r["run"] else "run's "  # several runs as one model hold out the same photos
     lines = [f"### Gallery smoothing for closed-set 1-NN: `{r['run']}` at {r['image_size']}", "",
              f"Command: `{r['command']}` — embedding {r['embed_seconds'] / 60:.1f} min, {host(r.get('machine', {}))}. "
-             f"K chosen on the run's {r['validation_photos']} validation photos against the rest of the training "
+             f"K chosen on the {owner}{r['validation_photos']} validation photos against the rest of the training "
              f"split (a tie goes to the smaller K); test: {r['test_photos']} photos against all "
              f"{r['train_photos']} training photos (`visnet.evaluate --gallery-smoothing K`).", "",
              "| K (same-label neighbours averaged) | validation 1-NN | test 1-NN | test mistakes |", "|---|---|---|---|"]

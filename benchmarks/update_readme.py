@@ -13,7 +13,9 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 #: The order of the tables, following the data flow (baselines, training, serving); others follow by name.
-ORDER = ("quality", "pretrained", "imagenet_classes", "reranking", "transductive", "closed_set_labels", "gallery_smoothing", "gallery_smoothing_512", "gallery_smoothing_512_10ep", "photo_queries", "hog", "hog_grey_source", "pixels", "layer_removal",
+ORDER = ("quality", "pretrained", "imagenet_classes", "reranking", "transductive", "closed_set_labels",
+         "gallery_smoothing", "gallery_smoothing_512", "gallery_smoothing_512_10ep", "gallery_smoothing_lite2",
+         "gallery_smoothing_lite2_lite0", "photo_queries", "hog", "hog_grey_source", "pixels", "layer_removal",
          "metric_learning", "per_class_ap", "training_throughput", "maml_fewshot", "weak_labels",
          "weak_labels_siamese_trunk", "weak_labels_imagenet_trunk", "weak_labels_imagenet_trunk_power1", "word_probe", "tuning_search", "export_throughput",
          "index_search", "index_search_milvus_server", "api_load", "api_load_fashion", "embedding_per_core", "host_settings", "speed")
