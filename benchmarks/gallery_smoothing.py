@@ -4,7 +4,8 @@
 itself and its K nearest training photos of the same label before k-NN. This script chooses K
 without the test split: the run's validation photos (held out of its training by `--val`) are
 classified against the rest of the training split, smoothed with each K of the grid; the K with
-the best validation 1-NN is the choice. Then every K is measured on the test split (against the
+the best validation 1-NN is the choice (`classification.choose_smoothing`, which
+`visnet.evaluate --gallery-smoothing auto` uses too). Then every K is measured on the test split (against the
 whole training split, as `visnet.evaluate` does), so the table shows the choice and what the
 others would have given. `--run PATH+PATH` measures several closed-set runs as one model
 (`visnet.training.runs.RunEnsemble`); they must hold out the same validation photos, or K would
@@ -29,6 +30,7 @@ sys.path.insert(0, ROOT)
 
 from benchmarks.common import header, host, write_report  # noqa: E402
 from visnet.cli import int_list, size  # noqa: E402
+from visnet.evaluation.classification import SMOOTHING_GRID  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,8 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--run", required=True, help="a closed-set run (trained with --split closed-set and --val), or PATH+PATH: "
                              "several as one model, with the same validation photos")
     parser.add_argument("--image-size", type=size, metavar="HxW", help="run the model at this size (default its own)")
-    parser.add_argument("--grid", type=lambda text: int_list(text, minimum=0), default=(0, 2, 4, 8, 16, 32, 64),
-                        metavar="K,K", help="values of K to try (default 0,2,4,8,16,32,64; 0 is no smoothing)")
+    parser.add_argument("--grid", type=lambda text: int_list(text, minimum=0), default=SMOOTHING_GRID, metavar="K,K",
+                        help=f"values of K to try (default {','.join(map(str, SMOOTHING_GRID))}; 0 is no smoothing)")
     parser.add_argument("--out", default=os.path.join(HERE, "results", "gallery_smoothing"),
                         help="report path without extension (default benchmarks/results/gallery_smoothing)")
     return parser
@@ -49,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from visnet.data.protocol import Protocol
     from visnet.data.readers import load_dataset
-    from visnet.evaluation.classification import knn_accuracy, smooth_gallery
+    from visnet.evaluation.classification import choose_smoothing, knn_accuracy, smooth_gallery
     from visnet.evaluation.embedding import embed_dataset
     from visnet.training.data import read_training_data
     from visnet.training.runs import Run, open_run
@@ -84,15 +86,10 @@ def main(argv: list[str] | None = None) -> int:
     if is_val.sum() != len(held_out):
         parser.error(f"{is_val.sum()} of the run's {len(held_out)} validation photos are in the closed-set training "
                      f"split of {args.data}: is it the data the run was trained on?")
-    gallery = ~is_val
-    rows = []
-    for k in args.grid:
-        val = knn_accuracy(smooth_gallery(train_x[gallery], train_y[gallery], k), train_y[gallery],
-                           train_x[is_val], train_y[is_val], ks=(1,))[1]
-        tested = knn_accuracy(smooth_gallery(train_x, train_y, k), train_y, test_x, test_y, ks=(1,))[1]
-        rows.append({"k": k, "validation_1nn": val, "test_1nn": tested,
-                     "test_mistakes": int(round((1 - tested) * len(test_y)))})
-    chosen = max(rows, key=lambda row: (row["validation_1nn"], -row["k"]))["k"]
+    chosen, rows = choose_smoothing(train_x, train_y, is_val, args.grid)
+    for row in rows:  # what each K would give on the test split, against the whole training split
+        tested = knn_accuracy(smooth_gallery(train_x, train_y, row["k"]), train_y, test_x, test_y, ks=(1,))[1]
+        row.update(test_1nn=tested, test_mistakes=int(round((1 - tested) * len(test_y))))
     size_text = "x".join(map(str, args.image_size)) if args.image_size else "x".join(map(str, runs[0].config.image_size))
     name = "+".join(os.path.basename(os.path.normpath(path)) for path in paths)
     report.update({"data": args.data, "run": name, "image_size": size_text,

@@ -81,3 +81,31 @@ def test_gallery_smoothing_matches_a_loop_over_each_row():
             smooth_gallery(train, labels, bad)
     with pytest.raises(ValueError, match="40 training rows but 3 labels"):
         smooth_gallery(train, labels[:3], 1)
+
+
+def test_choose_smoothing_picks_the_k_its_held_out_rows_classify_best_ties_to_the_smaller():
+    from visnet.evaluation.classification import choose_smoothing, smooth_gallery
+
+    rng = np.random.default_rng(5)
+    labels = rng.integers(0, 3, 60)
+    train = rng.normal(size=(60, 4)) + labels[:, None] * 0.8
+    held_out = np.zeros(60, bool)
+    held_out[::4] = True
+    grid = (0, 1, 3, 8)
+    expected = []
+    for k in grid:  # brute force: each held-out row's nearest smoothed gallery row
+        gallery = smooth_gallery(train[~held_out], labels[~held_out], k)
+        nearest = [np.argmin(np.linalg.norm(gallery - x, axis=1)) for x in train[held_out]]
+        expected.append(np.mean(labels[~held_out][nearest] == labels[held_out]))
+    chosen, rows = choose_smoothing(train, labels, held_out, grid)
+    assert [row["k"] for row in rows] == list(grid)
+    np.testing.assert_allclose([row["validation_1nn"] for row in rows], expected)
+    assert chosen == grid[int(np.argmax(expected))]  # argmax: the first best, i.e. the smaller K on a tie
+    separated = np.repeat(np.eye(3), 4, axis=0) * 10 + rng.normal(scale=0.01, size=(12, 3))
+    tied, rows = choose_smoothing(separated, np.repeat([0, 1, 2], 4), np.arange(12) % 4 == 0, (4, 2, 0))
+    assert tied == 0 and {row["validation_1nn"] for row in rows} == {1.0}
+    for mask in (np.zeros(60, bool), np.ones(60, bool)):
+        with pytest.raises(ValueError, match="rows are held out"):
+            choose_smoothing(train, labels, mask)
+    with pytest.raises(ValueError, match="held-out mask of shape"):
+        choose_smoothing(train, labels, held_out[:10])

@@ -116,6 +116,7 @@ def test_help_lists_every_flag(capsys):
         (["--data", "CATALOGUE", "--ways", "1"], "--ways must be >= 2"),
         (["--data", "CATALOGUE", "--seed", "-1"], "--seed must be >= 0. Received: -1"),
         (["--data", "CATALOGUE", "--gallery-smoothing", "-2"], "--gallery-smoothing must be >= 0. Received: -2"),
+        (["--data", "CATALOGUE", "--gallery-smoothing", "auto"], "--gallery-smoothing auto chooses K on the photos"),
         (["--data", "CATALOGUE", "--out", "/tmp"], "--out must be a file, not a directory"),
     ],
 )
@@ -132,6 +133,10 @@ def test_malformed_flags_exit_with_usage(capsys):
             evaluate.main(argv)
         assert exit_info.value.code == 2
     assert "usage:" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        evaluate.main(["--data", "x", "--gallery-smoothing", "some"])
+    assert exit_info.value.code == 2
+    assert "expected an integer K >= 0 or auto, got 'some'" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exit_info:
         evaluate.main(["--data", "x", "--expansion", "qe=two"])
     assert exit_info.value.code == 2
@@ -178,3 +183,42 @@ def test_gallery_smoothing_changes_closed_set_knn_only_and_matches_the_reference
     predicted = knn_predict(smooth_gallery(train, train_labels, 2), train_labels, test, (1, 5))
     for k in (1, 5):
         assert b["closed_set"]["knn_accuracy"][str(k)] == pytest.approx(np.mean(predicted[k] == np.array(test_labels)))
+
+
+def test_gallery_smoothing_auto_chooses_k_on_the_photos_the_run_held_out(catalogue, siamese_run, tmp_path, capsys):
+    from visnet.data.protocol import Protocol
+    from visnet.data.readers import load_dataset
+    from visnet.evaluation.classification import choose_smoothing, knn_accuracy, smooth_gallery
+    from visnet.evaluation.embedding import embed_dataset
+    from visnet.training.config import TrainConfig
+    from visnet.training.data import read_training_data
+    from visnet.training.runs import Run
+    from visnet.training.trainer import train
+
+    config = TrainConfig(arch="siamese", data=catalogue, split="closed-set", out=str(tmp_path / "closed"),
+                         image_size=(32, 24), backbone="tiny", embedding_dim=8, p=4, k=2, val="images:0.34",
+                         epochs=1, steps_per_epoch=1, augment=False)
+    train(config, progress=False)
+    out = tmp_path / "auto.json"
+    code, stdout, _ = run_cli(capsys, "--data", catalogue, "--run", config.out, "--gallery-smoothing", "auto",
+                              "--episodes", "5", "--no-progress", "--out", str(out))
+    assert code == 0
+    closed = json.loads(out.read_text())["closed_set"]
+    held_out = set(read_training_data(config, progress=False).val.ids)
+    # The reference: the run's embeddings of the closed-set training split, K chosen on the photos it held out.
+    train_records, test_records = Protocol.load(os.path.join(catalogue, "protocol.json")).closed_set(
+        load_dataset(catalogue, check="none"), missing="skip")
+    embedder = Run(config.out).embedder("best")
+    kept, train_x = embed_dataset(embedder, train_records, progress=False)
+    kept_test, test_x = embed_dataset(embedder, test_records, progress=False)
+    train_y, test_y = np.array([r.label for r in kept]), np.array([r.label for r in kept_test])
+    mask = np.array([r.id in held_out for r in kept])
+    chosen, grid = choose_smoothing(train_x, train_y, mask)
+    assert closed["gallery_smoothing_choice"] == {"validation_photos": len(held_out), "grid": grid}
+    assert closed.get("gallery_smoothing", 0) == chosen
+    expected = knn_accuracy(smooth_gallery(train_x, train_y, chosen), train_y, test_x, test_y, ks=(1,))[1]
+    assert closed["knn_accuracy"]["1"] == pytest.approx(expected)
+    assert f"as {len(held_out)} held-out training photos chose" in stdout
+    code, _, stderr = run_cli(capsys, "--data", catalogue, "--run", siamese_run.path, "--gallery-smoothing", "auto",
+                              "--no-progress")
+    assert code == 2 and "--gallery-smoothing auto needs closed-set runs" in stderr

@@ -66,9 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="Recall@K cut-offs (default 1,5,10,20,30,40,50)")
     parser.add_argument("--knn", type=int_list, default=(1, 5), metavar="K,K",
                         help="k of the closed-set k-NN classifier (default 1,5)")
-    parser.add_argument("--gallery-smoothing", type=int, default=0, metavar="K",
+    parser.add_argument("--gallery-smoothing", type=smoothing, default=0, metavar="K|auto",
                         help="before closed-set k-NN, replace each training photo by the mean of itself and its K "
-                             "nearest training photos of the same label (default 0: off)")
+                             "nearest training photos of the same label (default 0: off); auto: K chosen on the "
+                             "photos the --run (a closed-set run trained with --val) held out of its training")
     parser.add_argument("--ways", type=int_list, metavar="N,N", help="few-shot ways (default: the protocol's)")
     parser.add_argument("--shots", type=int_list, metavar="K,K", help="few-shot shots (default: the protocol's)")
     parser.add_argument("--queries", type=int, help="query images per class and episode (default: the protocol's)")
@@ -103,12 +104,50 @@ def _validate(args: argparse.Namespace) -> None:
         raise ValueError("--hog-weight applies to --run (a trained embedding); for HOG alone use --embedder hog.")
     if args.seed is not None and args.seed < 0:
         raise ValueError(f"--seed must be >= 0. Received: {args.seed}")
-    if args.gallery_smoothing < 0:
+    if args.gallery_smoothing != "auto" and args.gallery_smoothing < 0:
         raise ValueError(f"--gallery-smoothing must be >= 0. Received: {args.gallery_smoothing}")
+    if args.gallery_smoothing == "auto" and not args.run:
+        raise ValueError("--gallery-smoothing auto chooses K on the photos a closed-set run held out of its "
+                         "training: give --run (or a number K).")
     for flag in ("out", "protocol"):
         value = getattr(args, flag)
         if value and os.path.isdir(value):
             raise ValueError(f"--{flag} must be a file, not a directory. Received: {value}")
+
+
+def smoothing(text: str) -> int | str:
+    """`--gallery-smoothing`: an integer K (checked >= 0 with the other flags), or `auto`."""
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer K >= 0 or auto, got {text!r}") from None
+
+
+def held_out_photos(run_paths: list[str], data: str) -> frozenset[str]:
+    """The ids of the photos the run(s) held out of training (`--val`) in `data`, to choose the gallery
+    smoothing on; runs evaluated as one model must hold out the same photos."""
+    import dataclasses
+
+    from visnet.training.data import read_training_data
+    from visnet.training.runs import open_run
+
+    run = open_run(run_paths)
+    held_out = None
+    for member in getattr(run, "runs", [run]):
+        if member.config.split != "closed-set":
+            raise ValueError(f"--gallery-smoothing auto needs closed-set runs; {member.path} was trained with "
+                             f"--split {member.config.split}.")
+        validation = read_training_data(dataclasses.replace(member.config, data=data), progress=False).val
+        if validation is None or not len(validation):
+            raise ValueError(f"{member.path} held no photos out of its training (--val none): nothing to choose "
+                             "the gallery smoothing on; give a number K.")
+        if held_out is not None and set(validation.ids) != held_out:
+            raise ValueError(f"{member.path} held out other photos than {run_paths[0]}: as one model, K would be "
+                             "chosen on photos a member trained on; give a number K.")
+        held_out = frozenset(validation.ids)
+    return held_out
 
 
 def training_overlap(run, data_path: str) -> list[str]:
@@ -203,6 +242,7 @@ def run(args: argparse.Namespace) -> dict:
         recall_ks=args.recall_ks, knn_ks=args.knn, ways=args.ways, shots=args.shots, queries=args.queries,
         episodes=args.episodes, seed=args.seed, classifiers=args.classifiers, metric=args.metric,
         batch_size=args.batch_size, expansion=args.expansion, gallery_smoothing=args.gallery_smoothing,
+        held_out=held_out_photos(args.run, args.data) if args.gallery_smoothing == "auto" else frozenset(),
     )
     start = time.perf_counter()
     results = run_benchmark(embedder, dataset, protocol, settings, progress=not args.no_progress,

@@ -12,7 +12,12 @@ import numpy as np
 from visnet.data.image_spec import ImageSpec
 from visnet.data.protocol import Protocol
 from visnet.data.records import Dataset
-from visnet.evaluation.classification import confusions, knn_predict, smooth_gallery
+from visnet.evaluation.classification import (
+    choose_smoothing,
+    confusions,
+    knn_predict,
+    smooth_gallery,
+)
 from visnet.evaluation.embedding import Embedder, embed_dataset
 from visnet.evaluation.fewshot import accuracy_grid
 from visnet.evaluation.retrieval import RECALL_KS, retrieval_metrics
@@ -26,7 +31,9 @@ class BenchmarkSettings:
     `expansion` re-ranks open-set retrieval (query expansion and database-side augmentation over
     the support images, `visnet.index.expansion`); closed-set k-NN and few-shot are unchanged.
     `gallery_smoothing` k replaces each closed-set training photo by the mean of itself and its k
-    nearest training photos of the same label before k-NN (`classification.smooth_gallery`)."""
+    nearest training photos of the same label before k-NN (`classification.smooth_gallery`);
+    `"auto"` chooses k on `held_out`, the ids of training photos a run held out of its training
+    (`classification.choose_smoothing`)."""
 
     recall_ks: tuple[int, ...] = RECALL_KS
     knn_ks: tuple[int, ...] = (1, 5)
@@ -39,7 +46,8 @@ class BenchmarkSettings:
     metric: str = "euclidean"
     batch_size: int = 64
     expansion: Expansion = Expansion()
-    gallery_smoothing: int = 0
+    gallery_smoothing: int | str = 0
+    held_out: frozenset[str] = frozenset()
 
 
 def run_benchmark(
@@ -101,9 +109,18 @@ def run_benchmark(
     closed = {"classes": len(protocol.classes), "train": len(train_y), "test": len(test_y)}
     if len(train_y) and len(test_y):
         k_values = [k for k in settings.knn_ks if k <= len(train_y)]
-        if settings.gallery_smoothing:
-            train_x = smooth_gallery(train_x, train_y, settings.gallery_smoothing)
-            closed["gallery_smoothing"] = settings.gallery_smoothing
+        smoothing = settings.gallery_smoothing
+        if smoothing == "auto":
+            held_out = np.array([i in settings.held_out for i in protocol.train_ids if i in row])
+            if not held_out.any():
+                raise ValueError(f"None of the {len(settings.held_out)} photos held out to choose the gallery "
+                                 "smoothing on is in the protocol's closed-set training split: is it the data the "
+                                 "run was trained on?")
+            smoothing, grid = choose_smoothing(train_x, train_y, held_out, metric=settings.metric)
+            closed["gallery_smoothing_choice"] = {"validation_photos": int(held_out.sum()), "grid": grid}
+        if smoothing:
+            train_x = smooth_gallery(train_x, train_y, smoothing)
+            closed["gallery_smoothing"] = smoothing
         predictions = knn_predict(train_x, train_y, test_x, k_values, settings.metric)
         closed["knn_accuracy"] = {str(k): float(np.mean(p == test_y)) for k, p in predictions.items()}
         if 1 in predictions:  # where nearest-neighbour classification goes wrong, most frequent first
@@ -182,6 +199,9 @@ def format_results(results: dict, markdown: bool = False) -> str:
     closed = results["closed_set"]
     smoothing = (f"; each training photo averaged with its {closed['gallery_smoothing']} nearest of its label"
                  if closed.get("gallery_smoothing") else "")
+    if closed.get("gallery_smoothing_choice"):
+        smoothing += (f"{'' if smoothing else '; no gallery smoothing'}, as {closed['gallery_smoothing_choice']['validation_photos']} "
+                      "held-out training photos chose")
     title(f"Closed-set k-NN accuracy ({closed['classes']} classes, {closed['train']} train / {closed['test']} test"
           f"{smoothing})")
     if "skipped" in closed:

@@ -93,6 +93,36 @@ def smooth_gallery(train: np.ndarray, train_labels: Sequence, k: int) -> np.ndar
     return out.astype(np.float32)
 
 
+#: The values of K `choose_smoothing` tries by default (0 is no smoothing).
+SMOOTHING_GRID = (0, 2, 4, 8, 16, 32, 64)
+
+
+def choose_smoothing(train: np.ndarray, train_labels: Sequence, held_out: np.ndarray, grid: Sequence[int] = SMOOTHING_GRID,
+                     metric: str = "euclidean") -> tuple[int, list[dict]]:
+    """The K of `smooth_gallery` chosen without the test photos: the `held_out` rows of the
+    training gallery (a boolean mask; a run's validation photos) are classified by 1-NN against
+    the other rows, smoothed with each K of `grid`; the best share right wins, a tie to the smaller K.
+
+    Returns:
+        (K, one `{"k", "validation_1nn"}` per K of `grid`, in its order).
+    """
+    train_labels, held_out = np.asarray(train_labels), np.asarray(held_out, dtype=bool)
+    if held_out.shape != (len(train),) or len(train_labels) != len(train):
+        raise ValueError(f"Got {len(train)} training rows, {len(train_labels)} labels and a held-out mask of "
+                         f"shape {held_out.shape}.")
+    if not held_out.any() or held_out.all():
+        raise ValueError(f"K is chosen on held-out rows against the others: {int(held_out.sum())} of {len(train)} "
+                         "rows are held out.")
+    if not len(grid):
+        raise ValueError("The grid of K values is empty.")
+    gallery = ~held_out
+    rows = [{"k": int(k), "validation_1nn": knn_accuracy(smooth_gallery(train[gallery], train_labels[gallery], k),
+                                                         train_labels[gallery], train[held_out],
+                                                         train_labels[held_out], ks=(1,), metric=metric)[1]}
+            for k in grid]
+    return max(rows, key=lambda row: (row["validation_1nn"], -row["k"]))["k"], rows
+
+
 def confusions(labels: Sequence, predicted: Sequence, top: int = 10) -> list[dict]:
     """The `top` most frequent mistakes: `{"label", "predicted", "count"}` per (true label,
     predicted label) pair that differ, by count (ties by the two labels' names)."""
