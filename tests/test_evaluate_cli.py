@@ -186,6 +186,8 @@ def test_gallery_smoothing_changes_closed_set_knn_only_and_matches_the_reference
 
 
 def test_gallery_smoothing_auto_chooses_k_on_the_photos_the_run_held_out(catalogue, siamese_run, tmp_path, capsys):
+    import dataclasses
+
     from visnet.data.protocol import Protocol
     from visnet.data.readers import load_dataset
     from visnet.evaluation.classification import choose_smoothing, knn_accuracy, smooth_gallery
@@ -222,3 +224,13 @@ def test_gallery_smoothing_auto_chooses_k_on_the_photos_the_run_held_out(catalog
     code, _, stderr = run_cli(capsys, "--data", catalogue, "--run", siamese_run.path, "--gallery-smoothing", "auto",
                               "--no-progress")
     assert code == 2 and "--gallery-smoothing auto needs closed-set runs" in stderr
+    none_held = dataclasses.replace(config, out=str(tmp_path / "no-val"), val="none")
+    other_held = dataclasses.replace(config, out=str(tmp_path / "other-val"), val="images:0.5")
+    for each in (none_held, other_held):
+        train(each, progress=False)
+    code, _, stderr = run_cli(capsys, "--data", catalogue, "--run", none_held.out, "--gallery-smoothing", "auto",
+                              "--no-progress")
+    assert code == 2 and "held no photos out of its training (--val none)" in stderr
+    code, _, stderr = run_cli(capsys, "--data", catalogue, "--run", config.out, "--run", other_held.out,
+                              "--gallery-smoothing", "auto", "--no-progress")
+    assert code == 2 and f"{other_held.out} held out other photos than {config.out}" in stderr
