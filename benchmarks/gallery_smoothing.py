@@ -53,27 +53,17 @@ def main(argv: list[str] | None = None) -> int:
     from visnet.data.readers import load_dataset
     from visnet.evaluation.classification import choose_smoothing, knn_accuracy, smooth_gallery
     from visnet.evaluation.embedding import embed_dataset
-    from visnet.training.data import read_training_data
-    from visnet.training.runs import Run, open_run
+    from visnet.training.runs import Run, held_out_ids, open_run
 
     report = header("gallery_smoothing", "benchmarks/gallery_smoothing.py", sys.argv[1:] if argv is None else argv)
     paths = args.run.split("+")
     if not all(paths):
         parser.error(f"--run takes PATH or PATH+PATH, with no empty part. Received: {args.run!r}")
-    held_out, runs = None, []
-    for path in paths:
-        run = Run(path)
-        runs.append(run)
-        if run.config.split != "closed-set":
-            parser.error(f"{path} was trained with --split {run.config.split}; this measures closed-set runs.")
-        validation = read_training_data(run.config, progress=False).val
-        if validation is None or not len(validation):
-            parser.error(f"{path} has no validation photos (--val none): nothing to choose K on.")
-        photos = {os.path.realpath(r.path) for r in validation}
-        if held_out is not None and photos != held_out:
-            parser.error(f"{path} holds out other validation photos than {paths[0]}: as one model, K would be "
-                         "chosen on photos a member trained on.")
-        held_out = photos
+    try:
+        held_out = held_out_ids(paths, args.data)
+    except ValueError as error:
+        parser.error(str(error))
+    runs = [Run(path) for path in paths]
     protocol = Protocol.load(os.path.join(args.data, "protocol.json"))
     train, test = protocol.closed_set(load_dataset(args.data, check="none"), missing="skip")
     embedder = open_run(paths).embedder("best", image_size=args.image_size)
@@ -82,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     test, test_x = embed_dataset(embedder, test, progress=False)
     embed_seconds = time.perf_counter() - start
     train_y, test_y = np.array([r.label for r in train]), np.array([r.label for r in test])
-    is_val = np.array([os.path.realpath(r.path) in held_out for r in train])
+    is_val = np.array([r.id in held_out for r in train])
     if is_val.sum() != len(held_out):
         parser.error(f"{is_val.sum()} of the run's {len(held_out)} validation photos are in the closed-set training "
                      f"split of {args.data}: is it the data the run was trained on?")

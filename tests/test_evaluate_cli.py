@@ -223,7 +223,7 @@ def test_gallery_smoothing_auto_chooses_k_on_the_photos_the_run_held_out(catalog
     assert f"as {len(held_out)} held-out training photos chose" in stdout
     code, _, stderr = run_cli(capsys, "--data", catalogue, "--run", siamese_run.path, "--gallery-smoothing", "auto",
                               "--no-progress")
-    assert code == 2 and "--gallery-smoothing auto needs closed-set runs" in stderr
+    assert code == 2 and "Choosing the gallery smoothing needs closed-set runs" in stderr
     none_held = dataclasses.replace(config, out=str(tmp_path / "no-val"), val="none")
     other_held = dataclasses.replace(config, out=str(tmp_path / "other-val"), val="images:0.5")
     for each in (none_held, other_held):

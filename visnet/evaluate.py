@@ -125,31 +125,6 @@ def smoothing(text: str) -> int | str:
         raise argparse.ArgumentTypeError(f"expected an integer K >= 0 or auto, got {text!r}") from None
 
 
-def held_out_photos(run_paths: list[str], data: str) -> frozenset[str]:
-    """The ids of the photos the run(s) held out of training (`--val`) in `data`, to choose the gallery
-    smoothing on; runs evaluated as one model must hold out the same photos."""
-    import dataclasses
-
-    from visnet.training.data import read_training_data
-    from visnet.training.runs import open_run
-
-    run = open_run(run_paths)
-    held_out = None
-    for member in getattr(run, "runs", [run]):
-        if member.config.split != "closed-set":
-            raise ValueError(f"--gallery-smoothing auto needs closed-set runs; {member.path} was trained with "
-                             f"--split {member.config.split}.")
-        validation = read_training_data(dataclasses.replace(member.config, data=data), progress=False).val
-        if validation is None or not len(validation):
-            raise ValueError(f"{member.path} held no photos out of its training (--val none): nothing to choose "
-                             "the gallery smoothing on; give a number K.")
-        if held_out is not None and set(validation.ids) != held_out:
-            raise ValueError(f"{member.path} held out other photos than {run_paths[0]}: as one model, K would be "
-                             "chosen on photos a member trained on; give a number K.")
-        held_out = frozenset(validation.ids)
-    return held_out
-
-
 def training_overlap(run, data_path: str) -> list[str]:
     """What a run saw in training of the data it is evaluated on (figures to read with care)."""
     from visnet.data.readers import parse_spec
@@ -232,6 +207,7 @@ def load_data(args: argparse.Namespace, protocol):
 
 def run(args: argparse.Namespace) -> dict:
     from visnet.evaluation.benchmark import BenchmarkSettings, format_results, run_benchmark
+    from visnet.training.runs import held_out_ids
 
     _validate(args)
     protocol = load_protocol(args)
@@ -242,7 +218,7 @@ def run(args: argparse.Namespace) -> dict:
         recall_ks=args.recall_ks, knn_ks=args.knn, ways=args.ways, shots=args.shots, queries=args.queries,
         episodes=args.episodes, seed=args.seed, classifiers=args.classifiers, metric=args.metric,
         batch_size=args.batch_size, expansion=args.expansion, gallery_smoothing=args.gallery_smoothing,
-        held_out=held_out_photos(args.run, args.data) if args.gallery_smoothing == "auto" else frozenset(),
+        held_out=held_out_ids(args.run, args.data) if args.gallery_smoothing == "auto" else frozenset(),
     )
     start = time.perf_counter()
     results = run_benchmark(embedder, dataset, protocol, settings, progress=not args.no_progress,

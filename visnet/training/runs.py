@@ -211,6 +211,30 @@ def open_run(paths: str | list[str]) -> Run | RunEnsemble:
     return Run(paths[0]) if len(paths) == 1 else RunEnsemble(paths)
 
 
+def held_out_ids(paths: str | list[str], data: str) -> frozenset[str]:
+    """The ids of the photos of `data` that the closed-set run, or the runs read as one model, held
+    out of training (`--val`): what the gallery smoothing is chosen on. Errors name the run that is
+    not closed-set, held nothing out, or (of several) held out other photos than the first."""
+    from visnet.training.data import read_training_data
+
+    paths = [paths] if isinstance(paths, str) else list(paths)
+    held_out = None
+    for path in paths:
+        config = Run(path).config
+        if config.split != "closed-set":
+            raise ValueError(f"Choosing the gallery smoothing needs closed-set runs; {path} was trained with "
+                             f"--split {config.split}.")
+        validation = read_training_data(dataclasses.replace(config, data=data), progress=False).val
+        if validation is None or not len(validation):
+            raise ValueError(f"{path} held no photos out of its training (--val none): nothing to choose the "
+                             "gallery smoothing on.")
+        if held_out is not None and set(validation.ids) != held_out:
+            raise ValueError(f"{path} held out other photos than {paths[0]}: as one model, the gallery smoothing "
+                             "would be chosen on photos a member trained on.")
+        held_out = frozenset(validation.ids)
+    return held_out
+
+
 def _with_classes(model, imagenet, spec: ImageSpec):
     """`model` with the ImageNet class embedding beside it (`imagenet`, an `ImageNetClasses`), or as it is."""
     if imagenet is None:
