@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     if not all(paths):
         parser.error(f"--run takes PATH or PATH+PATH, with no empty part. Received: {args.run!r}")
     try:
-        held_out = held_out_ids(paths, args.data)
+        held_out = held_out_ids(paths)
     except ValueError as error:
         parser.error(str(error))
     runs = [Run(path) for path in paths]

@@ -216,7 +216,7 @@ def test_gallery_smoothing_auto_chooses_k_on_the_photos_the_run_held_out(catalog
     train_y, test_y = np.array([r.label for r in kept]), np.array([r.label for r in kept_test])
     mask = np.array([r.id in held_out for r in kept])
     chosen, grid = choose_smoothing(train_x, train_y, mask)
-    assert closed["gallery_smoothing_choice"] == {"validation_photos": len(held_out), "grid": grid}
+    assert closed["gallery_smoothing_choice"] == {"k": chosen, "validation_photos": len(held_out), "grid": grid}
     assert closed.get("gallery_smoothing", 0) == chosen
     expected = knn_accuracy(smooth_gallery(train_x, train_y, chosen), train_y, test_x, test_y, ks=(1,))[1]
     assert closed["knn_accuracy"]["1"] == pytest.approx(expected)
@@ -226,11 +226,22 @@ def test_gallery_smoothing_auto_chooses_k_on_the_photos_the_run_held_out(catalog
     assert code == 2 and "Choosing the gallery smoothing needs closed-set runs" in stderr
     none_held = dataclasses.replace(config, out=str(tmp_path / "no-val"), val="none")
     other_held = dataclasses.replace(config, out=str(tmp_path / "other-val"), val="images:0.5")
-    for each in (none_held, other_held):
+    classes_held = dataclasses.replace(config, out=str(tmp_path / "class-val"), val="classes:0.34")
+    for each in (none_held, other_held, classes_held):
         train(each, progress=False)
+    code, _, stderr = run_cli(capsys, "--data", catalogue, "--run", classes_held.out, "--gallery-smoothing", "auto",
+                              "--no-progress")
+    assert code == 2 and "was trained with --val classes:0.34: choosing the gallery smoothing needs" in stderr
+    moved = json.loads(open(os.path.join(classes_held.out, "config.json")).read())
+    moved.update(val="images:0.34", data=str(tmp_path / "gone"))
+    with open(os.path.join(classes_held.out, "config.json"), "w") as handle:
+        json.dump(moved, handle)
+    code, _, stderr = run_cli(capsys, "--data", catalogue, "--run", classes_held.out, "--gallery-smoothing", "auto",
+                              "--no-progress")
+    assert code == 2 and "which is not found from here: the photos it held out cannot be known" in stderr
     code, _, stderr = run_cli(capsys, "--data", catalogue, "--run", none_held.out, "--gallery-smoothing", "auto",
                               "--no-progress")
-    assert code == 2 and "held no photos out of its training (--val none)" in stderr
+    assert code == 2 and "was trained with --val none: choosing the gallery smoothing needs photos held out" in stderr
     code, _, stderr = run_cli(capsys, "--data", catalogue, "--run", config.out, "--run", other_held.out,
                               "--gallery-smoothing", "auto", "--no-progress")
     assert code == 2 and f"{other_held.out} held out other photos than {config.out}" in stderr

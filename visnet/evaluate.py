@@ -69,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--gallery-smoothing", type=smoothing, default=0, metavar="K|auto",
                         help="before closed-set k-NN, replace each training photo by the mean of itself and its K "
                              "nearest training photos of the same label (default 0: off); auto: K chosen on the "
-                             "photos the --run (a closed-set run trained with --val) held out of its training")
+                             "photos the --run (a closed-set run trained with --val images:F) held out of its training")
     parser.add_argument("--ways", type=int_list, metavar="N,N", help="few-shot ways (default: the protocol's)")
     parser.add_argument("--shots", type=int_list, metavar="K,K", help="few-shot shots (default: the protocol's)")
     parser.add_argument("--queries", type=int, help="query images per class and episode (default: the protocol's)")
@@ -211,6 +211,7 @@ def run(args: argparse.Namespace) -> dict:
 
     _validate(args)
     protocol = load_protocol(args)
+    held_out = held_out_ids(args.run) if args.gallery_smoothing == "auto" else frozenset()
     # Build the embedder before reading (and checking) every image, so a bad option fails fast.
     embedder, notes = make_embedder(args, args.run, protocol)
     dataset, protocol = load_data(args, protocol)
@@ -218,7 +219,7 @@ def run(args: argparse.Namespace) -> dict:
         recall_ks=args.recall_ks, knn_ks=args.knn, ways=args.ways, shots=args.shots, queries=args.queries,
         episodes=args.episodes, seed=args.seed, classifiers=args.classifiers, metric=args.metric,
         batch_size=args.batch_size, expansion=args.expansion, gallery_smoothing=args.gallery_smoothing,
-        held_out=held_out_ids(args.run, args.data) if args.gallery_smoothing == "auto" else frozenset(),
+        held_out=held_out,
     )
     start = time.perf_counter()
     results = run_benchmark(embedder, dataset, protocol, settings, progress=not args.no_progress,

@@ -111,13 +111,17 @@ def run_benchmark(
         k_values = [k for k in settings.knn_ks if k <= len(train_y)]
         smoothing = settings.gallery_smoothing
         if smoothing == "auto":
+            if not settings.held_out:
+                raise ValueError("gallery_smoothing='auto' chooses K on held-out training photos: give their ids "
+                                 "(held_out).")
             held_out = np.array([i in settings.held_out for i in protocol.train_ids if i in row])
-            if not held_out.any():
-                raise ValueError(f"None of the {len(settings.held_out)} photos held out to choose the gallery "
-                                 "smoothing on is in the protocol's closed-set training split: is it the data the "
-                                 "run was trained on?")
+            if held_out.sum() != len(settings.held_out):
+                raise ValueError(f"{int(held_out.sum())} of the {len(settings.held_out)} photos held out to choose the "
+                                 "gallery smoothing on are in the protocol's closed-set training split of this data: "
+                                 "is it the data the run was trained on?")
             smoothing, grid = choose_smoothing(train_x, train_y, held_out, metric=settings.metric)
-            closed["gallery_smoothing_choice"] = {"validation_photos": int(held_out.sum()), "grid": grid}
+            closed["gallery_smoothing_choice"] = {"k": smoothing, "validation_photos": int(held_out.sum()),
+                                                  "grid": grid}
         if smoothing:
             train_x = smooth_gallery(train_x, train_y, smoothing)
             closed["gallery_smoothing"] = smoothing

@@ -211,27 +211,41 @@ def open_run(paths: str | list[str]) -> Run | RunEnsemble:
     return Run(paths[0]) if len(paths) == 1 else RunEnsemble(paths)
 
 
-def held_out_ids(paths: str | list[str], data: str) -> frozenset[str]:
-    """The ids of the photos of `data` that the closed-set run, or the runs read as one model, held
-    out of training (`--val`): what the gallery smoothing is chosen on. Errors name the run that is
-    not closed-set, held nothing out, or (of several) held out other photos than the first."""
+def held_out_ids(paths: str | list[str]) -> frozenset[str]:
+    """The ids of the photos that the closed-set run, or the runs read as one model, held out of
+    training (`--val images:F`), carved again from the data each run trained on: what the gallery
+    smoothing is chosen on. Errors name the run that is not closed-set, held no photos or whole
+    classes out, cannot find its training data, or (of several) held out other photos than the first."""
+    from visnet.data.readers import parse_spec
+    from visnet.training.config import parse_val
     from visnet.training.data import read_training_data
 
     paths = [paths] if isinstance(paths, str) else list(paths)
-    held_out = None
-    for path in paths:
-        config = Run(path).config
+    configs = [Run(path).config for path in paths]
+    for path, config in zip(paths, configs):  # every cheap check before any data is read
         if config.split != "closed-set":
             raise ValueError(f"Choosing the gallery smoothing needs closed-set runs; {path} was trained with "
                              f"--split {config.split}.")
-        validation = read_training_data(dataclasses.replace(config, data=data), progress=False).val
-        if validation is None or not len(validation):
-            raise ValueError(f"{path} held no photos out of its training (--val none): nothing to choose the "
-                             "gallery smoothing on.")
-        if held_out is not None and set(validation.ids) != held_out:
+        mode, _ = parse_val(config.val)
+        if mode != "images":
+            raise ValueError(f"{path} was trained with --val {config.val}: choosing the gallery smoothing needs photos "
+                             "held out of classes the run trained on (--val images:F).")
+        try:
+            parse_spec(config.data)
+        except FileNotFoundError:
+            raise ValueError(f"{path} trained on {config.data}, which is not found from here: the photos it held "
+                             "out cannot be known.") from None
+    held_out = None
+    for path, config in zip(paths, configs):
+        validation = read_training_data(config, progress=False).val
+        ids = frozenset(validation.ids if validation is not None else ())
+        if not ids:
+            raise ValueError(f"{path} held no photos out of its training: nothing to choose the gallery "
+                             "smoothing on.")
+        if held_out is not None and ids != held_out:
             raise ValueError(f"{path} held out other photos than {paths[0]}: as one model, the gallery smoothing "
                              "would be chosen on photos a member trained on.")
-        held_out = frozenset(validation.ids)
+        held_out = ids
     return held_out
 
 
