@@ -51,7 +51,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from visnet.data.protocol import Protocol
     from visnet.data.readers import load_dataset
-    from visnet.evaluation.classification import choose_smoothing, knn_accuracy, smooth_gallery
+    from visnet.evaluation.classification import (
+        choose_smoothing,
+        held_out_mask,
+        knn_accuracy,
+        smooth_gallery,
+    )
     from visnet.evaluation.embedding import embed_dataset
     from visnet.training.runs import Run, held_out_ids, open_run
 
@@ -72,10 +77,10 @@ def main(argv: list[str] | None = None) -> int:
     test, test_x = embed_dataset(embedder, test, progress=False)
     embed_seconds = time.perf_counter() - start
     train_y, test_y = np.array([r.label for r in train]), np.array([r.label for r in test])
-    is_val = np.array([r.id in held_out for r in train])
-    if is_val.sum() != len(held_out):
-        parser.error(f"{is_val.sum()} of the run's {len(held_out)} validation photos are in the closed-set training "
-                     f"split of {args.data}: is it the data the run was trained on?")
+    try:
+        is_val = held_out_mask([r.id for r in train], held_out)
+    except ValueError as error:
+        parser.error(f"{error} ({args.data})")
     chosen, rows = choose_smoothing(train_x, train_y, is_val, args.grid)
     for row in rows:  # what each K would give on the test split, against the whole training split
         tested = knn_accuracy(smooth_gallery(train_x, train_y, row["k"]), train_y, test_x, test_y, ks=(1,))[1]

@@ -68,9 +68,8 @@ def set_trainable(model: keras.Model, info: BackboneInfo, trainable: str | int) 
     """`all`: everything trains; `none`: the backbone is frozen; an int N: only its last N blocks train.
 
     Every layer's own flag is set. Under the TensorFlow backend Keras skips an assignment of the
-    value an attribute already has, so once an `N` call (or `set_trunk_trainable`) had set the
-    model's own flag to True, `model.trainable = True` reached no layer, and `all` after `3` trained
-    only the last 3 blocks.
+    value an attribute already has, so once an `N` call had set the model's own flag to True,
+    `model.trainable = True` reached no layer, and `all` after `3` trained only the last 3 blocks.
     """
     if trainable in ("all", "none", 0):
         model.trainable = trainable == "all"

@@ -15,6 +15,7 @@ from visnet.data.records import Dataset
 from visnet.evaluation.classification import (
     choose_smoothing,
     confusions,
+    held_out_mask,
     knn_predict,
     smooth_gallery,
 )
@@ -114,11 +115,7 @@ def run_benchmark(
             if not settings.held_out:
                 raise ValueError("gallery_smoothing='auto' chooses K on held-out training photos: give their ids "
                                  "(held_out).")
-            held_out = np.array([i in settings.held_out for i in protocol.train_ids if i in row])
-            if held_out.sum() != len(settings.held_out):
-                raise ValueError(f"{int(held_out.sum())} of the {len(settings.held_out)} photos held out to choose the "
-                                 "gallery smoothing on are in the protocol's closed-set training split of this data: "
-                                 "is it the data the run was trained on?")
+            held_out = held_out_mask([i for i in protocol.train_ids if i in row], settings.held_out)
             smoothing, grid = choose_smoothing(train_x, train_y, held_out, metric=settings.metric)
             closed["gallery_smoothing_choice"] = {"k": smoothing, "validation_photos": int(held_out.sum()),
                                                   "grid": grid}
@@ -203,9 +200,9 @@ def format_results(results: dict, markdown: bool = False) -> str:
     closed = results["closed_set"]
     smoothing = (f"; each training photo averaged with its {closed['gallery_smoothing']} nearest of its label"
                  if closed.get("gallery_smoothing") else "")
-    if closed.get("gallery_smoothing_choice"):
-        smoothing += (f"{'' if smoothing else '; no gallery smoothing'}, as {closed['gallery_smoothing_choice']['validation_photos']} "
-                      "held-out training photos chose")
+    choice = closed.get("gallery_smoothing_choice")
+    if choice:
+        smoothing = f"{smoothing or '; no gallery smoothing'}, as {choice['validation_photos']} held-out training photos chose"
     title(f"Closed-set k-NN accuracy ({closed['classes']} classes, {closed['train']} train / {closed['test']} test"
           f"{smoothing})")
     if "skipped" in closed:

@@ -97,6 +97,17 @@ def smooth_gallery(train: np.ndarray, train_labels: Sequence, k: int) -> np.ndar
 SMOOTHING_GRID = (0, 2, 4, 8, 16, 32, 64)
 
 
+def held_out_mask(ids: Sequence[str], held_out: frozenset[str] | set[str]) -> np.ndarray:
+    """Which of the training gallery's `ids` are the `held_out` photos (a boolean mask for
+    `choose_smoothing`); an error unless every held-out photo is among them."""
+    mask = np.array([i in held_out for i in ids], dtype=bool)
+    if mask.sum() != len(held_out):
+        raise ValueError(f"{int(mask.sum())} of the {len(held_out)} photos held out to choose the gallery smoothing on "
+                         "are in the protocol's closed-set training split of this data: is it the data the run was "
+                         "trained on?")
+    return mask
+
+
 def choose_smoothing(train: np.ndarray, train_labels: Sequence, held_out: np.ndarray, grid: Sequence[int] = SMOOTHING_GRID,
                      metric: str = "euclidean") -> tuple[int, list[dict]]:
     """The K of `smooth_gallery` chosen without the test photos: the `held_out` rows of the
